@@ -1,0 +1,34 @@
+# Quick start: `make demo` then `make test`. Everything runs from ./.venv, created on demand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test test-fast typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The main job on the embedded default: two plans cancelled, all six notification kinds.
+demo: $(STAMP)
+	$(BIN)/watcher-es --db demo/watcher-es.db demo
+
+## The whole suite (starts its own Tansu broker for the Kafka tests).
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.rebuild
+
+clean:
+	rm -rf $(VENV) demo *.egg-info .pytest_cache .mypy_cache .hypothesis

@@ -1,0 +1,91 @@
+"""What every command shares: settings resolved once, the service opened on demand, errors as one line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from ..config import Settings
+from ..exceptions import CommandValidationError, WatcherEsError
+from ..handler import HandlingResult
+from ..service import EmbeddedService
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+out = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
+err = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
+
+EXIT_REJECTED = 1
+EXIT_INVALID = 2
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.ensure_object(dict)["settings"]
+    return settings
+
+
+@contextmanager
+def open_service(ctx: typer.Context) -> Iterator[EmbeddedService]:
+    with EmbeddedService(settings_of(ctx)) as service:
+        yield service
+
+
+def origin() -> str:
+    return f"watcher-es cli@{socket.gethostname()}"
+
+
+def default_operator() -> str:
+    return os.environ.get("OS_USERNAME") or os.environ.get("USER") or "unknown"
+
+
+def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Known errors become one readable line on stderr and a non-zero exit; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except CommandValidationError as exc:
+            err.print(f"[red]invalid:[/red] {exc}", markup=True)
+            raise typer.Exit(EXIT_INVALID) from None
+        except WatcherEsError as exc:
+            err.print(f"[red]error:[/red] {exc}", markup=True)
+            raise typer.Exit(EXIT_REJECTED) from None
+
+    return wrapper
+
+
+def json_line(value: Any) -> None:
+    sys.stdout.write(json.dumps(value) + "\n")
+    sys.stdout.flush()
+
+
+def report(result: HandlingResult, as_json: bool, what: str) -> None:
+    """Print a command's outcome; a rejected command exits non-zero with its reason."""
+    if as_json:
+        json_line({
+            "command_id": result.command_id, "plan_uuid": result.plan_uuid, "outcome": result.outcome,
+            "reason": result.reason, "duplicate": result.duplicate,
+            "events": [type(e).__name__ for e in result.events],
+        })
+    elif result.outcome == "rejected":
+        err.print(f"[red]rejected:[/red] {result.reason}", markup=True)
+    elif result.duplicate:
+        out.print(f"{what}: command {result.command_id} was already handled ({result.outcome}); nothing done again")
+    elif result.outcome == "unchanged":
+        out.print(f"{what}: {result.reason}")
+    else:
+        names = ", ".join(type(e).__name__ for e in result.events)
+        out.print(f"{what}: accepted ({names})")
+    if result.outcome == "rejected":
+        raise typer.Exit(EXIT_REJECTED)

@@ -1,0 +1,103 @@
+"""Commands that only read: status, plans, notifications."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..exceptions import WatcherEsError
+from ..plan_file import format_time
+from . import render
+from .context import friendly_errors, json_line, open_service, out
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")]
+
+
+class UnknownPlanError(WatcherEsError):
+    """The read model has no such plan."""
+
+
+def _readable(row: dict[str, Any]) -> dict[str, Any]:
+    result = {}
+    for key, value in row.items():
+        if key.endswith("_at") or key == "abort_deadline":
+            value = format_time(value)
+        elif key in ("fault", "global_efficacy", "input_parameters", "parents") and isinstance(value, str):
+            value = json.loads(value)
+        result[key] = value
+    return result
+
+
+@friendly_errors
+def status(ctx: typer.Context, plan: Annotated[str, typer.Argument(help="Action plan uuid.")], as_json: JsonOpt = False) -> None:
+    """Show a plan and its actions as the read model has them."""
+    with open_service(ctx) as service:
+        service.catch_up()
+        row = service.model.plan(plan)
+        if row is None:
+            raise UnknownPlanError(f"action plan {plan} is not registered")
+        actions = service.model.actions(plan)
+    if as_json:
+        json_line({"plan": _readable(row), "actions": [_readable(a) for a in actions]})
+        return
+    out.print(render.table(f"Action plan {plan}", ("field", "value"), (
+        (k, render.state(v) if k == "state" else v) for k, v in _readable(row).items()
+    )))
+    out.print(render.actions_table("Actions", actions))
+
+
+@friendly_errors
+def plans(
+    ctx: typer.Context,
+    state: Annotated[Optional[str], typer.Option(help="Only plans in this state.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List action plans."""
+    with open_service(ctx) as service:
+        service.catch_up()
+        rows = service.model.plans(state.upper() if state else None)
+        for row in rows:
+            row["action_count"] = len(service.model.actions(row["uuid"]))
+    if as_json:
+        for row in rows:
+            json_line(_readable(row))
+    else:
+        out.print(render.plans_table(rows))
+
+
+@friendly_errors
+def notifications(
+    ctx: typer.Context,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new notifications as they are emitted.")] = False,
+    plan: Annotated[Optional[str], typer.Option(help="Only this plan's notifications.")] = None,
+    after: Annotated[int, typer.Option(help="Start after this notification number.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print emitted notifications in order (full envelopes with --json)."""
+    with open_service(ctx) as service:
+        seq = after
+        while True:
+            service.catch_up()
+            batch = service.outbox.read(seq, plan_uuid=plan)
+            if batch:
+                seq = batch[-1][0]
+                if as_json:
+                    for _, envelope in batch:
+                        json_line(envelope)
+                else:
+                    out.print(render.table("Notifications", render.NOTIFICATION_COLUMNS, (render.notification_row(s, n) for s, n in batch)))
+            if not follow:
+                return
+            try:
+                time.sleep(0.2)
+            except KeyboardInterrupt:
+                return
+
+
+def register_commands(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("plans")(plans)
+    app.command("notifications")(notifications)

@@ -1,0 +1,166 @@
+"""Avro single-object encoding of every command and event, over fastavro.
+
+The framing (``C3 01`` + 8-byte CRC-64-AVRO fingerprint + body) is ours because fastavro does
+not provide it (fastavro #501); schemas, canonical forms, fingerprints, encoding and schema
+resolution are fastavro's. Records are decoded with the *writer's* schema, looked up by the
+fingerprint in the frame, and resolved to the current reader schema of the same name, so a
+record written before a schema change stays readable (backward-transitive evolution).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
+from fastavro.validation import ValidationError, validate
+
+from .exceptions import CorruptRecordError, SchemaError, SerializationError, UnknownSchemaError
+
+MARKER = b"\xc3\x01"
+HEADER_SIZE = len(MARKER) + 8
+NAMESPACE = "watcher_es"
+
+Record = dict[str, Any]
+
+
+def schema_dir() -> Path:
+    """Where the .avsc files are: the repository's avro/ folder, installed as watcher_es_schemas."""
+    spec = importlib.util.find_spec("watcher_es_schemas")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if any(Path(location).glob("*.avsc")):
+            return Path(location)
+    raise SchemaError("the watcher_es_schemas package (the avro/ folder) is not installed: run `make install`")
+
+
+@dataclass(frozen=True)
+class WriterSchema:
+    """A schema some record was written with, as kept beside the log."""
+
+    fingerprint: str
+    name: str
+    canonical: str
+
+
+@dataclass(frozen=True)
+class _Known:
+    name: str
+    writer: Any
+    reader: Any | None  # None when the writer is the current schema: no resolution needed
+
+
+class AvroCodec:
+    """Encodes records to and decodes them from Avro single-object encoding.
+
+    Parses each .avsc once; ``learn`` adds writer schemas kept by a log so that records written
+    with an older version of a schema still decode.
+    """
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self._directory = directory or schema_dir()
+        self._current: dict[str, Any] = {}
+        self._fingerprints: dict[str, bytes] = {}
+        self._known: dict[bytes, _Known] = {}
+        self._canonical: dict[str, str] = {}
+        self._load()
+
+    def _load(self) -> None:
+        files = sorted(self._directory.glob(f"{NAMESPACE}.*.avsc"))
+        if not files:
+            raise SchemaError(f"no {NAMESPACE}.*.avsc schemas in {self._directory}")
+        for path in files:
+            try:
+                # Each file loads on its own so its parsed form (and canonical form) is self-contained.
+                schema = load_schema(str(path), _write_hint=False)
+                canonical = to_parsing_canonical_form(schema)
+            except Exception as exc:  # fastavro raises several unrelated types here
+                raise SchemaError(f"cannot load {path.name}: {exc}") from exc
+            name = path.name[len(NAMESPACE) + 1 : -len(".avsc")]
+            fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+            self._current[name] = schema
+            self._fingerprints[name] = fp
+            self._canonical[name] = canonical
+            self._known[fp] = _Known(name, schema, None)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._current)
+
+    def current_schemas(self) -> list[WriterSchema]:
+        """The schemas this version writes with, to be kept beside the log."""
+        return [WriterSchema(self._fingerprints[n].hex(), n, self._canonical[n]) for n in self.names]
+
+    def fingerprint_of(self, name: str) -> str:
+        return self._fingerprints[name].hex()
+
+    def field_names(self, name: str) -> list[str]:
+        return [f["name"] for f in self._current[name]["fields"]]
+
+    def learn(self, writers: Iterable[WriterSchema]) -> None:
+        """Make records written with these (possibly older) schemas readable."""
+        for w in writers:
+            fp = bytes.fromhex(w.fingerprint)
+            if fp in self._known:
+                continue
+            try:
+                writer = parse_schema(json.loads(w.canonical), _write_hint=False)
+            except Exception as exc:
+                raise SchemaError(f"kept writer schema {w.fingerprint} ({w.name}) does not parse: {exc}") from exc
+            if w.name not in self._current:
+                raise SchemaError(f"kept writer schema {w.fingerprint} is for {w.name}, which this version no longer reads")
+            self._known[fp] = _Known(w.name, writer, self._current[w.name])
+
+    def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
+        schema = self._current.get(name)
+        if schema is None:
+            raise SerializationError(f"no Avro schema named {name!r} (known: {', '.join(self.names)})")
+        buf = io.BytesIO()
+        buf.write(MARKER)
+        buf.write(self._fingerprints[name])
+        try:
+            fastavro.schemaless_writer(buf, schema, dict(record))
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise SerializationError(self._explain(name, record, exc)) from exc
+        return buf.getvalue()
+
+    def _explain(self, name: str, record: Mapping[str, Any], exc: Exception) -> str:
+        try:
+            validate(dict(record), self._current[name], raise_errors=True)
+        except ValidationError as verr:
+            return f"{name} does not fit its schema: {'; '.join(str(e) for e in verr.errors)}"
+        except Exception:
+            pass
+        return f"{name} does not fit its schema: {exc}"
+
+    def name_of(self, data: bytes, where: str = "") -> str:
+        """The record type of an encoded record, from its fingerprint alone."""
+        return self._lookup(data, where).name
+
+    def _lookup(self, data: bytes, where: str) -> _Known:
+        if len(data) < HEADER_SIZE:
+            raise CorruptRecordError(f"{len(data)} bytes is shorter than the {HEADER_SIZE}-byte single-object header", where)
+        if data[:2] != MARKER:
+            raise CorruptRecordError(f"marker is {data[:2].hex()}, not c301 (Avro single-object encoding)", where)
+        known = self._known.get(data[2:HEADER_SIZE])
+        if known is None:
+            raise UnknownSchemaError(data[2:HEADER_SIZE].hex(), where)
+        return known
+
+    def decode(self, data: bytes, where: str = "") -> tuple[str, Record]:
+        """Decode one record; never returns garbage: trailing or missing bytes are corruption."""
+        known = self._lookup(data, where)
+        buf = io.BytesIO(data)
+        buf.seek(HEADER_SIZE)
+        try:
+            record = fastavro.schemaless_reader(buf, known.writer, known.reader)
+        except Exception as exc:  # EOFError, UnicodeDecodeError, IndexError... all mean bad bytes
+            raise CorruptRecordError(f"{known.name} body does not decode: {type(exc).__name__}: {exc}", where) from exc
+        if buf.tell() != len(data):
+            raise CorruptRecordError(f"{known.name} body has {len(data) - buf.tell()} trailing bytes", where)
+        return known.name, record

@@ -1,0 +1,44 @@
+"""Settings, resolved once at the edge (flag > environment > default) into a frozen object."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .domain.decide import DEFAULT_ABORT_TIMEOUT_US
+
+ENV_PREFIX = "WATCHER_ES_"
+
+
+def system_clock() -> int:
+    """Now, in UTC microseconds since the epoch: the unit of every time in the log."""
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class StorePaths:
+    """The embedded store's files: the log is the record; the others are rebuilt from it."""
+
+    log: Path
+    model: Path
+    notifications: Path
+
+    @classmethod
+    def beside(cls, db: Path) -> StorePaths:
+        stem = db.with_suffix("") if db.suffix == ".db" else db
+        return cls(db, Path(f"{stem}.model.db"), Path(f"{stem}.notifications.db"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: Path = Path("watcher-es.db")
+    publisher_id: str = ""
+    notification_level: str = "INFO"
+    abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US
+    bootstrap_servers: str | None = None
+    kafka: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> StorePaths:
+        return StorePaths.beside(self.db)

@@ -1,0 +1,133 @@
+"""A plan's state as its events leave it: ``evolve(plan, event) -> plan``, pure.
+
+The handler folds a plan's stream to decide; the translator folds it to build payloads, so the
+two can never disagree about what a plan looked like when an event happened.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from .messages import (
+    Action,
+    ActionCancellationFailed,
+    ActionCancellationStarted,
+    ActionCancelled,
+    ActionPlanCancellationFailed,
+    ActionPlanCancellationStarted,
+    ActionPlanCancelled,
+    ActionPlanRegistered,
+    ActionPlanStateChanged,
+    ActionStateChanged,
+    Audit,
+    Event,
+    Fault,
+    Strategy,
+)
+
+
+@dataclass(frozen=True)
+class ActionView:
+    """One action as it stands now; ``fault`` is set when its abort failed."""
+
+    uuid: str
+    action_type: str
+    input_parameters: str
+    parents: tuple[str, ...]
+    state: str
+    created_at: int
+    updated_at: int | None
+    deleted_at: int | None
+    fault: Fault | None = None
+
+
+@dataclass(frozen=True)
+class Cancellation:
+    """The cancellation in progress or done; ``fault`` is the first abort that failed."""
+
+    requested_by: str
+    reason: str
+    started_at: int
+    abort_deadline: int
+    started_event_id: str
+    fault: Fault | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    uuid: str
+    state: str
+    global_efficacy: str
+    created_at: int
+    updated_at: int | None
+    deleted_at: int | None
+    audit: Audit
+    strategy: Strategy
+    actions: tuple[ActionView, ...]
+    version: int = 1
+    cancellation: Cancellation | None = None
+    fault: Fault | None = None
+
+    def action(self, uuid: str) -> ActionView | None:
+        for a in self.actions:
+            if a.uuid == uuid:
+                return a
+        return None
+
+    def with_action(self, uuid: str, **changes: object) -> Plan:
+        return replace(self, actions=tuple(replace(a, **changes) if a.uuid == uuid else a for a in self.actions))  # type: ignore[arg-type]
+
+    @property
+    def aborts_pending(self) -> tuple[ActionView, ...]:
+        return tuple(a for a in self.actions if a.state == "CANCELLING")
+
+
+class UnexpectedEventError(Exception):
+    """An event does not fit the plan it is applied to; the log is inconsistent."""
+
+
+def _view(a: Action) -> ActionView:
+    return ActionView(a.uuid, a.action_type, a.input_parameters, a.parents, a.state, a.created_at, a.updated_at, a.deleted_at)
+
+
+def evolve(plan: Plan | None, event: Event) -> Plan:
+    if isinstance(event, ActionPlanRegistered):
+        if plan is not None:
+            raise UnexpectedEventError(f"plan {event.plan_uuid} registered twice")
+        return Plan(
+            uuid=event.plan_uuid, state=event.state, global_efficacy=event.global_efficacy,
+            created_at=event.created_at, updated_at=event.updated_at, deleted_at=event.deleted_at,
+            audit=event.audit, strategy=event.strategy, actions=tuple(_view(a) for a in event.actions),
+        )
+    if plan is None:
+        raise UnexpectedEventError(f"{type(event).__name__} for plan {event.plan_uuid} before it was registered")
+    plan = replace(plan, version=plan.version + 1)
+    match event:
+        case ActionPlanStateChanged(state=state):
+            return replace(plan, state=state)
+        case ActionStateChanged(action_uuid=uuid, state=state):
+            return plan.with_action(uuid, state=state)
+        case ActionPlanCancellationStarted():
+            c = Cancellation(event.requested_by, event.reason, event.occurred_at, event.abort_deadline, event.event_id)
+            return replace(plan, state="CANCELLING", cancellation=c)
+        case ActionCancellationStarted(action_uuid=uuid):
+            return plan.with_action(uuid, state="CANCELLING")
+        case ActionCancelled(action_uuid=uuid):
+            return plan.with_action(uuid, state="CANCELLED")
+        case ActionCancellationFailed(action_uuid=uuid, fault=fault):
+            plan = plan.with_action(uuid, state="FAILED", fault=fault)
+            if plan.cancellation is not None and plan.cancellation.fault is None:
+                plan = replace(plan, cancellation=replace(plan.cancellation, fault=fault))
+            return plan
+        case ActionPlanCancelled():
+            return replace(plan, state="CANCELLED")
+        case ActionPlanCancellationFailed(fault=fault):
+            return replace(plan, state="FAILED", fault=fault)
+    raise UnexpectedEventError(f"no rule to apply {type(event).__name__}")
+
+
+def fold(plan: Plan | None, events: Iterable[Event]) -> Plan | None:
+    for event in events:
+        plan = evolve(plan, event)
+    return plan

@@ -1,0 +1,77 @@
+"""Shape checks on a command before any rule is applied: which field, which value, why."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from ..exceptions import CommandValidationError
+from .messages import (
+    Command,
+    RegisterActionPlan,
+    ReportAbortResult,
+    ReportActionPlanProgress,
+    ReportActionProgress,
+)
+from .states import ACTION_REGISTRABLE, ACTION_STATES, PLAN_REGISTRABLE, PLAN_STATES
+
+
+def _uuid(field: str, value: str) -> None:
+    try:
+        uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        raise CommandValidationError(f"{field}: {value!r} is not a UUID") from None
+
+
+def _json(field: str, value: str) -> None:
+    try:
+        json.loads(value)
+    except (ValueError, TypeError) as exc:
+        raise CommandValidationError(f"{field}: {value!r} is not valid JSON ({exc})") from None
+
+
+def _one_of(field: str, value: str, allowed: frozenset[str]) -> None:
+    if value not in allowed:
+        raise CommandValidationError(f"{field}: {value!r} is not one of {', '.join(sorted(allowed))}")
+
+
+def validate_command(command: Command) -> None:
+    if not command.command_id:
+        raise CommandValidationError("command_id: must not be empty")
+    _uuid("plan_uuid", command.plan_uuid)
+    if not command.issued_by:
+        raise CommandValidationError("issued_by: must say who sent the command")
+    if isinstance(command, RegisterActionPlan):
+        _validate_register(command)
+    elif isinstance(command, ReportActionPlanProgress):
+        _one_of("state", command.state, PLAN_STATES)
+    elif isinstance(command, ReportActionProgress):
+        _uuid("action_uuid", command.action_uuid)
+        _one_of("state", command.state, ACTION_STATES)
+    elif isinstance(command, ReportAbortResult):
+        _uuid("action_uuid", command.action_uuid)
+        if command.fault is not None and not command.fault.exception:
+            raise CommandValidationError("fault.exception: a failed abort must name its exception class")
+
+
+def _validate_register(c: RegisterActionPlan) -> None:
+    _one_of("state", c.state, PLAN_REGISTRABLE)
+    _json("global_efficacy", c.global_efficacy)
+    _uuid("audit.uuid", c.audit.uuid)
+    _uuid("audit.goal_uuid", c.audit.goal_uuid)
+    _uuid("audit.strategy_uuid", c.audit.strategy_uuid)
+    _json("audit.scope", c.audit.scope)
+    _json("audit.parameters", c.audit.parameters)
+    _uuid("strategy.uuid", c.strategy.uuid)
+    _json("strategy.parameters_spec", c.strategy.parameters_spec)
+    seen: set[str] = set()
+    for i, a in enumerate(c.actions):
+        where = f"actions[{i}]"
+        _uuid(f"{where}.uuid", a.uuid)
+        if a.uuid in seen:
+            raise CommandValidationError(f"{where}.uuid: {a.uuid} appears twice in the plan")
+        seen.add(a.uuid)
+        _one_of(f"{where}.state", a.state, ACTION_REGISTRABLE)
+        _json(f"{where}.input_parameters", a.input_parameters)
+        if not a.action_type:
+            raise CommandValidationError(f"{where}.action_type: must not be empty")

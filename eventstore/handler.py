@@ -1,0 +1,137 @@
+"""Command handling: load the plan, decide, append; the same for every backend.
+
+The decision is the pure ``decide``; this module only does the I/O around it: dedupe by
+command id, fold the plan's stream (cached, checked by optimistic concurrency) and append the
+events with the command's outcome in one atomic step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .codec import AvroCodec
+from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide
+from .domain.messages import EVENT_TYPES, Command, Event, from_record, to_record
+from .domain.plan import Plan, evolve
+from .domain.validation import validate_command
+from .exceptions import DuplicateCommandError, StaleVersionError
+from .log import CommandRecord, EventLog, NewEvent, Outcome, StoredEvent
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], int]
+
+
+@dataclass(frozen=True)
+class HandlingResult:
+    """What became of a command; ``duplicate`` when an earlier handling's outcome is returned."""
+
+    command_id: str
+    plan_uuid: str
+    outcome: Outcome
+    reason: str
+    events: list[Event] = field(default_factory=list)
+    first_position: int | None = None
+    last_position: int | None = None
+    duplicate: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome != "rejected"
+
+
+def decode_event(codec: AvroCodec, stored: StoredEvent) -> Event:
+    name, record = codec.decode(stored.body, stored.where)
+    event: Event = from_record(EVENT_TYPES[name], record)
+    return event
+
+
+def load_plan(codec: AvroCodec, stream: list[StoredEvent]) -> Plan | None:
+    plan: Plan | None = None
+    for stored in stream:
+        plan = evolve(plan, decode_event(codec, stored))
+    return plan
+
+
+class CommandHandler:
+    """Turns commands into appended events; safe to run in several processes at once."""
+
+    def __init__(self, log: EventLog, codec: AvroCodec, clock: Clock, abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US, cache_size: int = 10_000) -> None:
+        self._log = log
+        self._codec = codec
+        self._clock = clock
+        self._abort_timeout_us = abort_timeout_us
+        self._plans: OrderedDict[str, Plan] = OrderedDict()
+        self._cache_size = cache_size
+        log.keep_schemas(codec.current_schemas())
+
+    def plan(self, plan_uuid: str) -> Plan | None:
+        """The plan as the log has it now (cached; the append's version check catches staleness)."""
+        cached = self._plans.get(plan_uuid)
+        if cached is not None:
+            self._plans.move_to_end(plan_uuid)
+            return cached
+        plan = load_plan(self._codec, self._log.read_plan(plan_uuid))
+        if plan is not None:
+            self._remember(plan)
+        return plan
+
+    def _remember(self, plan: Plan) -> None:
+        self._plans[plan.uuid] = plan
+        self._plans.move_to_end(plan.uuid)
+        while len(self._plans) > self._cache_size:
+            self._plans.popitem(last=False)
+
+    def handle(self, command: Command, attempts: int = 5) -> HandlingResult:
+        validate_command(command)
+        earlier = self._log.command_outcome(command.command_id)
+        if earlier is not None:
+            return _from_record(earlier, duplicate=True)
+        body = self._codec.encode(type(command).__name__, to_record(command))
+        for _ in range(attempts):
+            try:
+                return self._handle_once(command, body)
+            except StaleVersionError as exc:
+                log.info("retrying %s: %s", command.command_id, exc)
+                self._plans.pop(command.plan_uuid, None)
+            except DuplicateCommandError:
+                earlier = self._log.command_outcome(command.command_id)
+                if earlier is not None:
+                    return _from_record(earlier, duplicate=True)
+                raise
+        raise StaleVersionError(command.plan_uuid, -1, -1)
+
+    def _handle_once(self, command: Command, body: bytes) -> HandlingResult:
+        plan = self.plan(command.plan_uuid)
+        version = plan.version if plan else 0
+        now = self._clock()
+        try:
+            events = decide(plan, command, now, self._abort_timeout_us)
+        except CommandRejected as rejected:
+            outcome: Outcome = "rejected"
+            reason = rejected.reason
+            events = []
+        else:
+            outcome = "accepted" if events else "unchanged"
+            reason = "" if events else f"action plan {command.plan_uuid} is already {plan.state if plan else '?'}: nothing to change"
+        new = [
+            NewEvent(e.event_id, type(e).__name__, e.occurred_at, self._codec.encode(type(e).__name__, to_record(e)))
+            for e in events
+        ]
+        record = CommandRecord(
+            command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
+            command.issued_at, body, outcome, reason,
+        )
+        stored = self._log.append(command.plan_uuid, version, new, record)
+        for e in events:
+            plan = evolve(plan, e)
+        if plan is not None and events:
+            self._remember(plan)
+        return HandlingResult(command.command_id, command.plan_uuid, outcome, reason, events, stored.first_position, stored.last_position)
+
+
+def _from_record(r: CommandRecord, duplicate: bool) -> HandlingResult:
+    return HandlingResult(r.command_id, r.plan_uuid, r.outcome, r.reason, [], r.first_position, r.last_position, duplicate)

@@ -1,0 +1,84 @@
+"""The event log port: what the write side and every consumer need from a backend.
+
+``sqlite_log.py`` (the embedded default) and ``kafka_log.py`` implement it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+from .codec import WriterSchema
+
+Outcome = Literal["accepted", "unchanged", "rejected"]
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    event_id: str
+    event_type: str
+    occurred_at: int
+    body: bytes
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    position: int
+    plan_uuid: str
+    version: int
+    event_id: str
+    event_type: str
+    command_id: str
+    occurred_at: int
+    body: bytes
+    hash: str
+
+    @property
+    def where(self) -> str:
+        return f"position {self.position}"
+
+
+@dataclass(frozen=True)
+class CommandRecord:
+    """A command as received and what became of it: the audit trail of who asked for what."""
+
+    command_id: str
+    command_type: str
+    plan_uuid: str
+    issued_by: str
+    origin: str
+    issued_at: int
+    body: bytes
+    outcome: Outcome
+    reason: str
+    first_position: int | None = None
+    last_position: int | None = None
+
+
+def chain_hash(previous: str, body: bytes) -> str:
+    """Each event's hash covers its bytes and the previous event of its plan: edits show."""
+    return hashlib.sha256(previous.encode("ascii") + body).hexdigest()
+
+
+class EventLog(Protocol):
+    def append(self, plan_uuid: str, expected_version: int, events: Sequence[NewEvent], command: CommandRecord) -> CommandRecord:
+        """Append a plan's events and the command's outcome atomically.
+
+        Raises StaleVersionError if the plan is no longer at ``expected_version`` and
+        DuplicateCommandError if the command id was already handled.
+        """
+
+    def command_outcome(self, command_id: str) -> CommandRecord | None: ...
+
+    def read(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """Events with position > after, in position order."""
+
+    def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]: ...
+
+    def last_position(self) -> int: ...
+
+    def writer_schemas(self) -> list[WriterSchema]: ...
+
+    def keep_schemas(self, schemas: Sequence[WriterSchema]) -> None: ...

@@ -1,0 +1,112 @@
+"""The JSON document ``watcher-es register`` reads: a plan as Watcher's API would show it.
+
+Datetimes are ISO 8601 (``2016-10-18T09:52:05Z``) or null; JSON-valued fields (parameters,
+scope, efficacy, input parameters) are plain JSON. Every error names the field and the value.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from .domain.messages import Action, Audit, RegisterActionPlan, Strategy
+from .exceptions import CommandValidationError
+
+
+def parse_time(field: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CommandValidationError(f"{field}: {value!r} is not an ISO 8601 datetime string")
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandValidationError(f"{field}: {value!r} is not an ISO 8601 datetime") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp()) * 1_000_000 + dt.microsecond
+
+
+def format_time(us: int | None) -> str | None:
+    if us is None:
+        return None
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000).isoformat().replace("+00:00", "Z")
+
+
+class _Doc:
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise CommandValidationError(f"{where or 'document'}: expected a JSON object, got {type(data).__name__}")
+        self.data, self.where = data, where
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def get(self, key: str, default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                raise CommandValidationError(f"{self._name(key)}: missing")
+            return default
+        return self.data[key]
+
+    def text(self, key: str, default: Any = ...) -> str:
+        value = self.get(key, default)
+        if not isinstance(value, str):
+            raise CommandValidationError(f"{self._name(key)}: {value!r} is not a string")
+        return value
+
+    def optional_text(self, key: str) -> str | None:
+        value = self.get(key, None)
+        return None if value is None else self.text(key)
+
+    def json(self, key: str, default: Any = ...) -> str:
+        return json.dumps(self.get(key, default), sort_keys=True)
+
+    def time(self, key: str, default: Any = ...) -> int | None:
+        return parse_time(self._name(key), self.get(key, default))
+
+    def required_time(self, key: str) -> int:
+        value = self.time(key)
+        if value is None:
+            raise CommandValidationError(f"{self._name(key)}: must be a datetime, not null")
+        return value
+
+    def child(self, key: str) -> _Doc:
+        return _Doc(self.get(key), self._name(key))
+
+
+def parse_plan_document(data: Any, *, command_id: str, issued_at: int, issued_by: str, origin: str) -> RegisterActionPlan:
+    doc = _Doc(data, "")
+    a, s = doc.child("audit"), doc.child("strategy")
+    audit = Audit(
+        uuid=a.text("uuid"), goal_uuid=a.text("goal_uuid"), strategy_uuid=a.text("strategy_uuid"),
+        audit_type=a.text("audit_type", "ONESHOT"), state=a.text("state", "SUCCEEDED"), scope=a.json("scope", []),
+        parameters=a.json("parameters", {}), interval=a.optional_text("interval"), created_at=a.required_time("created_at"),
+        updated_at=a.time("updated_at", None), deleted_at=a.time("deleted_at", None),
+    )
+    strategy = Strategy(
+        uuid=s.text("uuid"), name=s.text("name"), display_name=s.text("display_name", s.text("name")),
+        parameters_spec=s.json("parameters_spec", {}), created_at=s.required_time("created_at"),
+        updated_at=s.time("updated_at", None), deleted_at=s.time("deleted_at", None),
+    )
+    raw_actions = doc.get("actions")
+    if not isinstance(raw_actions, list):
+        raise CommandValidationError(f"actions: {raw_actions!r} is not a list")
+    actions = []
+    for i, raw in enumerate(raw_actions):
+        x = _Doc(raw, f"actions[{i}]")
+        parents = x.get("parents", [])
+        if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
+            raise CommandValidationError(f"actions[{i}].parents: {parents!r} is not a list of action uuids")
+        actions.append(Action(
+            uuid=x.text("uuid"), action_type=x.text("action_type"), input_parameters=x.json("input_parameters", {}),
+            parents=tuple(parents), state=x.text("state", "PENDING"), created_at=x.required_time("created_at"),
+            updated_at=x.time("updated_at", None), deleted_at=x.time("deleted_at", None),
+        ))
+    return RegisterActionPlan(
+        command_id=command_id, issued_at=issued_at, issued_by=issued_by, origin=origin,
+        plan_uuid=doc.text("uuid"), state=doc.text("state", "RECOMMENDED"), global_efficacy=doc.json("global_efficacy", {}),
+        created_at=doc.required_time("created_at"), updated_at=doc.time("updated_at", None), deleted_at=doc.time("deleted_at", None),
+        audit=audit, strategy=strategy, actions=tuple(actions),
+    )

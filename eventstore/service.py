@@ -1,0 +1,71 @@
+"""The embedded service: handler, read model and translator on one SQLite store.
+
+After each command the consumers catch up in the same process, notifications first, so a
+cancel's first notification is readable as soon as the command returns.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from projections.outbox import NotificationOutbox
+from projections.read_model import ReadModel
+from projections.tracking import catch_up
+from projections.translator import Translator, default_publisher_id
+
+from .codec import AvroCodec
+from .config import Settings, system_clock
+from .domain.messages import Command, EnforceAbortDeadline
+from .handler import Clock, CommandHandler, HandlingResult
+from .sqlite_log import SqliteEventLog
+
+_DEADLINE_IDS = uuid.UUID("8f1d2c3b-4a5e-4f60-8b71-9c0d1e2f3a4b")
+
+
+class EmbeddedService:
+    def __init__(self, settings: Settings, clock: Clock = system_clock, codec: AvroCodec | None = None) -> None:
+        self.settings = settings
+        self.clock = clock
+        paths = settings.paths
+        self.codec = codec or AvroCodec()
+        self.log = SqliteEventLog(paths.log)
+        self.codec.learn(self.log.writer_schemas())
+        self.handler = CommandHandler(self.log, self.codec, clock, settings.abort_timeout_us)
+        self.model = ReadModel(paths.model, self.codec)
+        translator = Translator(
+            self.codec, self.log, settings.publisher_id or default_publisher_id(), settings.notification_level,
+        )
+        self.outbox = NotificationOutbox(paths.notifications, translator)
+
+    def close(self) -> None:
+        for part in (self.log, self.model, self.outbox):
+            part.close()
+
+    def __enter__(self) -> EmbeddedService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, command: Command) -> HandlingResult:
+        result = self.handler.handle(command)
+        self.catch_up()
+        return result
+
+    def catch_up(self) -> None:
+        catch_up(self.log, self.outbox)
+        catch_up(self.log, self.model)
+
+    def enforce_deadlines(self, issued_by: str = "watcher-es deadline pass", origin: str = "watcher-es") -> list[HandlingResult]:
+        """Fail every abort past its deadline; safe to run anywhere, any number of times."""
+        self.catch_up()
+        now = self.clock()
+        results = []
+        for plan_uuid in self.model.overdue_cancellations(now):
+            plan = self.handler.plan(plan_uuid)
+            if plan is None or plan.cancellation is None:
+                continue
+            command_id = str(uuid.uuid5(_DEADLINE_IDS, plan.cancellation.started_event_id))
+            results.append(self.submit(EnforceAbortDeadline(command_id, now, issued_by, origin, plan_uuid)))
+        return results
+

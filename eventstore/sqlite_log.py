@@ -1,0 +1,162 @@
+"""The embedded event log: an append-only SQLite file with global positions.
+
+Positions are INTEGER PRIMARY KEYs assigned under the write lock (``BEGIN IMMEDIATE``), so
+insert order is commit order and a follower reading ``position > checkpoint`` can never skip a
+row committed late. The file runs with ``synchronous=FULL``: the log is the record.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from .codec import WriterSchema
+from .exceptions import DuplicateCommandError, StaleVersionError
+from .log import CommandRecord, NewEvent, StoredEvent, chain_hash
+from .sqlite_support import connect, write_transaction
+
+migrations = Migrations("watcher-es.log")
+
+
+@migrations()
+def m001_events(db: sqlite_utils.Database) -> None:
+    db["events"].create(  # type: ignore[union-attr]
+        {
+            "position": int, "plan_uuid": str, "version": int, "event_id": str, "event_type": str,
+            "command_id": str, "occurred_at": int, "body": bytes, "hash": str,
+        },
+        pk="position", not_null={"plan_uuid", "version", "event_id", "event_type", "body", "hash"},
+    )
+    db["events"].create_index(["plan_uuid", "version"], unique=True)  # type: ignore[union-attr]
+    db["events"].create_index(["event_id"], unique=True)  # type: ignore[union-attr]
+    db["schemas"].create({"fingerprint": str, "name": str, "canonical": str}, pk="fingerprint")  # type: ignore[union-attr]
+    db["commands"].create(  # type: ignore[union-attr]
+        {
+            "seq": int, "command_id": str, "command_type": str, "plan_uuid": str, "issued_by": str,
+            "origin": str, "issued_at": int, "body": bytes, "outcome": str, "reason": str,
+            "first_position": int, "last_position": int,
+        },
+        pk="seq", not_null={"command_id", "command_type", "plan_uuid", "outcome"},
+    )
+    db["commands"].create_index(["command_id"], unique=True)  # type: ignore[union-attr]
+    db["commands"].create_index(["plan_uuid"])  # type: ignore[union-attr]
+    for verb in ("UPDATE", "DELETE"):
+        db.execute(
+            f"CREATE TRIGGER events_append_only_{verb.lower()} BEFORE {verb} ON events "
+            "BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END"
+        )
+
+
+_EVENT_COLUMNS = "position, plan_uuid, version, event_id, event_type, command_id, occurred_at, body, hash"
+_COMMAND_COLUMNS = (
+    "command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason, first_position, last_position"
+)
+
+
+class SqliteEventLog:
+    """The EventLog port on one SQLite file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path) if str(path) != ":memory:" else path
+        self.db = connect(path, "FULL")
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # ---------------------------------------------------------------- writing
+
+    def append(self, plan_uuid: str, expected_version: int, events: Sequence[NewEvent], command: CommandRecord) -> CommandRecord:
+        conn = self.db.conn
+        try:
+            with write_transaction(self.db):
+                if conn.execute("SELECT 1 FROM commands WHERE command_id = ?", (command.command_id,)).fetchone():
+                    raise DuplicateCommandError(command.command_id)
+                first = last = None
+                if events:
+                    row = conn.execute(
+                        "SELECT version, hash FROM events WHERE plan_uuid = ? ORDER BY version DESC LIMIT 1", (plan_uuid,)
+                    ).fetchone()
+                    version, previous = row if row else (0, "")
+                    if version != expected_version:
+                        raise StaleVersionError(plan_uuid, expected_version, version)
+                    rows = []
+                    for e in events:
+                        version += 1
+                        previous = chain_hash(previous, e.body)
+                        rows.append((plan_uuid, version, e.event_id, e.event_type, command.command_id, e.occurred_at, e.body, previous))
+                    cur = conn.executemany(
+                        "INSERT INTO events (plan_uuid, version, event_id, event_type, command_id, occurred_at, body, hash)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                    )
+                    last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                    first = last - cur.rowcount + 1
+                recorded = replace(command, first_position=first, last_position=last)
+                conn.execute(f"INSERT INTO commands ({_COMMAND_COLUMNS}) VALUES ({', '.join('?' * 11)})", _command_row(recorded))
+        except sqlite3.IntegrityError as exc:
+            # Another writer got there first: same command id, or the same plan version.
+            if "command_id" in str(exc):
+                raise DuplicateCommandError(command.command_id) from exc
+            actual = self.plan_version(plan_uuid)
+            raise StaleVersionError(plan_uuid, expected_version, actual) from exc
+        return recorded
+
+    def keep_schemas(self, schemas: Sequence[WriterSchema]) -> None:
+        """Keep every writer schema with the log so old records stay readable without a registry."""
+        known = {r[0] for r in self.db.conn.execute("SELECT fingerprint FROM schemas")}
+        missing = [s for s in schemas if s.fingerprint not in known]
+        if missing:
+            with write_transaction(self.db):
+                self.db.conn.executemany(
+                    "INSERT OR IGNORE INTO schemas (fingerprint, name, canonical) VALUES (?, ?, ?)",
+                    [(s.fingerprint, s.name, s.canonical) for s in missing],
+                )
+
+    # ---------------------------------------------------------------- reading
+
+    def writer_schemas(self) -> list[WriterSchema]:
+        return [WriterSchema(*r) for r in self.db.conn.execute("SELECT fingerprint, name, canonical FROM schemas")]
+
+    def read(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        rows = self.db.conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
+        ).fetchall()
+        return [StoredEvent(*r) for r in rows]
+
+    def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
+        rows = self.db.conn.execute(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE plan_uuid = ? AND position <= ? ORDER BY version",
+            (plan_uuid, until_position if until_position is not None else 2**62),
+        ).fetchall()
+        return [StoredEvent(*r) for r in rows]
+
+    def plan_version(self, plan_uuid: str) -> int:
+        row = self.db.conn.execute("SELECT max(version) FROM events WHERE plan_uuid = ?", (plan_uuid,)).fetchone()
+        return int(row[0] or 0)
+
+    def last_position(self) -> int:
+        row = self.db.conn.execute("SELECT max(position) FROM events").fetchone()
+        return int(row[0] or 0)
+
+    def command_outcome(self, command_id: str) -> CommandRecord | None:
+        row = self.db.conn.execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE command_id = ?", (command_id,)).fetchone()
+        return CommandRecord(*row) if row else None
+
+    def plan_commands(self, plan_uuid: str) -> list[CommandRecord]:
+        rows = self.db.conn.execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE plan_uuid = ? ORDER BY seq", (plan_uuid,))
+        return [CommandRecord(*r) for r in rows]
+
+    def plan_uuids(self) -> list[str]:
+        return [r[0] for r in self.db.conn.execute("SELECT DISTINCT plan_uuid FROM events WHERE version = 1 ORDER BY position")]
+
+
+def _command_row(c: CommandRecord) -> tuple[object, ...]:
+    return (
+        c.command_id, c.command_type, c.plan_uuid, c.issued_by, c.origin, c.issued_at, c.body,
+        c.outcome, c.reason, c.first_position, c.last_position,
+    )

@@ -1,0 +1,92 @@
+"""The embedded notification store: every notification, in emission order, for readers to follow.
+
+On the embedded default this is where notifications are published; on Kafka they go to the
+notification topics. INSERT OR IGNORE on ``message_id`` makes a re-run of the translator over
+the same events a no-op, and the translator's position commits with the rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from eventstore.log import StoredEvent
+from eventstore.sqlite_support import connect, write_transaction
+
+from .tracking import ensure_tracking_table, track, tracked_position
+from .translator import Notification, Translator
+
+migrations = Migrations("watcher-es.notifications")
+
+
+@migrations()
+def m001_notifications(db: sqlite_utils.Database) -> None:
+    db["notifications"].create(  # type: ignore[union-attr]
+        {
+            "seq": int, "message_id": str, "event_type": str, "priority": str, "plan_uuid": str,
+            "plan_seq": int, "position": int, "event_id": str, "envelope": str,
+        },
+        pk="seq", not_null={"message_id", "event_type", "priority", "plan_uuid", "envelope"},
+    )
+    db["notifications"].create_index(["message_id"], unique=True)  # type: ignore[union-attr]
+    db["notifications"].create_index(["plan_uuid", "plan_seq"])  # type: ignore[union-attr]
+    ensure_tracking_table(db)
+
+
+class NotificationOutbox:
+    """The translator as a log consumer whose output is this SQLite file."""
+
+    CONSUMER = "translator"
+
+    def __init__(self, path: Path | str, translator: Translator) -> None:
+        self.db = connect(path, "FULL")
+        migrations.apply(self.db)
+        self.translator = translator
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def position(self) -> int:
+        return tracked_position(self.db, self.CONSUMER)
+
+    def process(self, batch: Sequence[StoredEvent]) -> None:
+        notes = self.translator.translate(batch)
+        with write_transaction(self.db):
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO notifications (message_id, event_type, priority, plan_uuid, plan_seq, position, event_id, envelope)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(n.message_id, n.event_type, n.priority, n.plan_uuid, n.plan_seq, n.position, n.event_id, n.to_json()) for n in notes],
+            )
+            track(self.db, self.CONSUMER, batch[-1].position)
+
+    def read(self, after_seq: int = 0, limit: int = 1000, plan_uuid: str | None = None) -> list[tuple[int, dict[str, Any]]]:
+        where, args = "seq > ?", [after_seq]
+        if plan_uuid:
+            where += " AND plan_uuid = ?"
+            args.append(plan_uuid)  # type: ignore[arg-type]
+        rows = self.db.conn.execute(f"SELECT seq, envelope FROM notifications WHERE {where} ORDER BY seq LIMIT ?", (*args, limit))
+        return [(seq, json.loads(body)) for seq, body in rows]
+
+    def iterate(self, after_seq: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
+        while batch := self.read(after_seq):
+            yield from batch
+            after_seq = batch[-1][0]
+
+    def last_seq(self) -> int:
+        row = self.db.conn.execute("SELECT max(seq) FROM notifications").fetchone()
+        return int(row[0] or 0)
+
+
+def stored_notifications(outbox: NotificationOutbox, plan_uuid: str | None = None) -> list[Notification]:
+    """Every stored notification with its metadata (for audit and tests)."""
+    rows = outbox.db.conn.execute(
+        "SELECT message_id, event_type, priority, plan_uuid, plan_seq, position, event_id, envelope FROM notifications"
+        + (" WHERE plan_uuid = ?" if plan_uuid else "") + " ORDER BY seq",
+        (plan_uuid,) if plan_uuid else (),
+    )
+    return [Notification(m, et, p, pu, ps, pos, eid, json.loads(env)) for m, et, p, pu, ps, pos, eid, env in rows]

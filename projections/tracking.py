@@ -1,0 +1,61 @@
+"""Where each consumer of the log has got to, kept in the same transaction as its effects.
+
+A consumer that crashes between writing its rows and recording its position would apply an
+event twice or skip one; keeping both in one SQLite transaction rules that out, whatever the
+log backend or the consumer-group commits say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import sqlite_utils
+
+from eventstore.log import EventLog, StoredEvent
+
+
+def ensure_tracking_table(db: sqlite_utils.Database) -> None:
+    db["tracking"].create({"consumer": str, "source": str, "position": int}, pk=("consumer", "source"), if_not_exists=True)  # type: ignore[union-attr]
+
+
+def tracked_position(db: sqlite_utils.Database, consumer: str, source: str = "log") -> int:
+    row = db.conn.execute("SELECT position FROM tracking WHERE consumer = ? AND source = ?", (consumer, source)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def track(db: sqlite_utils.Database, consumer: str, position: int, source: str = "log") -> None:
+    """Record the position; call inside the write transaction that holds the effects."""
+    db.conn.execute(
+        "INSERT INTO tracking (consumer, source, position) VALUES (?, ?, ?)"
+        " ON CONFLICT (consumer, source) DO UPDATE SET position = excluded.position",
+        (consumer, source, position),
+    )
+
+
+class LogConsumer(Protocol):
+    def position(self) -> int:
+        """The last log position whose effects are durable."""
+
+    def process(self, batch: Sequence[StoredEvent]) -> None:
+        """Apply a batch and record its last position, atomically."""
+
+
+def catch_up(
+    log: EventLog, consumer: LogConsumer, batch_size: int = 2000, until: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Feed the consumer every event after its position (up to ``until``); returns how many."""
+    done = 0
+    position = consumer.position()
+    while True:
+        batch = log.read(after=position, limit=batch_size)
+        if until is not None:
+            batch = [e for e in batch if e.position <= until]
+        if not batch:
+            return done
+        consumer.process(batch)
+        position = batch[-1].position
+        done += len(batch)
+        if progress is not None:
+            progress(len(batch))

@@ -1,0 +1,167 @@
+"""Events in, Watcher versioned notifications out; builds envelopes and publishes nothing.
+
+One notification per cancellation event, so a notification's ``message_id`` is derived from
+the event's id alone: translating the same events again yields byte-identical messages, which
+is how a downstream consumer recognises a re-send.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from eventstore.codec import AvroCodec
+from eventstore.domain.messages import (
+    ActionCancellationFailed,
+    ActionCancellationStarted,
+    ActionCancelled,
+    ActionPlanCancellationFailed,
+    ActionPlanCancellationStarted,
+    ActionPlanCancelled,
+    Event,
+)
+from eventstore.domain.plan import Plan, evolve
+from eventstore.exceptions import ConfigurationError
+from eventstore.handler import decode_event, load_plan
+from eventstore.log import EventLog, StoredEvent
+
+from .payloads import action_cancel, action_plan_cancel
+
+Priority = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+_MESSAGE_IDS = uuid.UUID("0e5b1c7a-3a8e-4f0c-9d4e-2b7c6a1f9e55")
+
+# event type -> (event_type, priority, the state its payload shows)
+KINDS: Final[dict[type[Any], tuple[str, Priority, str]]] = {
+    ActionPlanCancellationStarted: ("action_plan.cancel.start", "INFO", "CANCELLING"),
+    ActionPlanCancelled: ("action_plan.cancel.end", "INFO", "CANCELLED"),
+    ActionPlanCancellationFailed: ("action_plan.cancel.error", "ERROR", "CANCELLING"),
+    ActionCancellationStarted: ("action.cancel.start", "INFO", "CANCELLING"),
+    ActionCancelled: ("action.cancel.end", "INFO", "CANCELLED"),
+    ActionCancellationFailed: ("action.cancel.error", "ERROR", "FAILED"),
+}
+
+
+def message_id_for(event_id: str) -> str:
+    return str(uuid.uuid5(_MESSAGE_IDS, event_id))
+
+
+def default_publisher_id() -> str:
+    return f"infra-optim:{socket.gethostname()}"
+
+
+def notification_timestamp(us: int) -> str:
+    """The envelope's timestamp: ``YYYY-MM-DD HH:MM:SS.ffffff`` UTC, as oslo.messaging writes it."""
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def parse_level(level: str) -> str:
+    """Watcher's ``notification_level``: '' disables notifications; otherwise a priority."""
+    normal = level.strip().upper()
+    if normal and normal not in LEVELS:
+        raise ConfigurationError(f"notification_level: {level!r} is not one of '', {', '.join(l.lower() for l in LEVELS)}")
+    return normal
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One envelope and where it came from (for ordering and audit, not part of the envelope)."""
+
+    message_id: str
+    event_type: str
+    priority: Priority
+    plan_uuid: str
+    plan_seq: int
+    position: int
+    event_id: str
+    envelope: dict[str, Any]
+
+    def to_json(self) -> str:
+        return json.dumps(self.envelope, sort_keys=False, separators=(", ", ": "))
+
+
+def build_notification(
+    plan: Plan, event: Event, *, publisher_id: str, message_id: str, position: int = 0, plan_seq: int = 0,
+) -> Notification | None:
+    """The notification an event causes, given the plan as that event left it; None if none."""
+    kind = KINDS.get(type(event))
+    if kind is None:
+        return None
+    event_type, priority, state = kind
+    if isinstance(event, (ActionPlanCancellationStarted, ActionPlanCancelled, ActionPlanCancellationFailed)):
+        fault = event.fault if isinstance(event, ActionPlanCancellationFailed) else None
+        payload = action_plan_cancel(plan, state, fault)
+    else:
+        action = plan.action(event.action_uuid)
+        if action is None:
+            return None
+        fault = event.fault if isinstance(event, ActionCancellationFailed) else None
+        payload = action_cancel(plan, action, state, fault)
+    envelope = {
+        "event_type": event_type,
+        "priority": priority,
+        "publisher_id": publisher_id,
+        "message_id": message_id,
+        "timestamp": notification_timestamp(event.occurred_at),
+        "payload": payload,
+    }
+    return Notification(message_id, event_type, priority, plan.uuid, plan_seq, position, event.event_id, envelope)
+
+
+class Translator:
+    """Turns batches of stored events into notifications, keeping each plan's state as it goes.
+
+    The plan states are a bounded cache; a plan not in it is folded from the log up to the
+    event at hand, so the translator can start at any position.
+    """
+
+    def __init__(
+        self, codec: AvroCodec, log: EventLog, publisher_id: str, level: str = "INFO",
+        message_ids: Callable[[str], str] = message_id_for, cache_size: int = 10_000,
+    ) -> None:
+        self._codec = codec
+        self._log = log
+        self.publisher_id = publisher_id
+        normal = parse_level(level)
+        self._min = LEVELS.index(normal) if normal else None  # None: notifications disabled
+        self._message_ids = message_ids
+        self._plans: OrderedDict[str, Plan] = OrderedDict()
+        self._cache_size = cache_size
+
+    def translate(self, batch: Sequence[StoredEvent]) -> list[Notification]:
+        out: list[Notification] = []
+        for stored in batch:
+            event = decode_event(self._codec, stored)
+            plan = self._plan_before(stored)
+            plan = evolve(plan, event)
+            self._remember(plan)
+            if self._min is None:
+                continue
+            note = build_notification(
+                plan, event, publisher_id=self.publisher_id, message_id=self._message_ids(stored.event_id),
+                position=stored.position, plan_seq=stored.version,
+            )
+            if note is not None and LEVELS.index(note.priority) >= self._min:
+                out.append(note)
+        return out
+
+    def _plan_before(self, stored: StoredEvent) -> Plan | None:
+        plan = self._plans.get(stored.plan_uuid)
+        if plan is not None and plan.version == stored.version - 1:
+            return plan
+        if stored.version == 1:
+            return None
+        return load_plan(self._codec, self._log.read_plan(stored.plan_uuid, until_position=stored.position - 1))
+
+    def _remember(self, plan: Plan) -> None:
+        self._plans[plan.uuid] = plan
+        self._plans.move_to_end(plan.uuid)
+        while len(self._plans) > self._cache_size:
+            self._plans.popitem(last=False)
