@@ -34,10 +34,13 @@ class StoredEvent:
     occurred_at: int
     body: bytes
     hash: str
+    #: Where the position counts: "log" for the embedded log, "<topic>/<partition>" on Kafka
+    #: (position = offset + 1 there, so 0 always means "nothing read yet").
+    source: str = "log"
 
     @property
     def where(self) -> str:
-        return f"position {self.position}"
+        return f"position {self.position}" if self.source == "log" else f"{self.source} offset {self.position - 1}"
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlite_utils.migrations import Migrations
 from eventstore.log import StoredEvent
 from eventstore.sqlite_support import connect, write_transaction
 
-from .tracking import ensure_tracking_table, track, tracked_position
+from .tracking import ensure_tracking_table, last_positions, track, tracked_position
 from .translator import Notification, Translator
 
 migrations = Migrations("watcher-es.notifications")
@@ -62,7 +62,8 @@ class NotificationOutbox:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(n.message_id, n.event_type, n.priority, n.plan_uuid, n.plan_seq, n.position, n.event_id, n.to_json()) for n in notes],
             )
-            track(self.db, self.CONSUMER, batch[-1].position)
+            for source, position in last_positions(batch).items():
+                track(self.db, self.CONSUMER, position, source)
 
     def read(self, after_seq: int = 0, limit: int = 1000, plan_uuid: str | None = None) -> list[tuple[int, dict[str, Any]]]:
         where, args = "seq > ?", [after_seq]

@@ -19,7 +19,7 @@ from eventstore.codec import AvroCodec, Record
 from eventstore.log import StoredEvent
 from eventstore.sqlite_support import connect, write_transaction
 
-from .tracking import ensure_tracking_table, track, tracked_position
+from .tracking import ensure_tracking_table, last_positions, track, tracked_position
 
 migrations = Migrations("watcher-es.read-model")
 
@@ -43,12 +43,12 @@ def m001_tables(db: sqlite_utils.Database) -> None:
     for table, columns, pk in (
         ("audits", AUDIT_COLUMNS, "uuid"), ("strategies", STRATEGY_COLUMNS, "uuid"),
         ("action_plans", PLAN_COLUMNS, "uuid"), ("actions", ACTION_COLUMNS, "uuid"),
-        ("plan_history", HISTORY_COLUMNS, "position"),
+        ("plan_history", HISTORY_COLUMNS, ("plan_uuid", "version")),
     ):
         db[table].create({c: text_or_int[c] for c in columns}, pk=pk)  # type: ignore[union-attr]
     db["actions"].create_index(["action_plan_uuid", "idx"])  # type: ignore[union-attr]
     db["action_plans"].create_index(["state"])  # type: ignore[union-attr]
-    db["plan_history"].create_index(["plan_uuid", "version"], unique=True)  # type: ignore[union-attr]
+    db["plan_history"].create_index(["position"])  # type: ignore[union-attr]
     ensure_tracking_table(db)
 
 
@@ -136,8 +136,8 @@ class ReadModel:
     def close(self) -> None:
         self.db.conn.close()
 
-    def position(self) -> int:
-        return tracked_position(self.db, self.CONSUMER)
+    def position(self, source: str = "log") -> int:
+        return tracked_position(self.db, self.CONSUMER, source)
 
     def process(self, batch: Sequence[StoredEvent]) -> None:
         decoded = [(s, *self._codec.decode(s.body, s.where)) for s in batch]
@@ -157,7 +157,8 @@ class ReadModel:
                         [tuple(row[c] for c in columns) for row in found.values()],
                     )
             conn.executemany(f"INSERT INTO plan_history ({', '.join(HISTORY_COLUMNS)}) VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})", rows.history)
-            track(self.db, self.CONSUMER, batch[-1].position)
+            for source, position in last_positions(batch).items():
+                track(self.db, self.CONSUMER, position, source)
 
     def _load_known(self, rows: _Batch, plan_uuids: set[str]) -> None:
         uuids = list(plan_uuids)
@@ -196,5 +197,6 @@ class ReadModel:
         """Every row of every table, ordered: what 'two read models are equal' means."""
         out = {}
         for table in ("audits", "strategies", "action_plans", "actions", "plan_history"):
-            out[table] = [tuple(r) for r in self.db.conn.execute(f"SELECT * FROM {table} ORDER BY 1")]
+            order = "plan_uuid, version" if table == "plan_history" else "1"
+            out[table] = [tuple(r) for r in self.db.conn.execute(f"SELECT * FROM {table} ORDER BY {order}")]
         return out

@@ -33,6 +33,11 @@ def track(db: sqlite_utils.Database, consumer: str, position: int, source: str =
     )
 
 
+def last_positions(batch: Sequence[StoredEvent]) -> dict[str, int]:
+    """The last position of each source in a batch: what to record with the batch's effects."""
+    return {e.source: e.position for e in batch}
+
+
 class LogConsumer(Protocol):
     def position(self) -> int:
         """The last log position whose effects are durable."""
