@@ -19,7 +19,7 @@ from eventstore.codec import AvroCodec, Record
 from eventstore.log import StoredEvent
 from eventstore.sqlite_support import connect, write_transaction
 
-from .tracking import ensure_tracking_table, last_positions, track, tracked_position
+from .tracking import PoisonHandler, decode_batch, ensure_tracking_table, last_positions, track, tracked_position
 
 migrations = Migrations("watcher-es.read-model")
 
@@ -139,8 +139,9 @@ class ReadModel:
     def position(self, source: str = "log") -> int:
         return tracked_position(self.db, self.CONSUMER, source)
 
-    def process(self, batch: Sequence[StoredEvent]) -> None:
-        decoded = [(s, *self._codec.decode(s.body, s.where)) for s in batch]
+    def process(self, batch: Sequence[StoredEvent], on_poison: PoisonHandler | None = None) -> None:
+        """Apply a batch; an undecodable event goes to ``on_poison`` (or raises without one)."""
+        decoded = decode_batch(self._codec, batch, on_poison)
         rows = _Batch()
         self._load_known(rows, {s.plan_uuid for s, name, _ in decoded if name != "ActionPlanRegistered"})
         for stored, name, record in decoded:

@@ -12,7 +12,25 @@ from typing import Protocol
 
 import sqlite_utils
 
+from eventstore.codec import AvroCodec, Record
+from eventstore.exceptions import CorruptRecordError, UnknownSchemaError
 from eventstore.log import EventLog, StoredEvent
+
+#: Called with a record a consumer cannot use and why; it parks the record and the consumer goes on.
+PoisonHandler = Callable[[StoredEvent, Exception], None]
+
+
+def decode_batch(codec: AvroCodec, batch: Sequence[StoredEvent], on_poison: PoisonHandler | None) -> list[tuple[StoredEvent, str, Record]]:
+    """Decode a batch; without a poison handler a bad record stops the consumer (raises)."""
+    out = []
+    for stored in batch:
+        try:
+            out.append((stored, *codec.decode(stored.body, stored.where)))
+        except (CorruptRecordError, UnknownSchemaError) as exc:
+            if on_poison is None:
+                raise
+            on_poison(stored, exc)
+    return out
 
 
 def ensure_tracking_table(db: sqlite_utils.Database) -> None:

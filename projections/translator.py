@@ -26,12 +26,14 @@ from eventstore.domain.messages import (
     ActionPlanCancelled,
     Event,
 )
-from eventstore.domain.plan import Plan, evolve
+from eventstore.domain.messages import EVENT_TYPES, from_record
+from eventstore.domain.plan import Plan, UnexpectedEventError, evolve
 from eventstore.exceptions import ConfigurationError
-from eventstore.handler import decode_event, load_plan
+from eventstore.handler import load_plan
 from eventstore.log import EventLog, StoredEvent
 
 from .payloads import action_cancel, action_plan_cancel
+from .tracking import PoisonHandler, decode_batch
 
 Priority = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -123,8 +125,8 @@ class Translator:
     """
 
     def __init__(
-        self, codec: AvroCodec, log: EventLog, publisher_id: str, level: str = "INFO",
-        message_ids: Callable[[str], str] = message_id_for, cache_size: int = 10_000,
+        self, codec: AvroCodec, log: EventLog | None, publisher_id: str, level: str = "INFO",
+        message_ids: Callable[[str], str] = message_id_for, cache_size: int | None = 10_000,
     ) -> None:
         self._codec = codec
         self._log = log
@@ -135,14 +137,15 @@ class Translator:
         self._plans: OrderedDict[str, Plan] = OrderedDict()
         self._cache_size = cache_size
 
-    def translate(self, batch: Sequence[StoredEvent]) -> list[Notification]:
+    def translate(self, batch: Sequence[StoredEvent], emit: bool = True, on_poison: PoisonHandler | None = None) -> list[Notification]:
+        """The notifications a batch causes; ``emit=False`` only folds (warming up after a restart)."""
         out: list[Notification] = []
-        for stored in batch:
-            event = decode_event(self._codec, stored)
+        for stored, name, record in decode_batch(self._codec, batch, on_poison):
+            event = from_record(EVENT_TYPES[name], record)
             plan = self._plan_before(stored)
             plan = evolve(plan, event)
             self._remember(plan)
-            if self._min is None:
+            if self._min is None or not emit:
                 continue
             note = build_notification(
                 plan, event, publisher_id=self.publisher_id, message_id=self._message_ids(stored.event_id),
@@ -158,10 +161,12 @@ class Translator:
             return plan
         if stored.version == 1:
             return None
+        if self._log is None:
+            raise UnexpectedEventError(f"{stored.where}: plan {stored.plan_uuid} event {stored.version} arrived without its predecessors")
         return load_plan(self._codec, self._log.read_plan(stored.plan_uuid, until_position=stored.position - 1))
 
     def _remember(self, plan: Plan) -> None:
         self._plans[plan.uuid] = plan
         self._plans.move_to_end(plan.uuid)
-        while len(self._plans) > self._cache_size:
+        while self._cache_size is not None and len(self._plans) > self._cache_size:
             self._plans.popitem(last=False)
