@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .domain.decide import DEFAULT_ABORT_TIMEOUT_US
+from .kafka_config import KafkaSettings
 
 ENV_PREFIX = "WATCHER_ES_"
 
@@ -36,8 +37,8 @@ class Settings:
     publisher_id: str = ""
     notification_level: str = "INFO"
     abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US
-    bootstrap_servers: str | None = None
-    kafka: dict[str, str] = field(default_factory=dict)
+    #: None: the embedded log; otherwise the cluster everything runs on.
+    kafka: KafkaSettings | None = None
 
     @property
     def paths(self) -> StorePaths:

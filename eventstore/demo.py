@@ -6,12 +6,14 @@ A library function so that the CLI only presents it and the tests can drive it w
 from __future__ import annotations
 
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .domain.messages import CancelActionPlan, Command, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
 from .exceptions import WatcherEsError
+from .kafka_client import KafkaClient
 from .plan_file import format_time, parse_plan_document
 from .service import EmbeddedService
 
@@ -71,36 +73,109 @@ class DemoFailed(WatcherEsError):
     """A demo step was not accepted; the store is not the fresh one the demo expects."""
 
 
-def run_demo(service: EmbeddedService) -> DemoReport:
+class DemoBackend(Protocol):
+    """Where the demo runs: the embedded service, or a cluster through `serve`."""
+
+    def clock(self) -> int: ...
+
+    def submit(self, command: Command) -> tuple[str, str]:
+        """The outcome and reason of a handled command."""
+
+    def snapshot(self, plan_uuid: str) -> PlanSnapshot: ...
+
+    def notifications(self, plan_uuids: list[str]) -> list[dict[str, Any]]:
+        """Every notification emitted for these plans since the demo began, in emission order."""
+
+
+class EmbeddedDemo:
+    def __init__(self, service: EmbeddedService) -> None:
+        self.service = service
+        self._start_seq = service.outbox.last_seq()
+
+    def clock(self) -> int:
+        return self.service.clock()
+
+    def submit(self, command: Command) -> tuple[str, str]:
+        result = self.service.submit(command)
+        return result.outcome, result.reason
+
+    def snapshot(self, plan_uuid: str) -> PlanSnapshot:
+        plan = self.service.model.plan(plan_uuid)
+        if plan is None:
+            raise DemoFailed(f"plan {plan_uuid} is missing from the read model")
+        return PlanSnapshot(plan_uuid, plan["state"], [(a["uuid"], a["action_type"], a["state"]) for a in self.service.model.actions(plan_uuid)])
+
+    def notifications(self, plan_uuids: list[str]) -> list[dict[str, Any]]:
+        return [envelope for _, envelope in self.service.outbox.iterate(self._start_seq)]
+
+
+class KafkaDemo:
+    """The demo through a cluster: commands go to the commands topic, `serve` must be running."""
+
+    TERMINAL = ("action_plan.cancel.end", "action_plan.cancel.error")
+
+    def __init__(self, client: KafkaClient, timeout_s: float = 120.0) -> None:
+        self.client = client
+        self.timeout_s = timeout_s
+        self._since_ms = time.time_ns() // 1_000_000 - 5000
+        self._outcomes = client.follow_outcomes(self._since_ms)
+        self._states: dict[str, PlanSnapshot] = {}
+
+    def clock(self) -> int:
+        return time.time_ns() // 1000
+
+    def submit(self, command: Command) -> tuple[str, str]:
+        self.client.send(command)
+        outcome = self.client.wait_outcome(command.command_id, self._outcomes, self.timeout_s)
+        if outcome.plan_state is not None:
+            self._states[command.plan_uuid] = PlanSnapshot(command.plan_uuid, outcome.plan_state, outcome.action_states)
+        return outcome.outcome, outcome.reason
+
+    def snapshot(self, plan_uuid: str) -> PlanSnapshot:
+        return self._states[plan_uuid]
+
+    def notifications(self, plan_uuids: list[str]) -> list[dict[str, Any]]:
+        def complete(found: list[dict[str, Any]]) -> bool:
+            ended = {n["payload"]["watcher_object.data"]["uuid"] for n in found if n["event_type"] in self.TERMINAL}
+            return ended >= set(plan_uuids)
+
+        try:
+            return self.client.notifications(plan_uuids, self._since_ms, complete, self.timeout_s)
+        finally:
+            self._outcomes.close()
+
+
+def run_demo(target: EmbeddedService | DemoBackend) -> DemoReport:
     """Register two plans, run them part-way, cancel both, settle the aborts; report everything."""
+    backend: DemoBackend = EmbeddedDemo(target) if isinstance(target, EmbeddedService) else target
     origin = f"watcher-es demo@{socket.gethostname()}"
     applier = "watcher-applier"
 
     def send(command_type: type[Any], issued_by: str = applier, **fields: Any) -> None:
-        command: Command = command_type(command_id=str(uuid.uuid4()), issued_at=service.clock(), issued_by=issued_by, origin=origin, **fields)
-        result = service.submit(command)
-        if result.outcome == "rejected":
-            raise DemoFailed(f"demo step {command_type.__name__} was rejected: {result.reason}")
+        command: Command = command_type(command_id=str(uuid.uuid4()), issued_at=backend.clock(), issued_by=issued_by, origin=origin, **fields)
+        outcome, reason = backend.submit(command)
+        if outcome == "rejected":
+            raise DemoFailed(f"demo step {command_type.__name__} was rejected: {reason}")
 
     report = DemoReport()
-    start_seq = service.outbox.last_seq()
     for label in ("rack-a", "rack-b"):
-        doc = _plan_document(label, service.clock())
-        result = service.submit(parse_plan_document(doc, command_id=str(uuid.uuid4()), issued_at=service.clock(), issued_by="watcher-decision-engine", origin=origin))
-        if result.outcome == "rejected":
-            raise DemoFailed(f"registering the demo plan was rejected: {result.reason}")
+        doc = _plan_document(label, backend.clock())
+        command = parse_plan_document(doc, command_id=str(uuid.uuid4()), issued_at=backend.clock(), issued_by="watcher-decision-engine", origin=origin)
+        outcome, reason = backend.submit(command)
+        if outcome == "rejected":
+            raise DemoFailed(f"registering the demo plan was rejected: {reason}")
         plan, actions = doc["uuid"], [a["uuid"] for a in doc["actions"]]
         report.plans.append((plan, label))
         send(ReportActionPlanProgress, plan_uuid=plan, state="ONGOING")
         for action, state in ((actions[0], "ONGOING"), (actions[0], "SUCCEEDED"), (actions[1], "ONGOING"), (actions[2], "ONGOING")):
             send(ReportActionProgress, plan_uuid=plan, action_uuid=action, state=state)
-    report.before = [snapshot(service, p) for p, _ in report.plans]
-    for (plan, label), reason in zip(report.plans, ("maintenance window closed", "capacity needed for a tenant burst"), strict=True):
+    report.before = [backend.snapshot(p) for p, _ in report.plans]
+    for (plan, _), reason in zip(report.plans, ("maintenance window closed", "capacity needed for a tenant burst"), strict=True):
         send(CancelActionPlan, issued_by=OPERATOR, plan_uuid=plan, reason=reason)
     (first, _), (second, _) = report.plans
-    for action in _cancelling(service, first):
+    for action in _cancelling(backend, first):
         send(ReportAbortResult, plan_uuid=first, action_uuid=action)
-    stuck, *others = _cancelling(service, second)
+    stuck, *others = _cancelling(backend, second)
     for action in others:
         send(ReportAbortResult, plan_uuid=second, action_uuid=action)
     send(ReportAbortResult, plan_uuid=second, action_uuid=stuck, fault=Fault(
@@ -108,17 +183,10 @@ def run_demo(service: EmbeddedService) -> DemoReport:
         exception_message=f"live migration of action {stuck} cannot be aborted: it has entered its switch-over phase",
         module_name="watcher.applier.actions.migration", function_name="abort",
     ))
-    report.after = [snapshot(service, p) for p, _ in report.plans]
-    report.notifications = [envelope for _, envelope in service.outbox.iterate(start_seq)]
+    report.after = [backend.snapshot(p) for p, _ in report.plans]
+    report.notifications = backend.notifications([p for p, _ in report.plans])
     return report
 
 
-def _cancelling(service: EmbeddedService, plan_uuid: str) -> list[str]:
-    return [a["uuid"] for a in service.model.actions(plan_uuid) if a["state"] == "CANCELLING"]
-
-
-def snapshot(service: EmbeddedService, plan_uuid: str) -> PlanSnapshot:
-    plan = service.model.plan(plan_uuid)
-    if plan is None:
-        raise DemoFailed(f"plan {plan_uuid} is missing from the read model")
-    return PlanSnapshot(plan_uuid, plan["state"], [(a["uuid"], a["action_type"], a["state"]) for a in service.model.actions(plan_uuid)])
+def _cancelling(backend: DemoBackend, plan_uuid: str) -> list[str]:
+    return [uuid_ for uuid_, _, state in backend.snapshot(plan_uuid).actions if state == "CANCELLING"]

@@ -54,3 +54,23 @@ class DuplicateCommandError(WatcherEsError):
     def __init__(self, command_id: str) -> None:
         self.command_id = command_id
         super().__init__(f"command {command_id} was already handled")
+
+
+class KafkaUnavailableError(WatcherEsError):
+    """The cluster could not be reached or answered with an error."""
+
+
+class DeliveryError(WatcherEsError):
+    """A produced record was not confirmed by the cluster; the append did not happen."""
+
+
+class MissingTopicError(WatcherEsError):
+    """A topic the service needs does not exist: run `watcher-es init`."""
+
+
+class PoisonRecordError(WatcherEsError):
+    """A record on a topic cannot be used (missing or bad header, wrong type); it is dead-lettered."""
+
+
+class WaitTimeoutError(WatcherEsError):
+    """The outcome a command waited for did not arrive in time; the command may still be handled."""

@@ -42,6 +42,10 @@ class HandlingResult:
     def succeeded(self) -> bool:
         return self.outcome != "rejected"
 
+    @property
+    def event_types(self) -> list[str]:
+        return [type(e).__name__ for e in self.events]
+
 
 def decode_event(codec: AvroCodec, stored: StoredEvent) -> Event:
     name, record = codec.decode(stored.body, stored.where)

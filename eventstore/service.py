@@ -6,8 +6,6 @@ cancel's first notification is readable as soon as the command returns.
 
 from __future__ import annotations
 
-import uuid
-
 from projections.outbox import NotificationOutbox
 from projections.read_model import ReadModel
 from projections.tracking import catch_up
@@ -15,11 +13,10 @@ from projections.translator import Translator, default_publisher_id
 
 from .codec import AvroCodec
 from .config import Settings, system_clock
-from .domain.messages import Command, EnforceAbortDeadline
+from .domain.deadline import deadline_command, overdue
+from .domain.messages import Command
 from .handler import Clock, CommandHandler, HandlingResult
 from .sqlite_log import SqliteEventLog
-
-_DEADLINE_IDS = uuid.UUID("8f1d2c3b-4a5e-4f60-8b71-9c0d1e2f3a4b")
 
 
 class EmbeddedService:
@@ -56,16 +53,9 @@ class EmbeddedService:
         catch_up(self.log, self.outbox)
         catch_up(self.log, self.model)
 
-    def enforce_deadlines(self, issued_by: str = "watcher-es deadline pass", origin: str = "watcher-es") -> list[HandlingResult]:
+    def enforce_deadlines(self, origin: str = "watcher-es") -> list[HandlingResult]:
         """Fail every abort past its deadline; safe to run anywhere, any number of times."""
         self.catch_up()
         now = self.clock()
-        results = []
-        for plan_uuid in self.model.overdue_cancellations(now):
-            plan = self.handler.plan(plan_uuid)
-            if plan is None or plan.cancellation is None:
-                continue
-            command_id = str(uuid.uuid5(_DEADLINE_IDS, plan.cancellation.started_event_id))
-            results.append(self.submit(EnforceAbortDeadline(command_id, now, issued_by, origin, plan_uuid)))
-        return results
-
+        candidates = (self.handler.plan(uuid) for uuid in self.model.overdue_cancellations(now))
+        return [self.submit(deadline_command(plan, now, origin)) for plan in overdue((p for p in candidates if p), now)]

@@ -8,14 +8,18 @@ import typer
 
 from .. import demo as scenario
 from . import render
-from .context import friendly_errors, json_line, open_service, out
+from .context import friendly_errors, json_line, kafka_of, open_client, open_service, out
 
 
 @friendly_errors
 def demo(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Only the notifications, one envelope per line.")] = False) -> None:
     """Register two plans, cancel both (one abort fails), and show every notification emitted."""
-    with open_service(ctx) as service:
-        report = scenario.run_demo(service)
+    if kafka_of(ctx) is not None:
+        with open_client(ctx) as client:
+            report = scenario.run_demo(scenario.KafkaDemo(client))
+    else:
+        with open_service(ctx) as service:
+            report = scenario.run_demo(service)
     if as_json:
         for envelope in report.notifications:
             json_line(envelope)

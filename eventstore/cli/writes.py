@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -11,18 +13,78 @@ from typing import Annotated, Optional
 import typer
 
 from ..config import system_clock
-from ..domain.messages import CancelActionPlan, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
-from ..exceptions import CommandValidationError
+from ..domain.deadline import deadline_command, overdue
+from ..kafka_service import PARTS, KafkaService
+from ..domain.messages import CancelActionPlan, Command, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
+from ..exceptions import CommandValidationError, WaitTimeoutError
+from ..handler import load_plan
+from ..service import EmbeddedService
 from ..plan_file import parse_plan_document
-from .context import default_operator, err, friendly_errors, open_service, origin, out, report
+from .context import default_operator, err, settings_of, friendly_errors, json_line, kafka_of, open_client, open_service, origin, out, report
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON line.")]
 CommandIdOpt = Annotated[Optional[str], typer.Option("--command-id", help="Idempotency key; a command id seen before is not handled again.")]
 ByOpt = Annotated[Optional[str], typer.Option("--by", help="Who is asking (default: $OS_USERNAME or $USER).")]
 
 
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the outcome (for cancel: until the cancellation ends) and exit non-zero unless it succeeded.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="With --wait: seconds to wait.")]
+
+
 def _command_id(given: str | None) -> str:
     return given or str(uuid.uuid4())
+
+
+def submit(ctx: typer.Context, command: Command, as_json: bool, what: str, wait: bool = False, timeout: float = 300.0) -> None:
+    """Hand a command to the configured backend, print its outcome, exit non-zero if it failed."""
+    if kafka_of(ctx) is None:
+        with open_service(ctx) as service:
+            report(service.submit(command), as_json, what)
+            if wait and isinstance(command, CancelActionPlan):
+                _settled(as_json, command.plan_uuid, *wait_embedded_settled(service, command.plan_uuid, timeout))
+        return
+    with open_client(ctx) as client:
+        follower = client.follow_outcomes(command.issued_at // 1000 - 5000) if wait else None
+        client.send(command)
+        if follower is None:
+            if as_json:
+                json_line({"command_id": command.command_id, "plan_uuid": command.plan_uuid, "outcome": "sent"})
+            else:
+                out.print(f"{what}: sent as command {command.command_id} (use --wait for the outcome)")
+            return
+        try:
+            outcome = client.wait_outcome(command.command_id, follower, timeout)
+            report(outcome, as_json, what)
+            if isinstance(command, CancelActionPlan) and outcome.plan_state == "CANCELLING":
+                outcome = client.wait_plan_settled(command.plan_uuid, follower, timeout)
+            if isinstance(command, CancelActionPlan):
+                plan = client.plan(command.plan_uuid) if outcome.plan_state == "FAILED" else None
+                _settled(as_json, command.plan_uuid, outcome.plan_state or "", plan.fault if plan else None)
+        finally:
+            follower.close()
+
+
+def wait_embedded_settled(service: EmbeddedService, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
+    """Another process reports the aborts: re-read the plan until its cancellation ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        plan = load_plan(service.codec, service.log.read_plan(plan_uuid))
+        if plan is None or plan.state != "CANCELLING":
+            return (plan.state if plan else "UNKNOWN"), (plan.fault if plan else None)
+        if time.monotonic() > deadline:
+            raise WaitTimeoutError(f"plan {plan_uuid} is still CANCELLING after {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def _settled(as_json: bool, plan_uuid: str, state: str, fault: Fault | None) -> None:
+    if as_json:
+        json_line({"plan_uuid": plan_uuid, "final_state": state, "fault": fault.__dict__ if fault else None})
+    elif state == "CANCELLED":
+        out.print(f"plan {plan_uuid} is CANCELLED")
+    else:
+        err.print(f"[red]cancellation failed:[/red] plan {plan_uuid} is {state}" + (f": {fault.exception}: {fault.exception_message}" if fault else ""), markup=True)
+    if state != "CANCELLED":
+        raise typer.Exit(1)
 
 
 @friendly_errors
@@ -32,6 +94,8 @@ def register(
     by: Annotated[str, typer.Option("--by", help="Who registers it.")] = "watcher-decision-engine",
     command_id: CommandIdOpt = None,
     as_json: JsonOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Register an action plan from a JSON file."""
     try:
@@ -39,8 +103,7 @@ def register(
     except ValueError as exc:
         raise CommandValidationError(f"{plan_file}: not JSON ({exc})") from None
     command = parse_plan_document(data, command_id=_command_id(command_id), issued_at=system_clock(), issued_by=by, origin=origin())
-    with open_service(ctx) as service:
-        report(service.submit(command), as_json, f"register {command.plan_uuid}")
+    submit(ctx, command, as_json, f"register {command.plan_uuid}", wait, timeout)
 
 
 @friendly_errors
@@ -51,11 +114,12 @@ def cancel(
     by: ByOpt = None,
     command_id: CommandIdOpt = None,
     as_json: JsonOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Cancel an action plan: its actions are cancelled or aborted, with notifications."""
     command = CancelActionPlan(_command_id(command_id), system_clock(), by or default_operator(), origin(), plan, reason)
-    with open_service(ctx) as service:
-        report(service.submit(command), as_json, f"cancel {plan}")
+    submit(ctx, command, as_json, f"cancel {plan}", wait, timeout)
 
 
 @friendly_errors
@@ -67,6 +131,8 @@ def report_progress(
     by: Annotated[str, typer.Option("--by", help="Who reports it.")] = "watcher-applier",
     command_id: CommandIdOpt = None,
     as_json: JsonOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Report what the applier did: an action's or the plan's new state."""
     cid, now, state = _command_id(command_id), system_clock(), state.upper()
@@ -74,8 +140,7 @@ def report_progress(
         ReportActionProgress(cid, now, by, origin(), plan, action, state) if action
         else ReportActionPlanProgress(cid, now, by, origin(), plan, state)
     )
-    with open_service(ctx) as service:
-        report(service.submit(command), as_json, f"progress {action or plan} -> {state}")
+    submit(ctx, command, as_json, f"progress {action or plan} -> {state}", wait, timeout)
 
 
 @friendly_errors
@@ -91,19 +156,34 @@ def report_abort(
     by: Annotated[str, typer.Option("--by", help="Who reports it.")] = "watcher-applier",
     command_id: CommandIdOpt = None,
     as_json: JsonOpt = False,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Report how aborting an action ended: succeeded, or failed with the applier's exception."""
     fault = Fault(exception, message, module, function) if failed else None
     command = ReportAbortResult(_command_id(command_id), system_clock(), by, origin(), plan, action, fault)
-    with open_service(ctx) as service:
-        report(service.submit(command), as_json, f"abort {action}")
+    submit(ctx, command, as_json, f"abort {action}", wait, timeout)
 
 
 @friendly_errors
 def enforce_deadlines(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Fail every abort that has not reported back by its deadline (the pass `serve` runs)."""
+    if kafka_of(ctx) is not None:
+        with open_client(ctx) as client:
+            now = system_clock()
+            late = overdue(client.plans(), now)
+            for plan in late:
+                command = deadline_command(plan, now, origin())
+                client.send(command)
+                if as_json:
+                    json_line({"command_id": command.command_id, "plan_uuid": plan.uuid, "outcome": "sent"})
+                else:
+                    out.print(f"deadline {plan.uuid}: sent as command {command.command_id}")
+        if not late and not as_json:
+            out.print("no abort is past its deadline")
+        return
     with open_service(ctx) as service:
-        results = service.enforce_deadlines()
+        results = service.enforce_deadlines(origin())
         for result in results:
             report(result, as_json, f"deadline {result.plan_uuid}")
         if not results and not as_json:
@@ -113,16 +193,33 @@ def enforce_deadlines(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @friendly_errors
 def serve(
     ctx: typer.Context,
-    interval: Annotated[float, typer.Option(help="Seconds between passes.")] = 1.0,
-    once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these parts (Kafka): handler, projections, translator; repeatable.")] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between passes (embedded) or deadline passes (Kafka).")] = 1.0,
+    once: Annotated[bool, typer.Option("--once", help="Embedded: run one pass and exit.")] = False,
 ) -> None:
-    """Keep the read model and notifications caught up and run the abort-deadline pass."""
+    """Run the service: command handling, read model, translator and the abort-deadline pass."""
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = settings_of(ctx)
+    if settings.kafka is not None:
+        parts = tuple(only or PARTS)
+        unknown = [p for p in parts if p not in PARTS]
+        if unknown:
+            raise CommandValidationError(f"--only: {', '.join(unknown)} is not one of {', '.join(PARTS)}")
+        err.print(f"serving {', '.join(parts)} on {settings.kafka.bootstrap_servers} with {settings.kafka.shown()}")
+        service = KafkaService(settings, settings.kafka, parts, deadline_interval_s=interval)  # type: ignore[arg-type]
+        try:
+            service.run()
+        except KeyboardInterrupt:
+            err.print("stopped")
+        return
+    if only:
+        raise CommandValidationError("--only: the embedded service runs as one part; --only needs --bootstrap-servers")
     with open_service(ctx) as service:
         err.print(f"serving {service.settings.db} (Ctrl-C to stop)")
         try:
             while True:
                 service.catch_up()
-                for result in service.enforce_deadlines():
+                for result in service.enforce_deadlines(origin()):
                     err.print(f"deadline pass: plan {result.plan_uuid}: {result.outcome}")
                 if once:
                     return

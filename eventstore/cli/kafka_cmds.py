@@ -1,0 +1,54 @@
+"""Commands that only make sense on a cluster: init (topics) and dlq (dead letters)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..kafka_admin import dead_letters, init_topics
+from . import render
+from .context import friendly_errors, json_line, kafka_of, open_client, out
+
+
+@friendly_errors
+def init(
+    ctx: typer.Context,
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of every topic (plans spread over them by uuid).")] = 6,
+    replication_factor: Annotated[int, typer.Option(min=1, help="Replicas of every partition.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per topic.")] = False,
+) -> None:
+    """Create the topics (commands, events, outcomes and dead letters never expire); safe to run twice."""
+    kafka = kafka_of(ctx)
+    if kafka is None:
+        out.print("nothing to create: the embedded store is created on first use (set --bootstrap-servers for Kafka)")
+        return
+    results = init_topics(kafka, partitions, replication_factor)
+    if as_json:
+        for r in results:
+            json_line({"topic": r.topic, "partitions": r.partitions, "created": r.created, "detail": r.detail})
+        return
+    out.print(render.table("Topics", ("topic", "partitions", "result"), ((r.topic, r.partitions, r.detail) for r in results)))
+
+
+@friendly_errors
+def dlq(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per dead letter.")] = False,
+) -> None:
+    """List the records parked on the dead-letter topic, with where they came from and why."""
+    with open_client(ctx):
+        rows = dead_letters(kafka_of(ctx), limit)  # type: ignore[arg-type]
+    if as_json:
+        for row in rows:
+            json_line(row)
+        return
+    out.print(render.table("Dead letters", ("from", "offset", "stage", "error", "message"), (
+        (f"{r['topic']}/{r['partition']}", r["offset"], r["stage"], r["error"], r["message"]) for r in rows
+    )))
+
+
+def register_commands(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("dlq")(dlq)

@@ -1,0 +1,27 @@
+"""Which plans the abort-deadline pass must settle, as commands; pure, so every backend shares it.
+
+The command id derives from the cancellation it settles, so any number of passes, on any
+number of hosts, produce the same command and it takes effect once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from .messages import EnforceAbortDeadline
+from .plan import Plan
+
+_DEADLINE_IDS = uuid.UUID("8f1d2c3b-4a5e-4f60-8b71-9c0d1e2f3a4b")
+PASS_NAME = "watcher-es deadline pass"
+
+
+def overdue(plans: Iterable[Plan], now: int) -> list[Plan]:
+    return [p for p in plans if p.state == "CANCELLING" and p.cancellation is not None and p.cancellation.abort_deadline <= now]
+
+
+def deadline_command(plan: Plan, now: int, origin: str) -> EnforceAbortDeadline:
+    if plan.cancellation is None:
+        raise ValueError(f"plan {plan.uuid} has no cancellation")
+    command_id = str(uuid.uuid5(_DEADLINE_IDS, plan.cancellation.started_event_id))
+    return EnforceAbortDeadline(command_id, now, PASS_NAME, origin, plan.uuid)

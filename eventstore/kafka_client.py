@@ -1,0 +1,165 @@
+"""The CLI's side of Kafka: send a command, wait for what became of it, read plans and notifications back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+
+from .codec import AvroCodec
+from .domain.messages import EVENT_TYPES, Command, from_record, to_record
+from .domain.plan import Plan, evolve
+from .exceptions import WaitTimeoutError
+from .kafka_config import KafkaSettings
+from .kafka_io import Publisher, TopicFollower, partitions_of, stored_event
+from .kafka_records import header_map, record_headers, unwrap_oslo_envelope
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A CommandHandled record: what became of a command, and the plan's states after it."""
+
+    command_id: str
+    plan_uuid: str
+    outcome: str
+    reason: str
+    plan_state: str | None
+    action_states: list[tuple[str, str, str]] = field(default_factory=list)
+    event_types: list[str] = field(default_factory=list)
+
+    #: An outcome read back from the topic is the first one; a re-sent command id is not handled again.
+    duplicate: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome != "rejected"
+
+
+def offsets_since(settings: KafkaSettings, topic: str, since_ms: int) -> Callable[[int], int]:
+    """Where each partition's records from ``since_ms`` start (a time lookup, not the end offset)."""
+    consumer = Consumer(settings.consumer_config(None))
+    try:
+        parts = partitions_of(consumer, topic)
+        found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in parts], timeout=10)
+    finally:
+        consumer.close()
+    starts = {tp.partition: (tp.offset if tp.offset >= 0 else OFFSET_END) for tp in found}
+    return lambda p: starts.get(p, OFFSET_BEGINNING)
+
+
+class KafkaClient:
+    def __init__(self, settings: KafkaSettings, codec: AvroCodec) -> None:
+        self._settings = settings
+        self._codec = codec
+        self._publisher = Publisher(settings)
+
+    def close(self) -> None:
+        self._publisher.flush()
+
+    def send(self, command: Command) -> None:
+        """Append a command; returns once the cluster confirmed it."""
+        name = type(command).__name__
+        value = self._codec.encode(name, to_record(command))
+        headers = record_headers(
+            type_=name, id_=command.command_id, subject=command.plan_uuid, time_us=command.issued_at,
+            content_type="application/avro", fingerprint=self._codec.fingerprint_of(name),
+        )
+        self._publisher.produce(self._settings.topics.commands, command.plan_uuid, value, headers)
+        self._publisher.flush()
+
+    def follow_outcomes(self, since_ms: int) -> TopicFollower:
+        topic = self._settings.topics.outcomes
+        return TopicFollower(self._settings, topic, start=offsets_since(self._settings, topic, since_ms))
+
+    def wait_outcome(self, command_id: str, follower: TopicFollower, timeout_s: float = 60.0) -> Outcome:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for msg in follower.poll(0.2):
+                if header_map(msg.headers()).get("ce_id") == command_id:
+                    return self.outcome_of(msg.value() or b"")
+        raise WaitTimeoutError(f"no outcome for command {command_id} within {timeout_s:.0f} s: is `watcher-es serve` running?")
+
+    def wait_plan_settled(self, plan_uuid: str, follower: TopicFollower, timeout_s: float) -> Outcome:
+        """Follow the plan's outcomes until its cancellation ends (CANCELLED or FAILED)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for msg in follower.poll(0.2):
+                if (msg.key() or b"").decode() == plan_uuid:
+                    outcome = self.outcome_of(msg.value() or b"")
+                    if outcome.plan_state in ("CANCELLED", "FAILED") and outcome.outcome == "accepted":
+                        return outcome
+        raise WaitTimeoutError(f"plan {plan_uuid} is still being cancelled after {timeout_s:.0f} s")
+
+    def outcome_of(self, value: bytes) -> Outcome:
+        _, r = self._codec.decode(value)
+        return Outcome(
+            r["command_id"], r["plan_uuid"], r["outcome"], r["reason"], r["plan_state"],
+            [(a["uuid"], a["action_type"], a["state"]) for a in r["action_states"]], list(r["event_types"]),
+        )
+
+    def plan(self, plan_uuid: str) -> Plan | None:
+        """A plan folded from the events topic (reads the topic to its end)."""
+        follower = TopicFollower(self._settings, self._settings.topics.events)
+        plan: Plan | None = None
+        try:
+            for msg in follower.drain():
+                if (msg.key() or b"").decode() != plan_uuid:
+                    continue
+                stored = stored_event(msg)
+                name, record = self._codec.decode(stored.body, stored.where)
+                plan = evolve(plan, from_record(EVENT_TYPES[name], record))
+        finally:
+            follower.close()
+        return plan
+
+    def plans(self) -> list[Plan]:
+        follower = TopicFollower(self._settings, self._settings.topics.events)
+        plans: dict[str, Plan] = {}
+        try:
+            for msg in follower.drain():
+                stored = stored_event(msg)
+                name, record = self._codec.decode(stored.body, stored.where)
+                plans[stored.plan_uuid] = evolve(plans.get(stored.plan_uuid), from_record(EVENT_TYPES[name], record))
+        finally:
+            follower.close()
+        return list(plans.values())
+
+    def notifications(self, plan_uuids: Iterable[str], since_ms: int, until: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 60.0) -> list[dict[str, Any]]:
+        """Notifications of these plans from both priority topics, merged back into order.
+
+        `.info` and `.error` are separate topics, so Kafka keeps no order between them; the
+        plan's sequence number header (``ce_sequence``) restores it.
+        """
+        wanted = set(plan_uuids)
+        t = self._settings.topics
+        followers = [
+            TopicFollower(self._settings, topic, start=offsets_since(self._settings, topic, since_ms))
+            for topic in (t.notification_topic("INFO"), t.notification_topic("ERROR"))
+        ]
+        found: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                for follower in followers:
+                    for msg in follower.poll(0.1):
+                        h = header_map(msg.headers())
+                        if h.get("ce_subject") in wanted:
+                            envelope = unwrap_oslo_envelope(msg.value() or b"")
+                            found[envelope["message_id"]] = (envelope_sort_key(envelope), int(h.get("ce_sequence", 0)), envelope)
+                ordered = [e for _, _, e in sorted(found.values(), key=lambda x: (x[0], x[1]))]
+                if until(ordered):
+                    return ordered
+        finally:
+            for follower in followers:
+                follower.close()
+        raise WaitTimeoutError(f"not every notification of {', '.join(sorted(wanted))} arrived within {timeout_s:.0f} s")
+
+
+def envelope_sort_key(envelope: dict[str, Any]) -> int:
+    """Emission order across plans: the event time (the plan sequence breaks ties)."""
+    from .kafka_records import parse_iso_micros
+
+    return parse_iso_micros(envelope["timestamp"].replace(" ", "T") + "Z")

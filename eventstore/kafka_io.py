@@ -1,0 +1,167 @@
+"""A thin, lazy layer over confluent-kafka: confirmed produces, and reading topics to their end.
+
+Appends are done only when their delivery reports say so: errors are collected in the
+delivery callback and raised by ``flush``. Reading "to the end" relies on partition EOF
+events, never on ``get_watermark_offsets`` (some Kafka-protocol brokers report it wrong).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from .exceptions import DeliveryError, KafkaUnavailableError, MissingTopicError, PoisonRecordError
+from .kafka_config import KafkaSettings
+from .kafka_records import COMMAND_HEADER, HASH_HEADER, Headers, dead_letter_headers, header_map, parse_iso_micros
+from .log import StoredEvent
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """A producer created on first use whose ``flush`` raises if any record was not delivered."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self._config = settings.producer_config()
+        self._producer: Producer | None = None
+        self._errors: list[str] = []
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(self._config)
+        return self._producer
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}: {err.str()}")
+
+    def produce(self, topic: str, key: str, value: bytes, headers: Headers) -> None:
+        while True:
+            try:
+                self.producer.produce(topic, key=key.encode(), value=value, headers=headers, on_delivery=self._on_delivery)
+                break
+            except BufferError:
+                self.producer.poll(0.1)  # the local queue is full: let deliveries drain
+            except KafkaException as exc:
+                raise DeliveryError(f"cannot produce to {topic}: {exc}") from exc
+        self.producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        if self._producer is None:
+            return
+        remaining = self._producer.flush(timeout)
+        errors, self._errors = self._errors, []
+        if errors:
+            raise DeliveryError(f"{len(errors)} record(s) not delivered: {errors[0]}")
+        if remaining:
+            raise DeliveryError(f"{remaining} record(s) not confirmed by the cluster within {timeout:.0f} s")
+
+
+def partitions_of(consumer: Consumer, topic: str, timeout: float = 10.0) -> list[int]:
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaUnavailableError(f"cannot read metadata for {topic}: {exc}") from exc
+    info = metadata.topics.get(topic)
+    if info is None or info.error is not None or not info.partitions:
+        raise MissingTopicError(f"topic {topic} does not exist: run `watcher-es init`")
+    return sorted(info.partitions)
+
+
+class TopicFollower:
+    """Reads every partition of a topic from chosen offsets, without a consumer group."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, start: Callable[[int], int] | None = None) -> None:
+        config = settings.consumer_config(None)
+        config["fetch.wait.max.ms"] = 10  # followers want new records promptly
+        self.topic = topic
+        self.consumer = Consumer(config)
+        self.partitions = partitions_of(self.consumer, topic)
+        starts = {p: (start(p) if start else OFFSET_BEGINNING) for p in self.partitions}
+        self.consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
+        self._at_end = dict.fromkeys(self.partitions, False)
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def poll(self, timeout: float) -> list[Message]:
+        """Whatever arrives within ``timeout``; notes which partitions have reached their end."""
+        out = []
+        for msg in self.consumer.consume(500, timeout):
+            error = msg.error()
+            if error is None:
+                self._at_end[msg.partition()] = False
+                out.append(msg)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self._at_end[msg.partition()] = True
+            elif error.fatal() or error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                raise KafkaUnavailableError(f"reading {self.topic}: {error.str()}")
+            else:
+                log.warning("reading %s: %s", self.topic, error.str())
+        return out
+
+    def drain(self, limit_s: float = 60.0) -> list[Message]:
+        """Everything up to the end of every partition (EOF seen since its last record)."""
+        out: list[Message] = []
+        deadline = time.monotonic() + limit_s
+        while True:
+            batch = self.poll(0.05)
+            out.extend(batch)
+            if not batch and all(self._at_end.values()):
+                return out
+            if time.monotonic() > deadline:
+                raise KafkaUnavailableError(f"{self.topic}: not at the end of every partition after {limit_s:.0f} s")
+
+
+def stored_event(msg: Message) -> StoredEvent:
+    """An events-topic record as the log port's StoredEvent (position = offset + 1)."""
+    headers = header_map(msg.headers())
+    try:
+        return StoredEvent(
+            position=msg.offset() + 1, plan_uuid=(msg.key() or b"").decode(), version=int(headers["ce_sequence"]),
+            event_id=headers["ce_id"], event_type=headers["ce_type"], command_id=headers.get(COMMAND_HEADER, ""),
+            occurred_at=parse_iso_micros(headers["ce_time"]), body=msg.value() or b"", hash=headers.get(HASH_HEADER, ""),
+            source=f"{msg.topic()}/{msg.partition()}",
+        )
+    except KeyError as exc:
+        raise PoisonRecordError(f"{msg.topic()}/{msg.partition()} offset {msg.offset()}: header {exc.args[0]} is missing") from None
+    except ValueError as exc:
+        raise PoisonRecordError(f"{msg.topic()}/{msg.partition()} offset {msg.offset()}: bad header ({exc})") from None
+
+
+class DeadLetters:
+    """Parks records a consumer cannot use, with where they came from and why, and moves on."""
+
+    def __init__(self, publisher: Publisher, topic: str) -> None:
+        self._publisher = publisher
+        self.topic = topic
+
+    def park(self, msg: Message, stage: str, error: BaseException) -> None:
+        log.warning("dead-lettering %s/%s offset %s (%s): %s", msg.topic(), msg.partition(), msg.offset(), stage, error)
+        headers = dead_letter_headers(
+            topic=msg.topic() or "", partition=msg.partition() or 0, offset=msg.offset() or 0, stage=stage,
+            error=error, original=msg.headers(),
+        )
+        self._publisher.produce(self.topic, (msg.key() or b"").decode("utf-8", "replace"), msg.value() or b"", headers)
+
+
+def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> None:
+    """Commit the next offset of each partition seen; called only after the effects are durable."""
+    last: dict[tuple[str, int], int] = {}
+    for msg in messages:
+        last[(msg.topic(), msg.partition())] = msg.offset()
+    if last:
+        consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+
+
+def subscribe(consumer: Consumer, topic: str, on_assign: Callable[[Consumer, list[TopicPartition]], Any] | None = None) -> None:
+    partitions_of(consumer, topic)
+    if on_assign is None:
+        consumer.subscribe([topic])
+    else:
+        consumer.subscribe([topic], on_assign=on_assign)

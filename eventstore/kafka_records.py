@@ -1,0 +1,85 @@
+"""What our Kafka records carry besides the value: CloudEvents-style headers and dead-letter headers.
+
+Headers follow the CloudEvents Kafka binding (``ce_*``) so generic tooling can route and
+order them: ``ce_type`` (record type), ``ce_id`` (command, event or message id),
+``ce_sequence`` (the plan's sequence number, for merging ``.info`` and ``.error`` back into
+order), ``ce_subject`` (the plan), ``ce_dataschema`` (the Avro fingerprint). Dead letters use
+Kafka Connect's ``__connect.errors.*`` names, which existing tooling reads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+Headers = list[tuple[str, bytes]]
+
+SPEC_VERSION = "1.0"
+SOURCE = "watcher-es"
+HASH_HEADER = "watcher_es_hash"
+COMMAND_HEADER = "watcher_es_command_id"
+
+
+def dataschema(fingerprint: str) -> str:
+    return f"urn:avro:crc-64-avro:{fingerprint}"
+
+
+def iso_micros(us: int) -> str:
+    return datetime.fromtimestamp(us // 1_000_000, UTC).replace(microsecond=us % 1_000_000).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso_micros(text: str) -> int:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return int(dt.timestamp()) * 1_000_000 + dt.microsecond
+
+
+def record_headers(
+    *, type_: str, id_: str, subject: str, time_us: int, content_type: str,
+    fingerprint: str | None = None, sequence: int | None = None, extra: Sequence[tuple[str, str]] = (),
+) -> Headers:
+    headers = [
+        ("ce_specversion", SPEC_VERSION), ("ce_id", id_), ("ce_source", SOURCE), ("ce_type", type_),
+        ("ce_subject", subject), ("ce_time", iso_micros(time_us)), ("content-type", content_type),
+    ]
+    if fingerprint is not None:
+        headers.append(("ce_dataschema", dataschema(fingerprint)))
+    if sequence is not None:
+        headers.append(("ce_sequence", str(sequence)))
+    headers.extend(extra)
+    return [(k, v.encode()) for k, v in headers]
+
+
+def header_map(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in headers or ():
+        if value is not None:
+            out[key] = value.decode("utf-8", "replace")
+    return out
+
+
+def oslo_envelope(notification: dict[str, Any]) -> bytes:
+    """oslo.messaging 2.0 serialization of a notification, as its Kafka driver publishes it."""
+    message = {**notification, "_context": {}}
+    return json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(message)}).encode()
+
+
+def unwrap_oslo_envelope(value: bytes) -> dict[str, Any]:
+    outer = json.loads(value)
+    message: dict[str, Any] = json.loads(outer["oslo.message"])
+    message.pop("_context", None)
+    return message
+
+
+def dead_letter_headers(
+    *, topic: str, partition: int, offset: int, stage: str, error: BaseException, original: Headers | None,
+) -> Headers:
+    """Kafka Connect's error headers, so the record says where it came from and why it was parked."""
+    ours = [
+        ("__connect.errors.topic", topic), ("__connect.errors.partition", str(partition)),
+        ("__connect.errors.offset", str(offset)), ("__connect.errors.stage", stage),
+        ("__connect.errors.exception.class.name", f"{type(error).__module__}.{type(error).__qualname__}"),
+        ("__connect.errors.exception.message", str(error)),
+    ]
+    return [(k, v.encode()) for k, v in ours] + list(original or [])

@@ -1,0 +1,101 @@
+"""`watcher-es serve` on Kafka: the handler, the read model and the translator in one loop.
+
+Each part is a member of its own consumer group and can run alone (``--only``). The loop also
+runs the abort-deadline pass from the handler's plan states, publishing one deterministic
+EnforceAbortDeadline command per overdue cancellation.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Literal, Protocol
+
+from projections.kafka_parts import KafkaReadModelPart, KafkaTranslatorPart
+from projections.read_model import ReadModel
+from projections.translator import Translator, default_publisher_id
+
+from .codec import AvroCodec
+from .config import Settings
+from .domain.deadline import deadline_command, overdue
+from .kafka_client import KafkaClient
+from .kafka_config import KafkaSettings
+from .kafka_handler import KafkaCommandHandler
+from .kafka_io import Publisher
+
+log = logging.getLogger(__name__)
+
+PartName = Literal["handler", "projections", "translator"]
+PARTS: tuple[PartName, ...] = ("handler", "projections", "translator")
+
+
+class Part(Protocol):
+    def poll(self, timeout: float = 0.2) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class KafkaService:
+    def __init__(
+        self, settings: Settings, kafka: KafkaSettings, only: Iterable[PartName] = PARTS,
+        clock: Callable[[], int] | None = None, deadline_interval_s: float = 5.0,
+    ) -> None:
+        from .config import system_clock
+
+        self._clock = clock or system_clock
+        self._codec = AvroCodec()
+        self._publisher = Publisher(kafka)
+        self._kafka = kafka
+        self._deadline_interval_s = deadline_interval_s
+        self.parts: dict[str, Part] = {}
+        self.handler: KafkaCommandHandler | None = None
+        self.model: ReadModel | None = None
+        for name in only:
+            if name == "handler":
+                self.handler = KafkaCommandHandler(kafka, self._codec, self._clock, settings.abort_timeout_us)
+                self.parts[name] = self.handler
+            elif name == "projections":
+                self.model = ReadModel(settings.paths.model, self._codec)
+                self.parts[name] = KafkaReadModelPart(kafka, self._publisher, self.model)
+            else:
+                translator = Translator(self._codec, None, settings.publisher_id or default_publisher_id(), settings.notification_level, cache_size=None)
+                self.parts[name] = KafkaTranslatorPart(kafka, self._publisher, translator)
+        self._stopping = False
+        self._next_deadline_pass = 0.0
+
+    def stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+        try:
+            while not self._stopping and not (until and until()):
+                busy = sum(part.poll(0.02) for part in self.parts.values())
+                self._deadline_pass()
+                if not busy:
+                    time.sleep(0.01)
+        finally:
+            self.close()
+
+    def _deadline_pass(self) -> None:
+        if self.handler is None or time.monotonic() < self._next_deadline_pass:
+            return
+        self._next_deadline_pass = time.monotonic() + self._deadline_interval_s
+        now = self._clock()
+        late = overdue(self.handler.plans.values(), now)
+        if late:
+            client = KafkaClient(self._kafka, self._codec)
+            for plan in late:
+                client.send(deadline_command(plan, now, "watcher-es serve"))
+            client.close()
+
+    def close(self) -> None:
+        for part in self.parts.values():
+            part.close()
+        self._publisher.flush()
+        if self.model is not None:
+            self.model.close()

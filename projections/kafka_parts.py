@@ -1,0 +1,139 @@
+"""The read model and the translator as members of Kafka consumer groups on the events topic.
+
+The read model keeps each partition's position in its own SQLite file, in the transaction
+that applies the batch, and resumes from there: group commits are only informative. The
+translator's output is Kafka itself, so it commits group offsets after its notifications are
+confirmed, and on (re)assignment folds each partition from the start without emitting up to
+its committed offset: a re-sent notification is then byte-identical to the first.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from eventstore.exceptions import PoisonRecordError
+from eventstore.kafka_config import KafkaSettings
+from eventstore.kafka_io import DeadLetters, Publisher, commit_offsets, stored_event, subscribe
+from eventstore.kafka_records import oslo_envelope, parse_iso_micros, record_headers
+from eventstore.log import StoredEvent
+
+from .read_model import ReadModel
+from .translator import Notification, Translator
+
+log = logging.getLogger(__name__)
+
+
+def _source(tp: TopicPartition) -> str:
+    return f"{tp.topic}/{tp.partition}"
+
+
+class _EventsPart:
+    """What both parts share: a group consumer on the events topic that parks poison records."""
+
+    GROUP = ""
+
+    def __init__(self, settings: KafkaSettings, publisher: Publisher) -> None:
+        self._settings = settings
+        self._publisher = publisher
+        self._dead = DeadLetters(publisher, settings.topics.dead_letters)
+        self.consumer = Consumer(settings.consumer_config(self.GROUP))
+        subscribe(self.consumer, settings.topics.events, on_assign=self._on_assign)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.consumer.close()
+
+    def _consume(self, timeout: float) -> tuple[list[Message], list[StoredEvent], dict[tuple[str, int], Message]]:
+        messages = [m for m in self.consumer.consume(1000, timeout) if m.error() is None]
+        stored: list[StoredEvent] = []
+        by_place: dict[tuple[str, int], Message] = {}
+        for msg in messages:
+            try:
+                event = stored_event(msg)
+            except PoisonRecordError as exc:
+                self._dead.park(msg, self.GROUP, exc)
+                continue
+            stored.append(event)
+            by_place[(event.source, event.position)] = msg
+        return messages, stored, by_place
+
+    def _parker(self, by_place: dict[tuple[str, int], Message]):  # type: ignore[no-untyped-def]
+        def park(event: StoredEvent, error: Exception) -> None:
+            self._dead.park(by_place[(event.source, event.position)], self.GROUP, error)
+        return park
+
+
+class KafkaReadModelPart(_EventsPart):
+    GROUP = "read-model"
+
+    def __init__(self, settings: KafkaSettings, publisher: Publisher, model: ReadModel) -> None:
+        self.model = model
+        super().__init__(settings, publisher)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            tp.offset = self.model.position(_source(tp))  # position = last applied offset + 1 = next offset
+        consumer.assign(partitions)
+
+    def poll(self, timeout: float = 0.2) -> int:
+        messages, stored, by_place = self._consume(timeout)
+        if stored:
+            self.model.process(stored, on_poison=self._parker(by_place))
+        if messages:
+            self._publisher.flush()  # dead letters confirmed before moving on
+            commit_offsets(self.consumer, messages)
+        return len(messages)
+
+
+class KafkaTranslatorPart(_EventsPart):
+    GROUP = "translator"
+
+    def __init__(self, settings: KafkaSettings, publisher: Publisher, translator: Translator) -> None:
+        self.translator = translator
+        self._emit_from: dict[str, int] = {}
+        super().__init__(settings, publisher)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        committed = consumer.committed(partitions, timeout=30)
+        for tp, done in zip(partitions, committed, strict=True):
+            self._emit_from[_source(tp)] = max(done.offset, 0) + 1  # positions are offset + 1
+            tp.offset = OFFSET_BEGINNING
+        consumer.assign(partitions)
+
+    def poll(self, timeout: float = 0.2) -> int:
+        messages, stored, by_place = self._consume(timeout)
+        park = self._parker(by_place)
+        notes: list[Notification] = []
+        for run, emit in _runs(stored, self._emit_from):
+            notes.extend(self.translator.translate(run, emit=emit, on_poison=park))
+        for note in notes:
+            self._publish(note)
+        if messages:
+            self._publisher.flush()
+            commit_offsets(self.consumer, messages)
+        return len(messages)
+
+    def _publish(self, note: Notification) -> None:
+        topic = self._settings.topics.notification_topic(note.priority)
+        headers = record_headers(
+            type_=note.event_type, id_=note.message_id, subject=note.plan_uuid, time_us=parse_iso_micros(note.envelope["timestamp"].replace(" ", "T") + "Z"),
+            content_type="application/json", sequence=note.plan_seq, extra=(("watcher_es_event_id", note.event_id),),
+        )
+        self._publisher.produce(topic, note.plan_uuid, oslo_envelope(note.envelope), headers)
+
+
+def _runs(events: Sequence[StoredEvent], emit_from: dict[str, int]) -> list[tuple[list[StoredEvent], bool]]:
+    """Split a batch into consecutive runs that are only folded (already emitted) or emitted."""
+    runs: list[tuple[list[StoredEvent], bool]] = []
+    for event in events:
+        emit = event.position >= emit_from.get(event.source, 1)
+        if runs and runs[-1][1] == emit:
+            runs[-1][0].append(event)
+        else:
+            runs.append(([event], emit))
+    return runs
