@@ -9,14 +9,16 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, Protocol, TypeVar
 
 import typer
 from rich.console import Console
 
+from ..codec import AvroCodec
 from ..config import Settings
-from ..exceptions import CommandValidationError, WatcherEsError
-from ..handler import HandlingResult
+from ..exceptions import CommandValidationError, ConfigurationError, WatcherEsError
+from ..kafka_client import KafkaClient
+from ..kafka_config import KafkaSettings
 from ..service import EmbeddedService
 
 P = ParamSpec("P")
@@ -70,13 +72,23 @@ def json_line(value: Any) -> None:
     sys.stdout.flush()
 
 
-def report(result: HandlingResult, as_json: bool, what: str) -> None:
+class CommandResult(Protocol):
+    command_id: str
+    plan_uuid: str
+    outcome: str
+    reason: str
+    duplicate: bool
+
+    @property
+    def event_types(self) -> list[str]: ...
+
+
+def report(result: CommandResult, as_json: bool, what: str) -> None:
     """Print a command's outcome; a rejected command exits non-zero with its reason."""
     if as_json:
         json_line({
             "command_id": result.command_id, "plan_uuid": result.plan_uuid, "outcome": result.outcome,
-            "reason": result.reason, "duplicate": result.duplicate,
-            "events": [type(e).__name__ for e in result.events],
+            "reason": result.reason, "duplicate": result.duplicate, "events": result.event_types,
         })
     elif result.outcome == "rejected":
         err.print(f"[red]rejected:[/red] {result.reason}", markup=True)
@@ -85,7 +97,22 @@ def report(result: HandlingResult, as_json: bool, what: str) -> None:
     elif result.outcome == "unchanged":
         out.print(f"{what}: {result.reason}")
     else:
-        names = ", ".join(type(e).__name__ for e in result.events)
-        out.print(f"{what}: accepted ({names})")
+        out.print(f"{what}: accepted ({', '.join(result.event_types)})")
     if result.outcome == "rejected":
         raise typer.Exit(EXIT_REJECTED)
+
+
+def kafka_of(ctx: typer.Context) -> KafkaSettings | None:
+    return settings_of(ctx).kafka
+
+
+@contextmanager
+def open_client(ctx: typer.Context) -> Iterator[KafkaClient]:
+    kafka = kafka_of(ctx)
+    if kafka is None:
+        raise ConfigurationError("this needs a Kafka cluster: set --bootstrap-servers or WATCHER_ES_BOOTSTRAP_SERVERS")
+    client = KafkaClient(kafka, AvroCodec())
+    try:
+        yield client
+    finally:
+        client.close()
