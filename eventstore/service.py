@@ -15,7 +15,7 @@ from .codec import AvroCodec
 from .config import Settings, system_clock
 from .domain.deadline import deadline_command, overdue
 from .domain.messages import Command
-from .handler import Clock, CommandHandler, HandlingResult
+from .handler import Clock, CommandHandler, HandlingResult, load_plan
 from .sqlite_log import SqliteEventLog
 
 
@@ -57,5 +57,6 @@ class EmbeddedService:
         """Fail every abort past its deadline; safe to run anywhere, any number of times."""
         self.catch_up()
         now = self.clock()
-        candidates = (self.handler.plan(uuid) for uuid in self.model.overdue_cancellations(now))
+        # From the log, not the handler's cache: another process may have cancelled a plan cached before.
+        candidates = (load_plan(self.codec, self.log.read_plan(uuid)) for uuid in self.model.overdue_cancellations(now))
         return [self.submit(deadline_command(plan, now, origin)) for plan in overdue((p for p in candidates if p), now)]

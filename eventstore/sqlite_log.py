@@ -78,13 +78,14 @@ class SqliteEventLog:
                 if conn.execute("SELECT 1 FROM commands WHERE command_id = ?", (command.command_id,)).fetchone():
                     raise DuplicateCommandError(command.command_id)
                 first = last = None
+                # Checked without events too: a rejection or no-op decided on a stale state must not stand.
+                row = conn.execute(
+                    "SELECT version, hash FROM events WHERE plan_uuid = ? ORDER BY version DESC LIMIT 1", (plan_uuid,)
+                ).fetchone()
+                version, previous = row if row else (0, "")
+                if version != expected_version:
+                    raise StaleVersionError(plan_uuid, expected_version, version)
                 if events:
-                    row = conn.execute(
-                        "SELECT version, hash FROM events WHERE plan_uuid = ? ORDER BY version DESC LIMIT 1", (plan_uuid,)
-                    ).fetchone()
-                    version, previous = row if row else (0, "")
-                    if version != expected_version:
-                        raise StaleVersionError(plan_uuid, expected_version, version)
                     rows = []
                     for e in events:
                         version += 1

@@ -1,0 +1,384 @@
+"""The ``watcher-es`` CLI through CliRunner on a temp store: exit codes, outputs, and errors as one line."""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import typer
+from typer.testing import CliRunner, Result
+
+from eventstore.cli import app
+
+PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
+OTHER = "0b5f4b1e-5a53-4f0a-8d77-7f4d7d8c2a01"
+A = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)]
+B = [f"00000000-0000-4000-8000-0000000000b{i}" for i in range(4)]  # OTHER's actions: action uuids are global
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+ENVELOPE_KEYS = {"event_type", "priority", "publisher_id", "message_id", "timestamp", "payload"}
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    """No WATCHER_ES_* or Kafka settings leak in from the environment; wide, plain output."""
+    isolated: dict[str, str | None] = {
+        name: None for name in (
+            "WATCHER_ES_DB", "WATCHER_ES_PUBLISHER_ID", "WATCHER_ES_NOTIFICATION_LEVEL", "WATCHER_ES_ABORT_TIMEOUT",
+            "WATCHER_ES_BOOTSTRAP_SERVERS", "WATCHER_ES_KAFKA_CONFIG", "WATCHER_ES_TOPIC_PREFIX",
+            "WATCHER_ES_NOTIFICATION_TOPIC", "WATCHER_ES_GROUP_PREFIX", "OS_USERNAME",
+        )
+    }
+    return CliRunner(env={**isolated, "NO_COLOR": "1", "COLUMNS": "250", "TERM": "dumb"})
+
+
+class Cli:
+    def __init__(self, runner: CliRunner, db: Path, options: tuple[str, ...] = ()) -> None:
+        self.runner, self.db, self.options = runner, db, options
+
+    def __call__(self, *args: str, code: int = 0, options: tuple[str, ...] = ()) -> Result:
+        result = self.runner.invoke(app, ["--db", str(self.db), "--publisher-id", "infra-optim:test", *self.options, *options, *args])
+        assert "Traceback" not in result.output, result.output
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        assert result.exit_code == code, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+        return result
+
+    def json(self, *args: str, options: tuple[str, ...] = ()) -> Any:
+        return json.loads(self(*args, "--json", options=options).stdout)
+
+    def lines(self, *args: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self(*args, "--json").stdout.splitlines()]
+
+
+@pytest.fixture
+def cli(runner: CliRunner, tmp_path: Path) -> Cli:
+    return Cli(runner, tmp_path / "x.db")
+
+
+def plan_document(plan: str = PLAN, action_states: tuple[str, ...] = ("PENDING", "PENDING", "PENDING"), state: str = "RECOMMENDED") -> dict[str, Any]:
+    created = "2016-10-18T09:52:05Z"
+    ids = A if plan == PLAN else B
+    return {
+        "uuid": plan, "state": state, "global_efficacy": [{"name": "released_nodes_ratio", "unit": "%", "value": 40.0}],
+        "created_at": created, "updated_at": None, "deleted_at": None,
+        "audit": {
+            "uuid": "10a47dd1-4874-4298-91cf-eff046dbdb8d", "goal_uuid": "bc830f84-8ae3-4fc6-8bc6-e3dd15e8b49a",
+            "strategy_uuid": "cb3d0b58-4415-4d90-b75b-1e96878730e3", "audit_type": "ONESHOT", "state": "SUCCEEDED",
+            "scope": [], "parameters": {"period": 3600}, "interval": None, "created_at": created,
+        },
+        "strategy": {
+            "uuid": "cb3d0b58-4415-4d90-b75b-1e96878730e3", "name": "vm_workload_consolidation",
+            "display_name": "VM Workload Consolidation Strategy", "parameters_spec": {}, "created_at": created,
+        },
+        "actions": [
+            {"uuid": ids[i], "action_type": "migrate", "input_parameters": {"migration_type": "live", "resource_id": f"vm-{i}"},
+             "parents": [ids[i - 1]] if i else [], "state": s, "created_at": created}
+            for i, s in enumerate(action_states)
+        ],
+    }
+
+
+def write_plan(tmp_path: Path, document: Any, name: str = "plan.json") -> str:
+    path = tmp_path / name
+    path.write_text(document if isinstance(document, str) else json.dumps(document))
+    return str(path)
+
+
+def running_plan(cli: Cli, tmp_path: Path, plan: str = PLAN) -> None:
+    """A plan ONGOING with action 0 done, actions 1 and 2 running, action 3 pending."""
+    cli("register", write_plan(tmp_path, plan_document(plan, ("PENDING",) * 4), f"{plan}.json"))
+    cli("report-progress", plan, "ongoing")
+    for action, state in ((A[0], "ONGOING"), (A[0], "SUCCEEDED"), (A[1], "ONGOING"), (A[2], "ONGOING")):
+        cli("report-progress", plan, state, "--action", action)
+
+
+def action_states(status: dict[str, Any]) -> list[str]:
+    return [a["state"] for a in status["actions"]]
+
+
+# ---------------------------------------------------------------- the happy paths
+
+
+def test_register_and_status(cli: Cli, tmp_path: Path) -> None:
+    result = cli("register", write_plan(tmp_path, plan_document()))
+    assert "accepted" in result.stdout and PLAN in result.stdout
+    status = cli.json("status", PLAN)
+    assert status["plan"]["uuid"] == PLAN and status["plan"]["state"] == "RECOMMENDED"
+    assert status["plan"]["created_at"] == "2016-10-18T09:52:05Z"
+    assert [a["uuid"] for a in status["actions"]] == A[:3]
+    assert status["actions"][0]["input_parameters"] == {"migration_type": "live", "resource_id": "vm-0"}
+    human = cli("status", PLAN)
+    assert PLAN in human.stdout and "RECOMMENDED" in human.stdout
+
+
+def test_register_json_outcome(cli: Cli, tmp_path: Path) -> None:
+    outcome = cli.json("register", write_plan(tmp_path, plan_document()), "--by", "decision-engine-1")
+    assert (outcome["outcome"], outcome["plan_uuid"], outcome["events"], outcome["duplicate"]) == (
+        "accepted", PLAN, ["ActionPlanRegistered"], False,
+    )
+
+
+def test_report_progress(cli: Cli, tmp_path: Path) -> None:
+    running_plan(cli, tmp_path)
+    status = cli.json("status", PLAN)
+    assert status["plan"]["state"] == "ONGOING"
+    assert action_states(status) == ["SUCCEEDED", "ONGOING", "ONGOING", "PENDING"]
+    same = cli.json("report-progress", PLAN, "ONGOING")
+    assert (same["outcome"], same["events"]) == ("unchanged", [])
+
+
+def test_cancel_an_ongoing_plan_then_report_the_aborts(cli: Cli, tmp_path: Path) -> None:
+    running_plan(cli, tmp_path)
+    result = cli.json("cancel", PLAN, "--reason", "maintenance window closed", "--by", "operator-7")
+    assert result["outcome"] == "accepted"
+    assert result["events"] == [
+        "ActionPlanCancellationStarted", "ActionCancellationStarted", "ActionCancellationStarted",
+        "ActionCancellationStarted", "ActionCancelled",
+    ]
+    status = cli.json("status", PLAN)
+    assert status["plan"]["state"] == "CANCELLING"
+    assert (status["plan"]["cancel_requested_by"], status["plan"]["cancel_reason"]) == ("operator-7", "maintenance window closed")
+    assert action_states(status) == ["SUCCEEDED", "CANCELLING", "CANCELLING", "CANCELLED"]
+
+    cli("report-abort", PLAN, A[1], "--succeeded")
+    failed = cli.json(
+        "report-abort", PLAN, A[2], "--failed", "--exception", "ActionExecutionFailure",
+        "--message", "cannot abort a live migration in switch-over", "--module", "watcher.applier.actions.migration",
+        "--function", "abort",
+    )
+    assert failed["events"] == ["ActionCancellationFailed", "ActionPlanCancellationFailed"]
+    status = cli.json("status", PLAN)
+    fault = {
+        "exception": "ActionExecutionFailure", "exception_message": "cannot abort a live migration in switch-over",
+        "module_name": "watcher.applier.actions.migration", "function_name": "abort",
+    }
+    assert status["plan"]["state"] == "FAILED" and status["plan"]["fault"] == fault
+    assert action_states(status) == ["SUCCEEDED", "CANCELLED", "FAILED", "CANCELLED"]
+    assert status["actions"][2]["fault"] == fault
+
+
+def test_cancel_a_recommended_plan_is_direct_and_bracketed(cli: Cli, tmp_path: Path) -> None:
+    cli("register", write_plan(tmp_path, plan_document()))
+    result = cli("cancel", PLAN, "--reason", "not wanted", "--by", "admin")
+    assert "accepted" in result.stdout
+    assert cli.json("status", PLAN)["plan"]["state"] == "CANCELLED"
+    kinds = [n["event_type"] for n in cli.lines("notifications")]
+    assert kinds == ["action_plan.cancel.start", *["action.cancel.start", "action.cancel.end"] * 3, "action_plan.cancel.end"]
+
+
+def test_notifications_json_gives_full_envelopes_one_per_line(cli: Cli, tmp_path: Path) -> None:
+    running_plan(cli, tmp_path)
+    cli("cancel", PLAN, "--reason", "r")
+    cli("report-abort", PLAN, A[1])
+    cli("report-abort", PLAN, A[2], "--failed", "--exception", "WatcherException", "--message", "TEST")
+    raw = cli("notifications", "--json").stdout
+    lines = raw.splitlines()
+    notes = [json.loads(line) for line in lines]
+    assert all(set(n) == ENVELOPE_KEYS for n in notes)
+    assert [n["event_type"] for n in notes] == [
+        "action_plan.cancel.start", "action.cancel.start", "action.cancel.start", "action.cancel.start",
+        "action.cancel.end", "action.cancel.end", "action.cancel.error", "action_plan.cancel.error",
+    ]
+    assert {n["publisher_id"] for n in notes} == {"infra-optim:test"}
+    assert [n["priority"] for n in notes][-2:] == ["ERROR", "ERROR"]
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", n["timestamp"]) for n in notes)
+    error = notes[-1]["payload"]["watcher_object.data"]
+    assert error["fault"]["watcher_object.data"]["exception"] == "WatcherException"
+    # --plan filters, --after skips, and a second read gives the same bytes.
+    assert cli.lines("notifications", "--plan", OTHER) == []
+    assert cli.lines("notifications", "--after", "6") == notes[6:]
+    assert cli("notifications", "--json").stdout == raw
+    table = cli("notifications")
+    assert "action_plan.cancel.error" in table.stdout
+
+
+ALL_KINDS = {"action_plan.cancel.start", "action.cancel.start", "action.cancel.end", "action.cancel.error", "action_plan.cancel.error"}
+
+
+@pytest.mark.parametrize(("level", "kinds"), [
+    ("debug", ALL_KINDS),
+    ("WARNING", {"action.cancel.error", "action_plan.cancel.error"}),
+    ("critical", set()),
+    ("", set()),
+])
+def test_notification_level_filters_by_priority(runner: CliRunner, tmp_path: Path, level: str, kinds: set[str]) -> None:
+    cli = Cli(runner, tmp_path / "x.db", ("--notification-level", level))
+    cli("register", write_plan(tmp_path, plan_document(state="ONGOING", action_states=("ONGOING", "ONGOING"))))
+    cli("cancel", PLAN, "--reason", "r")
+    cli("report-abort", PLAN, A[0])
+    cli("report-abort", PLAN, A[1], "--failed", "--exception", "WatcherException")
+    assert {n["event_type"] for n in cli.lines("notifications")} == kinds
+
+
+def test_plans(cli: Cli, tmp_path: Path) -> None:
+    running_plan(cli, tmp_path, PLAN)
+    cli("register", write_plan(tmp_path, plan_document(OTHER), "other.json"))
+    cli("cancel", OTHER, "--reason", "r")
+    rows = cli.lines("plans")
+    assert {(r["uuid"], r["state"], r["action_count"]) for r in rows} == {(PLAN, "ONGOING", 4), (OTHER, "CANCELLED", 3)}
+    assert [r["uuid"] for r in cli.lines("plans", "--state", "cancelled")] == [OTHER]
+    human = cli("plans")
+    assert PLAN in human.stdout and OTHER in human.stdout
+
+
+def test_enforce_deadlines(cli: Cli, tmp_path: Path) -> None:
+    running_plan(cli, tmp_path)
+    assert "no abort is past its deadline" in cli("enforce-deadlines").stdout
+    cli("cancel", PLAN, "--reason", "r", options=("--abort-timeout", "0.001"))
+    time.sleep(0.01)
+    results = cli.lines("enforce-deadlines")
+    assert [(r["plan_uuid"], r["outcome"]) for r in results] == [(PLAN, "accepted")]
+    assert results[0]["events"] == ["ActionCancellationFailed", "ActionCancellationFailed", "ActionPlanCancellationFailed"]
+    status = cli.json("status", PLAN)
+    assert status["plan"]["state"] == "FAILED"
+    assert status["plan"]["fault"]["exception"] == "AbortTimeout"
+    assert action_states(status) == ["SUCCEEDED", "FAILED", "FAILED", "CANCELLED"]
+    assert cli.lines("enforce-deadlines") == [], "a settled cancellation is not enforced again"
+
+
+def test_the_same_command_id_is_handled_once(cli: Cli, tmp_path: Path) -> None:
+    cli("register", write_plan(tmp_path, plan_document(state="PENDING")))
+    first = cli.json("cancel", PLAN, "--reason", "r", "--command-id", "op-42")
+    again = cli.json("cancel", PLAN, "--reason", "r", "--command-id", "op-42")
+    assert (first["duplicate"], again["duplicate"]) == (False, True)
+    assert again["events"] == [] and again["outcome"] == "accepted"
+    assert "already handled" in cli("cancel", PLAN, "--reason", "r", "--command-id", "op-42").stdout
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def test_a_rejected_cancel_exits_1_with_the_reason(cli: Cli, tmp_path: Path) -> None:
+    cli("register", write_plan(tmp_path, plan_document(state="PENDING")))
+    cli("cancel", PLAN, "--reason", "r")
+    result = cli("cancel", PLAN, "--reason", "again", code=1)
+    assert f"action plan {PLAN} is CANCELLED and cannot be cancelled" in result.stderr
+    assert result.stdout == ""
+    unknown = cli("cancel", OTHER, "--reason", "r", code=1)
+    assert f"action plan {OTHER} is not registered" in unknown.stderr
+    as_json = cli("cancel", PLAN, "--reason", "again", "--json", code=1)
+    assert json.loads(as_json.stdout)["outcome"] == "rejected"
+
+
+def test_other_rejections_exit_1(cli: Cli, tmp_path: Path) -> None:
+    running_plan(cli, tmp_path)
+    assert f"action {A[1]} is ONGOING, not CANCELLING" in cli("report-abort", PLAN, A[1], code=1).stderr
+    assert "cannot go from ONGOING to PENDING" in cli("report-progress", PLAN, "PENDING", code=1).stderr
+    assert "is already registered" in cli("register", write_plan(tmp_path, plan_document(), "again.json"), code=1).stderr
+    assert "not registered" in cli("status", OTHER, code=1).stderr
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    (("cancel", "not-a-uuid", "--reason", "r"), "plan_uuid"),
+    (("report-progress", PLAN, "BOGUS"), "state"),
+    (("report-progress", PLAN, "ONGOING", "--action", "nope"), "action_uuid"),
+    (("report-abort", PLAN, "nope"), "action_uuid"),
+    (("report-abort", "nope", A[0]), "plan_uuid"),
+    (("report-abort", PLAN, A[0], "--failed", "--exception", ""), "fault.exception"),
+])
+def test_invalid_arguments_exit_2_naming_the_field(cli: Cli, args: tuple[str, ...], field: str) -> None:
+    result = cli(*args, code=2)
+    assert field in result.stderr
+
+
+def test_a_bad_global_option_exits_2(cli: Cli) -> None:
+    assert "notification_level" in cli("plans", options=("--notification-level", "loud"), code=2).stderr
+    assert "--abort-timeout" in cli("plans", options=("--abort-timeout", "0"), code=2).stderr
+
+
+def _without(document: dict[str, Any], *path: str | int) -> dict[str, Any]:
+    target: Any = document
+    for key in path[:-1]:
+        target = target[key]
+    del target[path[-1]]
+    return document
+
+
+def _with(document: dict[str, Any], value: Any, *path: str | int) -> dict[str, Any]:
+    target: Any = document
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return document
+
+
+@pytest.mark.parametrize(("document", "field"), [
+    ("{not json", "not JSON"),
+    ("[]", "document"),
+    (lambda: _without(plan_document(), "uuid"), "uuid: missing"),
+    (lambda: _without(plan_document(), "audit"), "audit: missing"),
+    (lambda: _without(plan_document(), "strategy", "name"), "strategy.name: missing"),
+    (lambda: _without(plan_document(), "actions", 1, "uuid"), "actions[1].uuid: missing"),
+    (lambda: _without(plan_document(), "actions", 0, "created_at"), "actions[0].created_at: missing"),
+    (lambda: _with(plan_document(), "not-a-uuid", "audit", "uuid"), "audit.uuid"),
+    (lambda: _with(plan_document(), "yesterday", "created_at"), "created_at"),
+    (lambda: _with(plan_document(), "CANCELLING", "state"), "state"),
+    (lambda: _with(plan_document(), "CANCELLED", "actions", 2, "state"), "actions[2].state"),
+    (lambda: _with(plan_document(), A[0], "actions", 1, "uuid"), "actions[1].uuid"),
+    (lambda: _with(plan_document(), "x", "actions"), "actions"),
+    (lambda: _with(plan_document(), [1], "actions", 0, "parents"), "actions[0].parents"),
+    (lambda: _with(plan_document(), 5, "strategy", "name"), "strategy.name"),
+])
+def test_an_invalid_plan_file_exits_2_naming_the_field(cli: Cli, tmp_path: Path, document: Any, field: str) -> None:
+    result = cli("register", write_plan(tmp_path, document() if callable(document) else document), code=2)
+    assert field in result.stderr
+    assert cli.lines("plans") == [], "nothing was registered"
+
+
+def test_a_missing_plan_file_exits_2(cli: Cli, tmp_path: Path) -> None:
+    result = cli("register", str(tmp_path / "nope.json"), code=2)
+    assert "nope.json" in result.stderr
+
+
+# ---------------------------------------------------------------- every command is documented
+
+
+@functools.cache
+def commands() -> dict[str, Any]:
+    group: Any = typer.main.get_command(app)
+    return dict(group.commands)
+
+
+def command_names() -> list[str]:
+    return sorted(commands())
+
+
+def test_the_core_commands_exist() -> None:
+    assert {"register", "report-progress", "cancel", "report-abort", "status", "plans", "notifications", "enforce-deadlines", "demo"} <= set(command_names())
+
+
+@pytest.mark.parametrize("name", command_names())
+def test_every_command_has_help(runner: CliRunner, name: str) -> None:
+    result = runner.invoke(app, [name, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.stdout
+    assert (commands()[name].help or "").strip(), f"`watcher-es {name}` has no help text"
+
+
+def test_top_level_help_lists_every_command(runner: CliRunner) -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in command_names():
+        assert name in result.stdout
+
+
+def readme_cli_section() -> str | None:
+    if not README.exists():
+        return None
+    text = README.read_text()
+    match = re.search(r"^## CLI\b.*?(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)
+    return match.group(0) if match else None
+
+
+@pytest.mark.parametrize("name", command_names())
+def test_every_command_is_in_the_readme(name: str) -> None:
+    section = readme_cli_section()
+    if section is None:
+        pytest.skip("README.md has no '## CLI' section yet")
+    assert re.search(rf"\b{re.escape(name)}\b", section), f"`watcher-es {name}` is not documented in README.md's CLI section"

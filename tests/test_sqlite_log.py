@@ -1,0 +1,376 @@
+"""The event log port's contract on SQLite, what only SQLite promises, and the command handler over it.
+
+``EventLogContract`` is written against the port alone: another backend runs the same tests by
+subclassing it and overriding ``create_log`` (STYLE: one contract suite per port).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventstore.codec import AvroCodec
+from eventstore.config import Settings
+from eventstore.domain.decide import CommandRejected, decide
+from eventstore.domain.messages import Command, Event, to_record
+from eventstore.domain.plan import Plan, fold
+from eventstore.exceptions import DuplicateCommandError, StaleVersionError
+from eventstore.handler import CommandHandler, load_plan
+from eventstore.log import CommandRecord, EventLog, NewEvent, chain_hash
+from eventstore.service import EmbeddedService
+from eventstore.sqlite_log import SqliteEventLog
+
+from . import factories as f
+from .conftest import FakeClock
+
+PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
+OTHER = "0b5f4b1e-5a53-4f0a-8d77-7f4d7d8c2a01"
+A = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)]
+
+
+def new_events(codec: AvroCodec, plan: Plan | None, command: Command) -> tuple[Plan | None, list[NewEvent]]:
+    events: list[Event] = decide(plan, command, f.T0)
+    encoded = [NewEvent(e.event_id, type(e).__name__, e.occurred_at, codec.encode(type(e).__name__, to_record(e))) for e in events]
+    return fold(plan, events), encoded
+
+
+def record_of(codec: AvroCodec, command: Command, outcome: str = "accepted", reason: str = "") -> CommandRecord:
+    body = codec.encode(type(command).__name__, to_record(command))
+    return CommandRecord(
+        command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
+        command.issued_at, body, outcome, reason,  # type: ignore[arg-type]
+    )
+
+
+class Writer:
+    """Appends a plan's commands to a log the way the handler would, tracking the plan's version."""
+
+    def __init__(self, log: EventLog, codec: AvroCodec, plan_uuid: str) -> None:
+        self.log, self.codec, self.plan_uuid = log, codec, plan_uuid
+        self.plan: Plan | None = None
+
+    def send(self, command: Command) -> CommandRecord:
+        version = self.plan.version if self.plan else 0
+        plan, events = new_events(self.codec, self.plan, command)
+        recorded = self.log.append(self.plan_uuid, version, events, record_of(self.codec, command))
+        self.plan = plan
+        return recorded
+
+    def register_and_cancel(self, actions: int = 2) -> None:
+        self.send(f.register(self.plan_uuid, "ONGOING", [f.action(A[i], "ONGOING") for i in range(actions)]))
+        self.send(f.cancel(self.plan_uuid))
+
+
+class EventLogContract:
+    """What every EventLog backend must do; subclasses provide ``create_log``."""
+
+    def create_log(self, tmp_path: Path) -> EventLog:
+        raise NotImplementedError
+
+    @pytest.fixture
+    def event_log(self, tmp_path: Path) -> Iterator[EventLog]:
+        log = self.create_log(tmp_path)
+        yield log
+        close = getattr(log, "close", None)
+        if close is not None:
+            close()
+
+    def test_empty(self, event_log: EventLog) -> None:
+        assert event_log.read() == []
+        assert event_log.last_position() == 0
+        assert event_log.read_plan(PLAN) == []
+        assert event_log.command_outcome("nope") is None
+
+    def test_append_and_read_from_any_position(self, event_log: EventLog, codec: AvroCodec) -> None:
+        a, b = Writer(event_log, codec, PLAN), Writer(event_log, codec, OTHER)
+        a.send(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING"), f.action(A[1])]))
+        b.send(f.register(OTHER, "PENDING", [f.action(A[2])]))
+        a.send(f.cancel(PLAN))  # started, action 0 cancelling, action 1 cancelled (start + end)
+        b.send(f.cancel(OTHER))
+        everything = event_log.read()
+        assert len(everything) == 1 + 1 + 4 + 4
+        positions = [e.position for e in everything]
+        assert positions == sorted(positions) and len(set(positions)) == len(positions), "positions strictly increase"
+        assert event_log.last_position() == positions[-1]
+        for i, position in enumerate([0, *positions]):
+            assert event_log.read(after=position) == everything[i:]
+        assert event_log.read(after=positions[2], limit=3) == everything[3:6]
+        assert event_log.read(after=positions[-1]) == []
+
+    def test_events_keep_their_identity_and_bytes(self, event_log: EventLog, codec: AvroCodec) -> None:
+        w = Writer(event_log, codec, PLAN)
+        command = f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")])
+        _, events = new_events(codec, None, command)
+        w.send(command)
+        [stored] = event_log.read()
+        assert (stored.event_id, stored.event_type, stored.occurred_at, stored.body) == (
+            events[0].event_id, events[0].event_type, events[0].occurred_at, events[0].body,
+        )
+        assert (stored.plan_uuid, stored.version, stored.command_id) == (PLAN, 1, command.command_id)
+
+    def test_versions_per_plan_count_from_one_in_position_order(self, event_log: EventLog, codec: AvroCodec) -> None:
+        a, b = Writer(event_log, codec, PLAN), Writer(event_log, codec, OTHER)
+        a.send(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING"), f.action(A[1], "ONGOING")]))
+        b.send(f.register(OTHER, "ONGOING", [f.action(A[2], "ONGOING")]))
+        a.send(f.cancel(PLAN))
+        b.send(f.cancel(OTHER))
+        a.send(f.abort_ok(PLAN, A[0]))
+        b.send(f.abort_failed(OTHER, A[2]))
+        a.send(f.abort_ok(PLAN, A[1]))
+        for plan_uuid, writer in ((PLAN, a), (OTHER, b)):
+            stream = event_log.read_plan(plan_uuid)
+            assert [e.version for e in stream] == list(range(1, len(stream) + 1))
+            assert [e.position for e in stream] == sorted(e.position for e in stream)
+            assert stream == [e for e in event_log.read() if e.plan_uuid == plan_uuid], "a plan's stream is the log filtered"
+            assert writer.plan is not None and len(stream) == writer.plan.version
+            assert load_plan(codec, stream) == writer.plan
+
+    def test_read_plan_until_a_position(self, event_log: EventLog, codec: AvroCodec) -> None:
+        a, b = Writer(event_log, codec, PLAN), Writer(event_log, codec, OTHER)
+        a.register_and_cancel()
+        b.register_and_cancel()
+        a.send(f.abort_ok(PLAN, A[0]))
+        stream = event_log.read_plan(PLAN)
+        for cut in stream:
+            assert event_log.read_plan(PLAN, until_position=cut.position) == [e for e in stream if e.position <= cut.position]
+        assert event_log.read_plan(PLAN, until_position=0) == []
+
+    def test_a_stale_expected_version_appends_nothing(self, event_log: EventLog, codec: AvroCodec) -> None:
+        w = Writer(event_log, codec, PLAN)
+        w.send(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")]))
+        before = event_log.read()
+        stale = f.cancel(PLAN)
+        _, events = new_events(codec, w.plan, stale)
+        for expected in (0, 2):
+            with pytest.raises(StaleVersionError) as raised:
+                event_log.append(PLAN, expected, events, record_of(codec, stale))
+            assert (raised.value.expected, raised.value.actual) == (expected, 1)
+        assert event_log.read() == before
+        assert event_log.command_outcome(stale.command_id) is None, "a stale append records no outcome either"
+
+    def test_a_decision_without_events_is_version_checked_too(self, event_log: EventLog, codec: AvroCodec) -> None:
+        """A rejection decided on an old state must not be recorded: the fresh state may accept the command."""
+        w = Writer(event_log, codec, PLAN)
+        w.register_and_cancel()
+        rejected = f.abort_ok(PLAN, A[0])
+        with pytest.raises(StaleVersionError):
+            event_log.append(PLAN, 1, [], record_of(codec, rejected, "rejected", "decided on version 1"))
+        assert event_log.command_outcome(rejected.command_id) is None
+
+    def test_a_command_id_is_handled_once(self, event_log: EventLog, codec: AvroCodec) -> None:
+        w = Writer(event_log, codec, PLAN)
+        register = f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")])
+        w.send(register)
+        before = event_log.read()
+        _, events = new_events(codec, w.plan, f.cancel(PLAN))
+        with pytest.raises(DuplicateCommandError) as raised:
+            event_log.append(PLAN, 1, events, record_of(codec, register))
+        assert raised.value.command_id == register.command_id
+        assert event_log.read() == before
+
+    def test_command_outcomes_are_kept(self, event_log: EventLog, codec: AvroCodec) -> None:
+        w = Writer(event_log, codec, PLAN)
+        register = f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING"), f.action(A[1])])
+        w.send(register)
+        cancel = f.cancel(PLAN)
+        recorded = w.send(cancel)
+        outcome = event_log.command_outcome(cancel.command_id)
+        assert outcome == recorded
+        assert outcome is not None and (outcome.outcome, outcome.reason, outcome.issued_by) == ("accepted", "", "admin")
+        cancel_events = [e for e in event_log.read() if e.command_id == cancel.command_id]
+        assert (outcome.first_position, outcome.last_position) == (cancel_events[0].position, cancel_events[-1].position)
+
+        refused = f.cancel(OTHER)
+        kept = event_log.append(OTHER, 0, [], record_of(codec, refused, "rejected", f"action plan {OTHER} is not registered"))
+        assert (kept.first_position, kept.last_position) == (None, None)
+        assert event_log.command_outcome(refused.command_id) == kept
+        assert event_log.read_plan(OTHER) == []
+
+    def test_writer_schemas_are_kept(self, event_log: EventLog, codec: AvroCodec) -> None:
+        event_log.keep_schemas(codec.current_schemas())
+        event_log.keep_schemas(codec.current_schemas()[:3])
+        assert sorted(event_log.writer_schemas(), key=lambda w: w.name) == codec.current_schemas()
+
+
+class TestSqliteEventLog(EventLogContract):
+    def create_log(self, tmp_path: Path) -> EventLog:
+        return SqliteEventLog(tmp_path / "log.db")
+
+
+# ---------------------------------------------------------------- what only the SQLite log promises
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE events SET body = x'00' WHERE position = 1",
+    "UPDATE events SET plan_uuid = 'x'",
+    "DELETE FROM events WHERE position = 1",
+    "DELETE FROM events",
+])
+def test_events_are_append_only(log: SqliteEventLog, codec: AvroCodec, statement: str) -> None:
+    Writer(log, codec, PLAN).register_and_cancel()
+    before = log.read()
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        log.db.conn.execute(statement)
+    assert log.read() == before
+
+
+def test_each_event_hash_chains_the_previous_event_of_its_plan(log: SqliteEventLog, codec: AvroCodec) -> None:
+    a, b = Writer(log, codec, PLAN), Writer(log, codec, OTHER)
+    a.register_and_cancel()
+    b.register_and_cancel(actions=1)
+    a.send(f.abort_ok(PLAN, A[0]))
+    b.send(f.abort_failed(OTHER, A[0]))
+    a.send(f.abort_ok(PLAN, A[1]))
+    for plan_uuid in (PLAN, OTHER):
+        previous = ""
+        for stored in log.read_plan(plan_uuid):
+            assert stored.hash == chain_hash(previous, stored.body), stored.where
+            previous = stored.hash
+
+
+def test_the_log_is_durable(log: SqliteEventLog) -> None:
+    assert log.db.conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert log.db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_two_writers_on_one_file_cannot_both_append_a_version(tmp_path: Path, codec: AvroCodec) -> None:
+    first, second = SqliteEventLog(tmp_path / "log.db"), SqliteEventLog(tmp_path / "log.db")
+    try:
+        w = Writer(first, codec, PLAN)
+        w.send(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")]))
+        plan = w.plan
+        one, two = f.cancel(PLAN), f.plan_progress(PLAN, "SUCCEEDED")
+        first.append(PLAN, 1, new_events(codec, plan, one)[1], record_of(codec, one))
+        with pytest.raises(StaleVersionError):
+            second.append(PLAN, 1, new_events(codec, plan, two)[1], record_of(codec, two))
+        assert [e.command_id for e in second.read_plan(PLAN)][1:] == [one.command_id] * 2
+    finally:
+        first.close()
+        second.close()
+
+
+# ---------------------------------------------------------------- the command handler
+
+
+@pytest.fixture
+def handler(log: SqliteEventLog, codec: AvroCodec, clock: FakeClock) -> CommandHandler:
+    return CommandHandler(log, codec, clock)
+
+
+def test_the_same_command_twice_takes_effect_once(handler: CommandHandler, log: SqliteEventLog) -> None:
+    handler.handle(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING"), f.action(A[1])]))
+    cancel = f.cancel(PLAN)
+    first = handler.handle(cancel)
+    after_first = log.read()
+    again = handler.handle(cancel)
+    assert not first.duplicate and first.outcome == "accepted" and len(first.events) == 4
+    assert again.duplicate and again.events == []
+    assert (again.outcome, again.first_position, again.last_position) == ("accepted", first.first_position, first.last_position)
+    assert log.read() == after_first
+
+
+def test_a_command_resent_after_the_state_changed_keeps_its_first_outcome(handler: CommandHandler, log: SqliteEventLog) -> None:
+    handler.handle(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")]))
+    early = f.abort_ok(PLAN, A[0])
+    assert handler.handle(early).outcome == "rejected"
+    handler.handle(f.cancel(PLAN))
+    again = handler.handle(early)  # would now be accepted as a new command; as a resend it is not
+    assert again.duplicate and again.outcome == "rejected"
+    plan = handler.plan(PLAN)
+    assert plan is not None and plan.state == "CANCELLING"
+
+
+def test_a_rejected_command_is_recorded_with_its_reason(handler: CommandHandler, log: SqliteEventLog) -> None:
+    handler.handle(f.register(PLAN, "SUCCEEDED", [f.action(A[0], "SUCCEEDED")]))
+    before = log.read()
+    cancel = f.cancel(PLAN, by="operator-7", reason="too late")
+    result = handler.handle(cancel)
+    reason = f"action plan {PLAN} is SUCCEEDED and cannot be cancelled"
+    assert (result.outcome, result.reason, result.events, result.succeeded) == ("rejected", reason, [], False)
+    kept = log.command_outcome(cancel.command_id)
+    assert kept is not None
+    assert (kept.outcome, kept.reason, kept.command_type, kept.issued_by, kept.plan_uuid) == (
+        "rejected", reason, "CancelActionPlan", "operator-7", PLAN,
+    )
+    assert log.read() == before
+
+
+def test_a_command_that_changes_nothing_is_recorded_as_unchanged(handler: CommandHandler, log: SqliteEventLog) -> None:
+    handler.handle(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")]))
+    handler.handle(f.cancel(PLAN))
+    again = f.cancel(PLAN, by="someone else")
+    result = handler.handle(again)
+    assert (result.outcome, result.events, result.succeeded) == ("unchanged", [], True)
+    kept = log.command_outcome(again.command_id)
+    assert kept is not None and kept.outcome == "unchanged"
+
+
+def test_a_stale_cache_is_recovered_when_the_stale_state_would_accept(tmp_path: Path, codec: AvroCodec, clock: FakeClock) -> None:
+    log_a, log_b = SqliteEventLog(tmp_path / "log.db"), SqliteEventLog(tmp_path / "log.db")
+    try:
+        a, b = CommandHandler(log_a, codec, clock), CommandHandler(log_b, codec, clock)
+        a.handle(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING"), f.action(A[1], "ONGOING")]))
+        assert b.plan(PLAN) is not None  # B caches the plan at version 1
+        a.handle(f.action_progress(PLAN, A[0], "SUCCEEDED"))  # the log moves on behind B's back
+        result = b.handle(f.cancel(PLAN))
+        assert result.outcome == "accepted"
+        assert [type(e).__name__ for e in result.events] == ["ActionPlanCancellationStarted", "ActionCancellationStarted"]
+        plan = load_plan(codec, log_a.read_plan(PLAN))
+        assert plan is not None and [x.state for x in plan.actions] == ["SUCCEEDED", "CANCELLING"]
+    finally:
+        log_a.close()
+        log_b.close()
+
+
+@pytest.mark.parametrize(("command", "outcome"), [
+    (lambda: f.abort_ok(PLAN, A[0]), "accepted"),  # stale: action 0 ONGOING, the abort result rejected
+    (lambda: f.plan_progress(PLAN, "ONGOING"), "rejected"),  # stale: the plan already ONGOING, nothing to change
+    (lambda: f.action_progress(PLAN, A[1], "ONGOING"), "rejected"),  # stale: action 1 PENDING, may start
+    (lambda: f.cancel(PLAN), "unchanged"),  # stale: not cancelled yet
+], ids=["stale-rejects", "stale-no-op", "stale-accepts-fresh-rejects", "stale-accepts-fresh-no-op"])
+def test_a_stale_cache_never_decides(tmp_path: Path, codec: AvroCodec, clock: FakeClock, command: Any, outcome: str) -> None:
+    """Handler B's cached plan is behind the log: whatever that stale state says, the log's state decides."""
+    log_a, log_b = SqliteEventLog(tmp_path / "log.db"), SqliteEventLog(tmp_path / "log.db")
+    try:
+        a, b = CommandHandler(log_a, codec, clock), CommandHandler(log_b, codec, clock)
+        a.handle(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING"), f.action(A[1])]))
+        assert b.plan(PLAN) is not None  # B caches the plan at version 1
+        a.handle(f.cancel(PLAN))  # plan CANCELLING, action 0 CANCELLING, action 1 CANCELLED
+        fresh = load_plan(codec, log_a.read_plan(PLAN))
+        c = command()
+        try:
+            expected: tuple[str, list[Event]] = (outcome, decide(fresh, c, clock()))
+        except CommandRejected:
+            expected = ("rejected", [])
+        result = b.handle(c)
+        assert (result.outcome, result.events) == expected
+        kept = log_a.command_outcome(c.command_id)
+        assert kept is not None and kept.outcome == outcome
+    finally:
+        log_a.close()
+        log_b.close()
+
+
+def test_a_deadline_pass_sees_cancellations_made_by_another_process(make_service: Any, clock: FakeClock) -> None:
+    """A long-running service whose handler cached a plan before another process cancelled it still enforces the deadline."""
+    serving: EmbeddedService = make_service(abort_timeout_us=1_000)
+    cli: EmbeddedService = make_service(abort_timeout_us=1_000)
+    serving.submit(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")]))  # the serving handler caches the plan
+    cli.submit(f.cancel(PLAN))
+    clock.advance(1_000)
+    results = serving.enforce_deadlines()
+    assert [(r.plan_uuid, r.outcome) for r in results] == [(PLAN, "accepted")]
+    plan = serving.model.plan(PLAN)
+    assert plan is not None and plan["state"] == "FAILED"
+
+
+def test_settings_are_what_the_service_uses(tmp_path: Path, clock: FakeClock) -> None:
+    with EmbeddedService(Settings(db=tmp_path / "s.db", abort_timeout_us=42), clock=clock) as service:
+        service.submit(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")]))
+        service.submit(f.cancel(PLAN))
+        row = service.model.plan(PLAN)
+        assert row is not None and row["abort_deadline"] == clock.now + 42
