@@ -38,6 +38,36 @@ class Outcome:
         return self.outcome != "rejected"
 
 
+class OutcomeWatcher:
+    """Outcomes read from the topic, kept: one poll may carry the outcomes of several commands."""
+
+    def __init__(self, client: KafkaClient, follower: TopicFollower) -> None:
+        self._client = client
+        self._follower = follower
+        self.seen: list[Outcome] = []
+
+    def wait(self, match: Callable[[Outcome], bool], timeout_s: float) -> Outcome | None:
+        checked = 0
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for outcome in self.seen[checked:]:
+                if match(outcome):
+                    return outcome
+            checked = len(self.seen)
+            if time.monotonic() > deadline:
+                return None
+            self.poll(0.2)
+
+    def poll(self, timeout: float) -> list[Outcome]:
+        """Outcomes that arrived within ``timeout`` (also kept for later waits)."""
+        new = [self._client.outcome_of(m.value() or b"") for m in self._follower.poll(timeout)]
+        self.seen.extend(new)
+        return new
+
+    def close(self) -> None:
+        self._follower.close()
+
+
 def offsets_since(settings: KafkaSettings, topic: str, since_ms: int) -> Callable[[int], int]:
     """Where each partition's records from ``since_ms`` start (a time lookup, not the end offset)."""
     consumer = Consumer(settings.consumer_config(None))
@@ -70,28 +100,24 @@ class KafkaClient:
         self._publisher.produce(self._settings.topics.commands, command.plan_uuid, value, headers)
         self._publisher.flush()
 
-    def follow_outcomes(self, since_ms: int) -> TopicFollower:
+    def follow_outcomes(self, since_ms: int) -> OutcomeWatcher:
         topic = self._settings.topics.outcomes
-        return TopicFollower(self._settings, topic, start=offsets_since(self._settings, topic, since_ms))
+        return OutcomeWatcher(self, TopicFollower(self._settings, topic, start=offsets_since(self._settings, topic, since_ms)))
 
-    def wait_outcome(self, command_id: str, follower: TopicFollower, timeout_s: float = 60.0) -> Outcome:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for msg in follower.poll(0.2):
-                if header_map(msg.headers()).get("ce_id") == command_id:
-                    return self.outcome_of(msg.value() or b"")
-        raise WaitTimeoutError(f"no outcome for command {command_id} within {timeout_s:.0f} s: is `watcher-es serve` running?")
+    def wait_outcome(self, command_id: str, watcher: OutcomeWatcher, timeout_s: float = 60.0) -> Outcome:
+        found = watcher.wait(lambda o: o.command_id == command_id, timeout_s)
+        if found is None:
+            raise WaitTimeoutError(f"no outcome for command {command_id} within {timeout_s:.0f} s: is `watcher-es serve` running?")
+        return found
 
-    def wait_plan_settled(self, plan_uuid: str, follower: TopicFollower, timeout_s: float) -> Outcome:
+    def wait_plan_settled(self, plan_uuid: str, watcher: OutcomeWatcher, timeout_s: float) -> Outcome:
         """Follow the plan's outcomes until its cancellation ends (CANCELLED or FAILED)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            for msg in follower.poll(0.2):
-                if (msg.key() or b"").decode() == plan_uuid:
-                    outcome = self.outcome_of(msg.value() or b"")
-                    if outcome.plan_state in ("CANCELLED", "FAILED") and outcome.outcome == "accepted":
-                        return outcome
-        raise WaitTimeoutError(f"plan {plan_uuid} is still being cancelled after {timeout_s:.0f} s")
+        found = watcher.wait(
+            lambda o: o.plan_uuid == plan_uuid and o.outcome == "accepted" and o.plan_state in ("CANCELLED", "FAILED"), timeout_s,
+        )
+        if found is None:
+            raise WaitTimeoutError(f"plan {plan_uuid} is still being cancelled after {timeout_s:.0f} s")
+        return found
 
     def outcome_of(self, value: bytes) -> Outcome:
         _, r = self._codec.decode(value)

@@ -13,7 +13,7 @@ import pytest
 from eventstore.codec import AvroCodec
 from eventstore.config import StorePaths
 from eventstore.domain.messages import Command
-from eventstore.kafka_client import KafkaClient
+from eventstore.kafka_client import KafkaClient, OutcomeWatcher
 from eventstore.kafka_config import KafkaSettings
 from eventstore.kafka_io import TopicFollower, stored_event
 from eventstore.kafka_records import header_map
@@ -25,14 +25,13 @@ from .conftest import Serve
 PLANS = 200
 
 
-def outcome_ids(follower: TopicFollower, into: set[str], seconds: float) -> None:
+def outcome_ids(watcher: OutcomeWatcher, into: set[str], seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        for msg in follower.poll(0.1):
-            into.add(header_map(msg.headers())["ce_id"])
+        into.update(o.command_id for o in watcher.poll(0.1))
 
 
-def wait_for(ids: set[str], follower: TopicFollower, seen: set[str], timeout: float, what: str) -> None:
+def wait_for(ids: set[str], follower: OutcomeWatcher, seen: set[str], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not ids <= seen:
         if time.monotonic() > deadline:
