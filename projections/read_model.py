@@ -42,7 +42,7 @@ def m001_tables(db: sqlite_utils.Database) -> None:
     text_or_int: dict[str, type] = {c: (int if c.endswith("_at") or c in ("version", "last_position", "idx", "abort_deadline", "position") else str) for c in {*AUDIT_COLUMNS, *STRATEGY_COLUMNS, *PLAN_COLUMNS, *ACTION_COLUMNS, *HISTORY_COLUMNS}}
     for table, columns, pk in (
         ("audits", AUDIT_COLUMNS, "uuid"), ("strategies", STRATEGY_COLUMNS, "uuid"),
-        ("action_plans", PLAN_COLUMNS, "uuid"), ("actions", ACTION_COLUMNS, "uuid"),
+        ("action_plans", PLAN_COLUMNS, "uuid"), ("actions", ACTION_COLUMNS, ("action_plan_uuid", "uuid")),
         ("plan_history", HISTORY_COLUMNS, ("plan_uuid", "version")),
     ):
         db[table].create({c: text_or_int[c] for c in columns}, pk=pk)  # type: ignore[union-attr]
@@ -63,7 +63,8 @@ class _Batch:
         self.audits: dict[str, dict[str, Any]] = {}
         self.strategies: dict[str, dict[str, Any]] = {}
         self.plans: dict[str, dict[str, Any]] = {}
-        self.actions: dict[str, dict[str, Any]] = {}
+        # Keyed by (plan, action): action uuids are only unique within their plan.
+        self.actions: dict[tuple[str, str], dict[str, Any]] = {}
         self.history: list[tuple[Any, ...]] = []
 
     def apply(self, stored: StoredEvent, name: str, r: Record) -> None:
@@ -81,7 +82,7 @@ class _Batch:
                 "updated_at": r["updated_at"], "deleted_at": r["deleted_at"],
             }
             for i, a in enumerate(r["actions"]):
-                self.actions[a["uuid"]] = {
+                self.actions[(stored.plan_uuid, a["uuid"])] = {
                     "uuid": a["uuid"], "action_plan_uuid": stored.plan_uuid, "idx": i, "action_type": a["action_type"],
                     "input_parameters": a["input_parameters"], "parents": json.dumps(a["parents"]), "state": a["state"],
                     "fault": None, "created_at": a["created_at"], "updated_at": a["updated_at"], "deleted_at": a["deleted_at"],
@@ -109,7 +110,7 @@ class _Batch:
                 "ActionStateChanged": r.get("state"), "ActionCancellationStarted": "CANCELLING",
                 "ActionCancelled": "CANCELLED", "ActionCancellationFailed": "FAILED",
             }[name]
-            action = self.actions[action_uuid]
+            action = self.actions[(stored.plan_uuid, action_uuid)]
             action["state"] = state
             action["last_event_at"] = r["occurred_at"]
             if name == "ActionCancellationFailed":
@@ -169,7 +170,7 @@ class ReadModel:
             for row in self.db.query(f"SELECT * FROM action_plans WHERE uuid IN ({marks})", chunk):
                 rows.plans[row["uuid"]] = row
             for row in self.db.query(f"SELECT * FROM actions WHERE action_plan_uuid IN ({marks})", chunk):
-                rows.actions[row["uuid"]] = row
+                rows.actions[(row["action_plan_uuid"], row["uuid"])] = row
 
     # ---------------------------------------------------------------- queries
 
@@ -198,6 +199,6 @@ class ReadModel:
         """Every row of every table, ordered: what 'two read models are equal' means."""
         out = {}
         for table in ("audits", "strategies", "action_plans", "actions", "plan_history"):
-            order = "plan_uuid, version" if table == "plan_history" else "1"
+            order = {"plan_history": "plan_uuid, version", "actions": "action_plan_uuid, uuid"}.get(table, "uuid")
             out[table] = [tuple(r) for r in self.db.conn.execute(f"SELECT * FROM {table} ORDER BY {order}")]
         return out
