@@ -10,6 +10,7 @@ from eventstore.domain.messages import (
     Action,
     Audit,
     CancelActionPlan,
+    Command,
     EnforceAbortDeadline,
     Fault,
     RegisterActionPlan,
@@ -69,3 +70,28 @@ def action_progress(plan_uuid: str, action_uuid: str, state: str, at: int = T0) 
 
 def deadline(plan_uuid: str, at: int) -> EnforceAbortDeadline:
     return EnforceAbortDeadline(cid(), at, "deadline pass", "tests", plan_uuid)
+
+
+def cancellation_story(plan_uuid: str | None = None, abort_fails: bool = False) -> list[Command]:
+    """One plan's whole life: registered ONGOING (one action done, one running, one pending),
+    cancelled, the running action's abort reported, then a second cancel that is rejected."""
+    plan = plan_uuid or str(uuid.uuid4())
+    done, running, pending = action(state="SUCCEEDED"), action(state="ONGOING"), action()
+    settle = abort_failed(plan, running.uuid) if abort_fails else abort_ok(plan, running.uuid)
+    return [
+        register(plan, "ONGOING", [done, running, pending]),
+        cancel(plan, by="operator-" + plan[:8], reason=f"maintenance of {plan[:8]}"),
+        settle,
+        cancel(plan, reason="once more"),
+    ]
+
+
+def interleaved(stories: Iterable[list[Command]]) -> list[Command]:
+    """Round-robin over several plans' stories, so the log mixes plans as production does."""
+    queues = [list(s) for s in stories]
+    out: list[Command] = []
+    while any(queues):
+        for q in queues:
+            if q:
+                out.append(q.pop(0))
+    return out

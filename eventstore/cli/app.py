@@ -9,7 +9,7 @@ import typer
 
 from ..config import Settings
 from ..exceptions import ConfigurationError
-from . import demo, queries, writes
+from . import audit, demo, queries, writes
 from .context import EXIT_INVALID, err
 
 app = typer.Typer(
@@ -47,3 +47,4 @@ def configure(
 writes.register_commands(app)
 queries.register_commands(app)
 demo.register_commands(app)
+audit.register_commands(app)

@@ -8,7 +8,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..exceptions import WatcherEsError
+from projections.replay import replay_notifications
+from projections.translator import Translator
+
+from ..exceptions import CommandValidationError, WatcherEsError
 from ..plan_file import format_time
 from . import render
 from .context import friendly_errors, json_line, open_service, out
@@ -75,8 +78,18 @@ def notifications(
     plan: Annotated[Optional[str], typer.Option(help="Only this plan's notifications.")] = None,
     after: Annotated[int, typer.Option(help="Start after this notification number.")] = 0,
     as_json: JsonOpt = False,
+    replay: Annotated[bool, typer.Option("--replay", help="Re-emit from the log: translate a range of it again, same message_ids as the first time.")] = False,
+    from_position: Annotated[int, typer.Option(help="With --replay: the first log position (inclusive).")] = 1,
+    to_position: Annotated[Optional[int], typer.Option(help="With --replay: the last log position (inclusive; default the end).")] = None,
 ) -> None:
-    """Print emitted notifications in order (full envelopes with --json)."""
+    """Print emitted notifications in order (full envelopes with --json), or re-emit them with --replay."""
+    if replay:
+        if follow or after:
+            raise CommandValidationError("--replay reads the log, not the emitted notifications: drop --follow/--after")
+        _replay_notifications(ctx, plan, from_position, to_position, as_json)
+        return
+    if from_position != 1 or to_position is not None:
+        raise CommandValidationError("--from-position/--to-position only apply with --replay")
     with open_service(ctx) as service:
         seq = after
         while True:
@@ -95,6 +108,27 @@ def notifications(
                 time.sleep(0.2)
             except KeyboardInterrupt:
                 return
+
+
+def _replay_notifications(ctx: typer.Context, plan: str | None, first: int, last: int | None, as_json: bool) -> None:
+    """A fresh translator over the log range, streamed to stdout: identical to the first emission."""
+    with open_service(ctx) as service:
+        translator = Translator(
+            service.codec, service.log, service.outbox.translator.publisher_id, service.settings.notification_level,
+        )
+        notes = replay_notifications(service.log, translator, first, last, plan_uuid=plan)
+        if as_json:
+            for note in notes:
+                json_line(note.envelope)
+            return
+        rows: list[tuple[Any, ...]] = []
+        for note in notes:
+            rows.append(render.notification_row(note.position, note.envelope))
+            if len(rows) == 500:
+                out.print(render.table("Notifications (re-emitted; # is the log position)", render.NOTIFICATION_COLUMNS, rows))
+                rows = []
+        if rows:
+            out.print(render.table("Notifications (re-emitted; # is the log position)", render.NOTIFICATION_COLUMNS, rows))
 
 
 def register_commands(app: typer.Typer) -> None:

@@ -1,0 +1,314 @@
+"""Replay: rebuild the read model from the log, as of now or as of any earlier moment.
+
+A replay always builds a fresh SQLite file beside its target and only then makes it visible,
+so a half-built model is never read and the live one keeps serving until the new one is done.
+It streams the log ``BATCH_SIZE`` events at a time through the ``EventLog`` port and keeps
+nothing but the current batch in memory, so a log of any length replays in constant memory.
+
+How the new model replaces the live one. The live model is open in other processes (``serve``,
+every CLI command) in WAL mode, and its ``-wal``/``-shm`` files are paired with the file *by
+name*. Renaming a new file over it would pair the new file with the old file's WAL index, and
+the last connection to the old file deletes ``-wal``/``-shm`` by name when it closes, even if
+they by then belong to the new file: both are documented ways to corrupt SQLite
+(sqlite.org/howtocorrupt.html, 1.3/2.4). So the live swap goes through SQLite itself: the
+finished file is copied into the live one with the online backup API, which writes every page
+in ONE write transaction. Readers keep the snapshot they are on and see the whole new model at
+their next transaction; nobody has to re-open anything, and the model's tracking row travels
+with its rows, so a projector that was running simply continues from the new position.
+
+As-of models (``--until``) are files of their own that nobody has open yet, so they are
+finished in rollback-journal mode (one self-contained file, no ``-wal``) and renamed into
+place with ``os.replace``, which is atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final, Literal
+
+from eventstore.codec import AvroCodec
+from eventstore.config import StorePaths
+from eventstore.log import EventLog
+
+from .exceptions import ReplayError, UnknownInstantError
+from .read_model import ReadModel
+from .tracking import catch_up
+from .translator import Notification, Translator
+
+log = logging.getLogger(__name__)
+
+#: Events read and applied per transaction: big enough to amortise a commit, small enough to
+#: keep a replay's memory flat (a batch of 5000 decoded events is a few MB).
+BATCH_SIZE: Final = 5000
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SUFFIXES: Final = ("", "-wal", "-shm", "-journal")
+
+Phase = Literal["replay", "swap"]
+
+
+@dataclass(frozen=True)
+class ReplayProgress:
+    """Where a replay is: ``events`` applied so far, up to ``position`` of ``target``."""
+
+    phase: Phase
+    events: int
+    position: int
+    target: int
+
+
+ProgressCallback = Callable[[ReplayProgress], None]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What a replay built: the file, the log position it reflects, and how long it took."""
+
+    path: Path
+    position: int
+    events: int
+    seconds: float
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+
+# ---------------------------------------------------------------- --until
+
+
+def parse_timestamp(text: str) -> int:
+    """An ISO 8601 time (``2026-11-26T10:00:00Z``; no zone means UTC) in UTC microseconds."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UnknownInstantError(
+            f"--until {text!r} is neither a log position (a whole number) nor an ISO 8601 time such as 2026-11-26T10:00:00Z"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def position_at(events: EventLog, at_us: int, batch_size: int = BATCH_SIZE) -> int:
+    """The last position whose event occurred at or before ``at_us`` (0 if none did).
+
+    A paged scan of the whole log through the port: ``occurred_at`` is stamped by whichever
+    handler decided, so it is not guaranteed to grow with position across processes.
+    """
+    found, after = 0, 0
+    while batch := events.read(after=after, limit=batch_size):
+        for stored in batch:
+            if stored.occurred_at <= at_us:
+                found = stored.position
+        after = batch[-1].position
+    return found
+
+
+def resolve_until(events: EventLog, until: str) -> int:
+    """``--until``: a log position as given, or the last position at or before an ISO 8601 time."""
+    text = until.strip()
+    if not text.isdigit():
+        return position_at(events, parse_timestamp(text))
+    position, last = int(text), events.last_position()
+    if position > last:
+        raise UnknownInstantError(f"--until {position}: the log ends at position {last}")
+    return position
+
+
+def as_of_path(log_path: Path, position: int) -> Path:
+    """The default file of an as-of model: ``<log stem>.asof-<position>.db`` beside the log."""
+    stem = log_path.with_suffix("") if log_path.suffix == ".db" else log_path
+    return Path(f"{stem}.asof-{position}.db")
+
+
+# ---------------------------------------------------------------- building
+
+
+def _remove_files(path: Path) -> None:
+    for suffix in _SUFFIXES:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _scratch_path(target: Path) -> Path:
+    """Beside the target, so the final rename never crosses a file system."""
+    return target.with_name(f".{target.name}.rebuild-{os.getpid()}.tmp")
+
+
+def _page_size_of(path: Path) -> int | None:
+    if not path.exists():
+        return None
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _open_scratch(path: Path, codec: AvroCodec, page_size: int | None) -> ReadModel:
+    """A new, empty model file tuned for bulk loading; a crash only loses this scratch file."""
+    _remove_files(path)
+    if page_size is not None:  # the backup API refuses to copy between WAL files of different page sizes
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA page_size={int(page_size)}")
+        conn.execute("PRAGMA journal_mode=WAL")  # writes the header: the page size is now fixed
+        conn.close()
+    model = ReadModel(path, codec)
+    model.db.conn.execute("PRAGMA synchronous=OFF")
+    model.db.conn.execute("PRAGMA cache_size=-65536")  # 64 MB: index pages of a big model stay hot
+    return model
+
+
+def _feed(events: EventLog, model: ReadModel, until: int | None, batch_size: int, progress: ProgressCallback | None) -> int:
+    """Apply the log to ``model`` up to ``until`` (or its end), reporting after every batch."""
+    target = until if until is not None else events.last_position()
+    done = 0
+
+    def report(count: int) -> None:
+        nonlocal done
+        done += count
+        if progress is not None:
+            position = model.position()
+            progress(ReplayProgress("replay", done, position, max(target, position)))
+
+    return catch_up(events, model, batch_size, until=until, progress=report)
+
+
+def _finish(model: ReadModel) -> None:
+    """Fold the WAL into the file and leave it in rollback-journal mode: one self-contained file."""
+    conn = model.db.conn
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.execute("PRAGMA journal_mode=DELETE")
+    model.close()
+
+
+def build_as_of(
+    events: EventLog, codec: AvroCodec, until: int, into: Path, *, protected: tuple[Path, ...] = (),
+    batch_size: int = BATCH_SIZE, progress: ProgressCallback | None = None,
+) -> ReplayResult:
+    """The read model as it was at position ``until``, as a file of its own; the live one is untouched.
+
+    ``protected`` are files this must never replace (the log, the live model).
+    """
+    into = Path(into)
+    if any(into.resolve() == Path(p).resolve() for p in protected):
+        raise ReplayError(f"--into {into} is a file of the live store; choose another path")
+    if Path(f"{into}-wal").exists():
+        raise ReplayError(f"--into {into} is open in WAL mode (it has a -wal file); close it or choose another path")
+    started = time.monotonic()
+    scratch = _scratch_path(into)
+    try:
+        model = _open_scratch(scratch, codec, None)
+        try:
+            count = _feed(events, model, until, batch_size, progress)
+            position = model.position()
+        except BaseException:
+            model.close()
+            raise
+        _finish(model)
+        os.replace(scratch, into)
+    finally:
+        _remove_files(scratch)
+    log.info("as-of model at position %d: %d events into %s", position, count, into)
+    return ReplayResult(into, position, count, time.monotonic() - started)
+
+
+def rebuild_live(
+    events: EventLog, codec: AvroCodec, live: Path, *, batch_size: int = BATCH_SIZE,
+    progress: ProgressCallback | None = None, busy_timeout_s: float = 60.0,
+) -> ReplayResult:
+    """Rebuild the live model from the start of the log and swap it in atomically when done.
+
+    The old model keeps serving (and may keep advancing) during the rebuild; the swap copies the
+    finished file into it in one transaction (see the module docstring for why not a rename).
+    """
+    live = Path(live)
+    started = time.monotonic()
+    scratch = _scratch_path(live)
+    try:
+        model = _open_scratch(scratch, codec, _page_size_of(live))
+        try:
+            count = _feed(events, model, None, batch_size, progress)  # to the end, appends meanwhile included
+            position = model.position()
+        except BaseException:
+            model.close()
+            raise
+        _finish(model)
+        if progress is not None:
+            progress(ReplayProgress("swap", count, position, position))
+        _copy_into(scratch, live, busy_timeout_s)
+    finally:
+        _remove_files(scratch)
+    log.info("rebuilt the read model at %s to position %d from %d events", live, position, count)
+    return ReplayResult(live, position, count, time.monotonic() - started)
+
+
+def _copy_into(source: Path, live: Path, busy_timeout_s: float) -> None:
+    """Replace the live file's whole content with ``source``'s in one SQLite write transaction."""
+    src = sqlite3.connect(source)
+    dest = sqlite3.connect(live, timeout=busy_timeout_s, isolation_level=None)
+    try:
+        src.backup(dest)
+        # Passive: never waits for readers; whatever is left is checkpointed by the next writer.
+        dest.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    except sqlite3.Error as exc:
+        raise ReplayError(f"cannot swap the rebuilt model into {live}: {exc}") from exc
+    finally:
+        dest.close()
+        src.close()
+
+
+# ---------------------------------------------------------------- notifications
+
+
+def replay_notifications(
+    events: EventLog, translator: Translator, first: int = 1, last: int | None = None, *,
+    plan_uuid: str | None = None, batch_size: int = BATCH_SIZE,
+) -> Iterator[Notification]:
+    """The notifications positions ``first``..``last`` (inclusive) cause, translated afresh.
+
+    A fresh translator over the log, not the stored emission: message ids derive from event ids
+    and payloads from the plan as each event left it, so these are identical to the first
+    emission, ``message_id`` included, and a consumer recognises them as re-sends.
+    """
+    if first < 1:
+        raise ReplayError(f"--from-position {first}: positions start at 1")
+    end = last if last is not None else events.last_position()
+    if end < first - 1:
+        raise ReplayError(f"--to-position {end} is before --from-position {first}")
+    after = first - 1
+    while after < end:
+        batch = events.read(after=after, limit=batch_size)
+        if not batch:
+            return
+        after = batch[-1].position
+        wanted = [e for e in batch if e.position <= end and (plan_uuid is None or e.plan_uuid == plan_uuid)]
+        if wanted:
+            yield from translator.translate(wanted)
+
+
+# ---------------------------------------------------------------- the command
+
+
+def replay(
+    events: EventLog, codec: AvroCodec, paths: StorePaths, until: str | None = None, into: Path | None = None, *,
+    batch_size: int = BATCH_SIZE, progress: ProgressCallback | None = None,
+) -> ReplayResult:
+    """``watcher-es replay``: rebuild the live model, or with ``until`` build the model as it was
+    then into ``into`` (default ``<log stem>.asof-<position>.db``), leaving the live one alone."""
+    if until is None:
+        if into is not None:
+            raise ReplayError("--into needs --until: without it the live read model is rebuilt in place")
+        return rebuild_live(events, codec, paths.model, batch_size=batch_size, progress=progress)
+    position = resolve_until(events, until)
+    return build_as_of(
+        events, codec, position, into or as_of_path(paths.log, position),
+        protected=(paths.log, paths.model, paths.notifications), batch_size=batch_size, progress=progress,
+    )

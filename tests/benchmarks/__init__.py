@@ -1,0 +1,1 @@
+"""Benchmarks: run as modules (``python -m tests.benchmarks.rebuild``), never collected by pytest."""

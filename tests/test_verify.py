@@ -1,0 +1,214 @@
+"""verify: an untouched store passes; an edited, deleted or reordered event, or a drifted
+projection, fails and names the plan and the position."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from eventstore.cli import app
+from eventstore.log import StoredEvent
+from eventstore.service import EmbeddedService
+from projections.exceptions import VerificationFailed
+from projections.read_model import ReadModel
+from projections.tracking import catch_up
+from projections.verify import VerifyReport, verify
+
+from . import factories as f
+from .replay_support import open_store, submit_all, tamper
+
+PLANS = 4
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EmbeddedService]:
+    service = open_store(tmp_path / "w.db")
+    submit_all(service, f.interleaved([f.cancellation_story(abort_fails=i == 2) for i in range(PLANS)]))
+    yield service
+    service.close()
+
+
+def plan_stream(store: EmbeddedService, n: int) -> tuple[str, list[StoredEvent]]:
+    """The n-th registered plan and its events."""
+    plan = store.log.plan_uuids()[n]
+    return plan, store.log.read_plan(plan)
+
+
+def check(store: EmbeddedService) -> VerifyReport:
+    return verify(store.log, store.codec, store.model)
+
+
+def failure(store: EmbeddedService) -> VerificationFailed:
+    with pytest.raises(VerificationFailed) as caught:
+        check(store)
+    return caught.value
+
+
+def test_an_untouched_store_verifies(store: EmbeddedService) -> None:
+    report = check(store)
+    assert report.events == store.log.last_position() == report.log_position == report.model_position
+    assert report.plans == PLANS
+
+
+def test_editing_an_events_bytes_fails_at_that_event(store: EmbeddedService) -> None:
+    plan, stream = plan_stream(store, 1)
+    target = stream[2]
+    edited = target.body[:-1] + bytes([target.body[-1] ^ 0x01])
+    tamper(store.settings.paths.log, f"UPDATE events SET body = X'{edited.hex()}' WHERE position = {target.position}")
+
+    failed = failure(store)
+
+    assert (failed.kind, failed.plan_uuid, failed.position) == ("chain", plan, target.position)
+    assert "hash does not match" in failed.detail
+    assert f"plan {plan}, position {target.position}" in str(failed)
+
+
+def test_deleting_an_event_fails_where_its_plan_skips_a_version(store: EmbeddedService) -> None:
+    plan, stream = plan_stream(store, 2)
+    tamper(store.settings.paths.log, f"DELETE FROM events WHERE position = {stream[1].position}")
+
+    failed = failure(store)
+
+    assert (failed.kind, failed.plan_uuid, failed.position) == ("chain", plan, stream[2].position)
+    assert "version 2 is missing" in failed.detail
+
+
+def test_deleting_a_plans_last_event_fails_where_the_model_still_shows_it(store: EmbeddedService) -> None:
+    plan, stream = plan_stream(store, 0)
+    assert stream[-1].position < store.log.last_position()  # not the tail of the log
+    tamper(store.settings.paths.log, f"DELETE FROM events WHERE position = {stream[-1].position}")
+
+    failed = failure(store)
+
+    assert (failed.kind, failed.plan_uuid, failed.position) == ("projection", plan, stream[-1].position)
+
+
+def test_deleting_the_tail_of_the_log_fails(store: EmbeddedService) -> None:
+    last = store.log.read(after=store.log.last_position() - 1)[0]
+    tamper(store.settings.paths.log, f"DELETE FROM events WHERE position = {last.position}")
+
+    failed = failure(store)
+
+    assert (failed.kind, failed.plan_uuid, failed.position) == ("projection", last.plan_uuid, last.position)
+    assert "removed" in failed.detail
+
+
+def test_swapping_two_events_fails_at_the_first_of_them(store: EmbeddedService) -> None:
+    plan, stream = plan_stream(store, 3)
+    a, b = stream[1].position, stream[2].position
+    tamper(
+        store.settings.paths.log,
+        f"UPDATE events SET position = -1 WHERE position = {a}",
+        f"UPDATE events SET position = {a} WHERE position = {b}",
+        f"UPDATE events SET position = {b} WHERE position = -1",
+    )
+
+    failed = failure(store)
+
+    assert (failed.kind, failed.plan_uuid, failed.position) == ("chain", plan, a)
+    assert "version 3 follows version 1" in failed.detail
+
+
+def test_swapping_events_of_two_plans_fails(store: EmbeddedService) -> None:
+    """Each plan's chain survives a swap across plans; the model, which records positions, does not."""
+    (first, one), (second, two) = plan_stream(store, 0), plan_stream(store, 1)
+    a, b = one[0].position, two[0].position
+    tamper(
+        store.settings.paths.log,
+        f"UPDATE events SET position = -1 WHERE position = {a}",
+        f"UPDATE events SET position = {a} WHERE position = {b}",
+        f"UPDATE events SET position = {b} WHERE position = -1",
+    )
+
+    failed = failure(store)
+
+    assert failed.plan_uuid in (first, second) and failed.position in (a, b)
+
+
+def test_editing_a_column_the_hash_does_not_cover_fails(store: EmbeddedService) -> None:
+    plan, stream = plan_stream(store, 1)
+    tamper(store.settings.paths.log, f"UPDATE events SET occurred_at = occurred_at - 1 WHERE position = {stream[1].position}")
+
+    failed = failure(store)
+
+    assert (failed.kind, failed.plan_uuid, failed.position) == ("record", plan, stream[1].position)
+    assert "occurred_at" in failed.detail
+
+
+def test_a_drifted_projection_row_fails_naming_its_plan(store: EmbeddedService) -> None:
+    plan, stream = plan_stream(store, 2)
+    store.model.db.conn.execute("UPDATE action_plans SET state = 'ONGOING' WHERE uuid = ?", (plan,))
+
+    failed = failure(store)
+
+    assert (failed.kind, failed.plan_uuid, failed.position) == ("projection", plan, stream[-1].position)
+    assert "state is 'ONGOING'" in failed.detail
+
+
+def test_a_drifted_action_row_fails_naming_its_plan(store: EmbeddedService) -> None:
+    plan, _ = plan_stream(store, 3)
+    store.model.db.conn.execute("DELETE FROM actions WHERE action_plan_uuid = ? AND idx = 2", (plan,))
+
+    failed = failure(store)
+
+    assert (failed.kind, failed.plan_uuid) == ("projection", plan)
+    assert "missing from the read model" in failed.detail
+
+
+def test_a_model_behind_the_log_is_compared_at_its_own_position(store: EmbeddedService) -> None:
+    """A projector that has not caught up yet is not drift: the later events are chain-checked only."""
+    store.handler.handle(f.register())  # appended, the model not caught up
+    report = check(store)
+    assert report.model_position < report.log_position
+
+
+def test_cli_verify_exits_zero_then_names_the_place(store: EmbeddedService) -> None:
+    db = store.settings.paths.log
+    runner = CliRunner()
+    result = runner.invoke(app, ["--db", str(db), "verify"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"log and read model verified: {store.log.last_position()} events, {PLANS} plans"
+    assert runner.invoke(app, ["--db", str(db), "verify", "--on-disk"]).stdout == result.stdout
+    assert not [p for p in db.parent.iterdir() if p.name.startswith(".verify-")]
+
+    plan, stream = plan_stream(store, 1)
+    tamper(db, f"DELETE FROM events WHERE position = {stream[1].position}")
+    result = runner.invoke(app, ["--db", str(db), "verify"])
+    assert result.exit_code == 1
+    message = " ".join(result.stderr.split())  # rich wraps long lines on a narrow stderr
+    assert f"plan {plan}, position {stream[2].position}" in message
+
+    result = runner.invoke(app, ["--db", str(db), "verify", "--json", "--on-disk"])
+    assert result.exit_code == 1
+    assert '"verified": false' in result.stdout and plan in result.stdout
+
+
+def test_verify_reads_the_model_in_one_snapshot(store: EmbeddedService) -> None:
+    """A projector catching up while verify runs cannot make it compare rows of one state with
+    the position of another: the live model is read in one transaction."""
+    other_model = ReadModel(store.settings.paths.model, store.codec)
+
+    class CatchesUpMeanwhile:
+        """The log, with a projector that appends and catches up right after verify starts reading."""
+
+        def __init__(self) -> None:
+            self.done = False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store.log, name)
+
+        def read(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+            if not self.done:
+                self.done = True
+                store.handler.handle(f.register())
+                catch_up(store.log, other_model)
+            return store.log.read(after, limit)
+
+    before = store.model.position()
+    report = verify(CatchesUpMeanwhile(), store.codec, store.model)
+    other_model.close()
+    assert report.model_position == before < store.model.position()
