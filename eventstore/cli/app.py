@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from ..config import Settings
 from ..exceptions import ConfigurationError
-from . import audit, demo, queries, writes
+from ..kafka_config import KafkaSettings, Topics, parse_properties, read_properties_file
+from . import audit, demo, kafka_cmds, queries, writes
 from .context import EXIT_INVALID, err
 
 app = typer.Typer(
@@ -28,23 +29,36 @@ def configure(
     publisher_id: Annotated[str, typer.Option(envvar="WATCHER_ES_PUBLISHER_ID", help="Notification publisher_id (default infra-optim:<host>).")] = "",
     notification_level: Annotated[str, typer.Option(envvar="WATCHER_ES_NOTIFICATION_LEVEL", help="Lowest priority sent: debug, info, warning, error, critical; '' sends none.")] = "info",
     abort_timeout: Annotated[float, typer.Option(envvar="WATCHER_ES_ABORT_TIMEOUT", help="Seconds an abort may take before the deadline pass fails it.")] = 300.0,
+    bootstrap_servers: Annotated[str, typer.Option(envvar="WATCHER_ES_BOOTSTRAP_SERVERS", help="Kafka cluster (host:port,...); without it the embedded log is used.")] = "",
+    kafka_property: Annotated[list[str], typer.Option("-X", "--kafka-property", help="Any librdkafka property, key=value (repeatable; producer./consumer./admin. prefixes scope it).")] = [],  # noqa: B006
+    kafka_config: Annotated[Optional[Path], typer.Option("-F", "--kafka-config", envvar="WATCHER_ES_KAFKA_CONFIG", help="A properties file of librdkafka settings (SASL/SSL...).")] = None,
+    topic_prefix: Annotated[str, typer.Option(envvar="WATCHER_ES_TOPIC_PREFIX", help="Prefix of the commands, events, outcomes and dead-letter topics.")] = "watcher-es",
+    notification_topic: Annotated[str, typer.Option(envvar="WATCHER_ES_NOTIFICATION_TOPIC", help="oslo.messaging notification topic; records go to <topic>.info and <topic>.error.")] = "notifications",
+    group_prefix: Annotated[str, typer.Option(envvar="WATCHER_ES_GROUP_PREFIX", help="Prefix of the consumer group ids.")] = "watcher-es",
 ) -> None:
     from projections.translator import parse_level
 
     try:
         level = parse_level(notification_level)
+        if abort_timeout <= 0:
+            raise ConfigurationError(f"--abort-timeout: {abort_timeout} must be a positive number of seconds")
+        kafka = None
+        if bootstrap_servers:
+            passthrough = read_properties_file(kafka_config) if kafka_config else {}
+            passthrough.update(parse_properties(kafka_property))  # flags win over the file
+            kafka = KafkaSettings(bootstrap_servers, Topics.with_prefix(topic_prefix, notification_topic), group_prefix, passthrough)
+        elif kafka_property or kafka_config:
+            raise ConfigurationError("-X/--kafka-config need --bootstrap-servers (or WATCHER_ES_BOOTSTRAP_SERVERS)")
     except ConfigurationError as exc:
         err.print(f"[red]invalid:[/red] {exc}", markup=True)
         raise typer.Exit(EXIT_INVALID) from None
-    if abort_timeout <= 0:
-        err.print(f"[red]invalid:[/red] --abort-timeout: {abort_timeout} must be a positive number of seconds", markup=True)
-        raise typer.Exit(EXIT_INVALID)
     ctx.ensure_object(dict)["settings"] = Settings(
-        db=db, publisher_id=publisher_id, notification_level=level, abort_timeout_us=int(abort_timeout * 1_000_000),
+        db=db, publisher_id=publisher_id, notification_level=level, abort_timeout_us=int(abort_timeout * 1_000_000), kafka=kafka,
     )
 
 
 writes.register_commands(app)
 queries.register_commands(app)
 demo.register_commands(app)
+kafka_cmds.register_commands(app)
 audit.register_commands(app)
