@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -182,6 +182,31 @@ class KafkaClient:
             for follower in followers:
                 follower.close()
         raise WaitTimeoutError(f"not every notification of {', '.join(sorted(wanted))} arrived within {timeout_s:.0f} s")
+
+
+def emitted_notifications(settings: KafkaSettings, plan_uuid: str | None = None, follow: bool = False) -> Iterator[list[dict[str, Any]]]:
+    """Batches of notifications from both priority topics, each batch merged into emission order.
+
+    Without ``follow``, one batch: everything up to the end of both topics.
+    """
+    t = settings.topics
+    followers = [TopicFollower(settings, topic) for topic in (t.notification_topic("INFO"), t.notification_topic("ERROR"))]
+    try:
+        while True:
+            messages = [m for f in followers for m in (f.poll(0.5) if follow else f.drain())]
+            batch = []
+            for msg in messages:
+                h = header_map(msg.headers())
+                if plan_uuid is None or h.get("ce_subject") == plan_uuid:
+                    envelope = unwrap_oslo_envelope(msg.value() or b"")
+                    batch.append((envelope_sort_key(envelope), int(h.get("ce_sequence", 0)), envelope))
+            batch.sort(key=lambda x: (x[0], x[1]))
+            yield [e for _, _, e in batch]
+            if not follow:
+                return
+    finally:
+        for f in followers:
+            f.close()
 
 
 def envelope_sort_key(envelope: dict[str, Any]) -> int:

@@ -140,6 +140,11 @@ class ReadModel:
     def position(self, source: str = "log") -> int:
         return tracked_position(self.db, self.CONSUMER, source)
 
+    def positions(self) -> dict[str, int]:
+        """Every source's position (one per Kafka partition)."""
+        rows = self.db.conn.execute("SELECT source, position FROM tracking WHERE consumer = ?", (self.CONSUMER,))
+        return {source: int(position) for source, position in rows}
+
     def process(self, batch: Sequence[StoredEvent], on_poison: PoisonHandler | None = None) -> None:
         """Apply a batch; an undecodable event goes to ``on_poison`` (or raises without one)."""
         decoded = decode_batch(self._codec, batch, on_poison)

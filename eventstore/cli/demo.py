@@ -34,6 +34,8 @@ def demo(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", hel
             ))
     out.rule("Notifications emitted, in order")
     out.print(render.table("", render.NOTIFICATION_COLUMNS, (render.notification_row(i + 1, n) for i, n in enumerate(report.notifications))))
+    for line in render.faults(report.notifications):
+        out.print(f"  fault: {line}")
     kinds = sorted({n["event_type"] for n in report.notifications})
     out.print(f"{len(report.notifications)} notifications, {len(kinds)} kinds: {', '.join(kinds)}")
     out.print("Full envelopes: [bold]watcher-es notifications --json[/bold]")

@@ -8,13 +8,18 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from projections.read_model import ReadModel
 from projections.replay import replay_notifications
 from projections.translator import Translator
 
+from ..codec import AvroCodec
 from ..exceptions import CommandValidationError, WatcherEsError
+from ..kafka_admin import consumer_positions
+from ..kafka_client import emitted_notifications
 from ..plan_file import format_time
 from . import render
-from .context import friendly_errors, json_line, open_service, out
+from .context import friendly_errors, json_line, kafka_of, open_client, open_service, out, settings_of
+from .views import action_rows, plan_row
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")]
 
@@ -35,14 +40,28 @@ def _readable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 @friendly_errors
-def status(ctx: typer.Context, plan: Annotated[str, typer.Argument(help="Action plan uuid.")], as_json: JsonOpt = False) -> None:
-    """Show a plan and its actions as the read model has them."""
-    with open_service(ctx) as service:
-        service.catch_up()
-        row = service.model.plan(plan)
-        if row is None:
+def status(
+    ctx: typer.Context,
+    plan: Annotated[Optional[str], typer.Argument(help="Action plan uuid; without it, each consumer's position and lag.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a plan and its actions; without PLAN, where each consumer part is and its lag behind the log."""
+    if plan is None:
+        _consumer_status(ctx, as_json)
+        return
+    if kafka_of(ctx) is not None:
+        with open_client(ctx) as client:
+            found = client.plan(plan)
+        if found is None:
             raise UnknownPlanError(f"action plan {plan} is not registered")
-        actions = service.model.actions(plan)
+        row, actions = plan_row(found), action_rows(found)
+    else:
+        with open_service(ctx) as service:
+            service.catch_up()
+            model_row = service.model.plan(plan)
+            if model_row is None:
+                raise UnknownPlanError(f"action plan {plan} is not registered")
+            row, actions = model_row, service.model.actions(plan)
     if as_json:
         json_line({"plan": _readable(row), "actions": [_readable(a) for a in actions]})
         return
@@ -52,6 +71,33 @@ def status(ctx: typer.Context, plan: Annotated[str, typer.Argument(help="Action 
     out.print(render.actions_table("Actions", actions))
 
 
+def _consumer_status(ctx: typer.Context, as_json: bool) -> None:
+    settings = settings_of(ctx)
+    if settings.kafka is not None:
+        model_positions = None
+        if settings.paths.model.exists():  # `serve` on this host: its own tracking is the truth
+            model = ReadModel(settings.paths.model, AvroCodec())
+            prefix = f"{settings.kafka.topics.events}/"
+            model_positions = {k: v for k, v in model.positions().items() if k.startswith(prefix)} or None
+            model.close()
+        rows = [
+            (p.part, f"{p.topic}/{p.partition}", "-" if p.position is None else p.position, p.lag)
+            for p in consumer_positions(settings.kafka, model_positions)
+        ]
+    else:
+        with open_service(ctx) as service:
+            end = service.log.last_position()
+            rows = [
+                (part, str(settings.paths.log), position, end - position)
+                for part, position in (("read-model", service.model.position()), ("translator", service.outbox.position()))
+            ]
+    if as_json:
+        for part, source, position, lag in rows:
+            json_line({"part": part, "source": source, "position": position, "lag": lag})
+        return
+    out.print(render.table("Consumers", ("part", "source", "position", "lag"), rows))
+
+
 @friendly_errors
 def plans(
     ctx: typer.Context,
@@ -59,11 +105,16 @@ def plans(
     as_json: JsonOpt = False,
 ) -> None:
     """List action plans."""
-    with open_service(ctx) as service:
-        service.catch_up()
-        rows = service.model.plans(state.upper() if state else None)
-        for row in rows:
-            row["action_count"] = len(service.model.actions(row["uuid"]))
+    wanted = state.upper() if state else None
+    if kafka_of(ctx) is not None:
+        with open_client(ctx) as client:
+            rows = [plan_row(p) for p in client.plans() if wanted in (None, p.state)]
+    else:
+        with open_service(ctx) as service:
+            service.catch_up()
+            rows = service.model.plans(wanted)
+            for row in rows:
+                row["action_count"] = len(service.model.actions(row["uuid"]))
     if as_json:
         for row in rows:
             json_line(_readable(row))
@@ -90,6 +141,20 @@ def notifications(
         return
     if from_position != 1 or to_position is not None:
         raise CommandValidationError("--from-position/--to-position only apply with --replay")
+    kafka = kafka_of(ctx)
+    if kafka is not None:
+        if after:
+            raise CommandValidationError("--after numbers the embedded store's notifications; on Kafka use --plan or --follow")
+        try:
+            for number, batch in enumerate(emitted_notifications(kafka, plan, follow)):
+                if as_json:
+                    for envelope in batch:
+                        json_line(envelope)
+                elif batch or number == 0:
+                    out.print(render.table("Notifications", render.NOTIFICATION_COLUMNS, (render.notification_row(i + 1, n) for i, n in enumerate(batch))))
+        except KeyboardInterrupt:
+            pass
+        return
     with open_service(ctx) as service:
         seq = after
         while True:

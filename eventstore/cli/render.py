@@ -22,10 +22,14 @@ def state(value: str | None) -> str:
     return f"[{style}]{value}[/{style}]" if style else value
 
 
+#: Columns that must stay whole (people copy uuids into the next command).
+WHOLE = frozenset({"#", "uuid", "event_type", "message_id", "time (UTC)", "source", "topic", "from", "state", "subject"})
+
+
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
     t = Table(title=title, title_justify="left")
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, no_wrap=c in WHOLE)
     for row in rows:
         t.add_row(*("" if v is None else str(v) for v in row))
     return t
@@ -47,9 +51,20 @@ def actions_table(title: str, actions: Sequence[dict[str, Any]]) -> Table:
 def notification_row(seq: int, n: dict[str, Any]) -> tuple[Any, ...]:
     data = n["payload"]["watcher_object.data"]
     fault = data.get("fault")
-    fault_text = f"{fault['watcher_object.data']['exception']}: {fault['watcher_object.data']['exception_message']}" if fault else ""
-    subject = data["uuid"] if n["event_type"].startswith("action.") else f"plan {data['uuid']}"
-    return (seq, n["timestamp"], n["event_type"], n["priority"], subject, state(data["state"]), fault_text, n["message_id"])
+    subject = data["uuid"][:8]  # the event_type says whether it is the plan or an action
+    return (seq, n["timestamp"][11:23], n["event_type"], subject, state(data["state"]), fault["watcher_object.data"]["exception"] if fault else "")
 
 
-NOTIFICATION_COLUMNS = ("#", "timestamp", "event_type", "priority", "subject", "state", "fault", "message_id")
+def faults(notifications: Iterable[dict[str, Any]]) -> list[str]:
+    """The fault messages, in full, for under a timeline whose fault column has only the class."""
+    out = []
+    for n in notifications:
+        fault = n["payload"]["watcher_object.data"].get("fault")
+        if fault:
+            f = fault["watcher_object.data"]
+            out.append(f"{n['event_type']} {n['payload']['watcher_object.data']['uuid']}: {f['exception']}: {f['exception_message']} ({f['module_name']}.{f['function_name']})")
+    return out
+
+
+#: The timeline shows short uuids to fit a terminal; `--json` has every envelope whole.
+NOTIFICATION_COLUMNS = ("#", "time (UTC)", "event_type", "subject", "state", "fault")
