@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from .exceptions import KafkaUnavailableError
 from .kafka_config import KafkaSettings
-from .kafka_io import TopicFollower, partitions_of
+from .kafka_io import TopicFollower, new_admin, new_consumer, partitions_of
 from .kafka_records import header_map
 
 #: History must not expire: the events are the record, the commands and outcomes its audit trail.
@@ -32,7 +32,7 @@ def init_topics(settings: KafkaSettings, partitions: int, replication_factor: in
         (t.commands, FOREVER), (t.events, FOREVER), (t.outcomes, FOREVER), (t.dead_letters, FOREVER),
         (t.notification_topic("INFO"), {}), (t.notification_topic("ERROR"), {}),
     ]
-    admin = AdminClient(settings.admin_config())
+    admin = new_admin(settings.admin_config())
     futures = admin.create_topics(
         [NewTopic(name, num_partitions=partitions, replication_factor=replication_factor, config=config) for name, config in wanted],
         operation_timeout=timeout, request_timeout=timeout,
@@ -76,7 +76,7 @@ def consumer_positions(settings: KafkaSettings, model_positions: dict[str, int] 
     t = settings.topics
     rows: list[PartPosition] = []
     for part, topic in (("handler", t.commands), ("read-model", t.events), ("translator", t.events)):
-        consumer = Consumer(settings.consumer_config(part))
+        consumer = new_consumer(settings.consumer_config(part))
         try:
             parts = partitions_of(consumer, topic)
             committed = {tp.partition: tp.offset for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=30)}

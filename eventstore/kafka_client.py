@@ -14,7 +14,7 @@ from .domain.messages import EVENT_TYPES, Command, from_record, to_record
 from .domain.plan import Plan, evolve
 from .exceptions import WaitTimeoutError
 from .kafka_config import KafkaSettings
-from .kafka_io import Publisher, TopicFollower, partitions_of, stored_event
+from .kafka_io import Publisher, TopicFollower, new_consumer, partitions_of, stored_event
 from .kafka_records import header_map, record_headers, unwrap_oslo_envelope
 
 
@@ -70,7 +70,7 @@ class OutcomeWatcher:
 
 def offsets_since(settings: KafkaSettings, topic: str, since_ms: int) -> Callable[[int], int]:
     """Where each partition's records from ``since_ms`` start (a time lookup, not the end offset)."""
-    consumer = Consumer(settings.consumer_config(None))
+    consumer = new_consumer(settings.consumer_config(None))
     try:
         parts = partitions_of(consumer, topic)
         found = consumer.offsets_for_times([TopicPartition(topic, p, since_ms) for p in parts], timeout=10)

@@ -25,7 +25,7 @@ from .domain.validation import validate_command
 from .exceptions import CorruptRecordError, PoisonRecordError, SerializationError, UnknownSchemaError, CommandValidationError
 from .handler import decode_event
 from .kafka_config import KafkaSettings
-from .kafka_io import DeadLetters, Publisher, TopicFollower, commit_offsets, stored_event, subscribe
+from .kafka_io import DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, stored_event, subscribe
 from .kafka_records import COMMAND_HEADER, HASH_HEADER, header_map, record_headers
 from .log import chain_hash
 
@@ -69,7 +69,7 @@ class KafkaCommandHandler:
         self._events = TopicFollower(settings, self._topics.events)
         self._outcomes = TopicFollower(settings, self._topics.outcomes)
         self._stale = True
-        self._consumer = Consumer(settings.consumer_config(self.GROUP))
+        self._consumer = new_consumer(settings.consumer_config(self.GROUP))
         subscribe(self._consumer, self._topics.commands, on_assign=self._on_assign)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

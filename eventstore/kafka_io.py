@@ -10,16 +10,39 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
+from confluent_kafka.admin import AdminClient
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from .exceptions import DeliveryError, KafkaUnavailableError, MissingTopicError, PoisonRecordError
+from .exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, PoisonRecordError
 from .kafka_config import KafkaSettings
 from .kafka_records import COMMAND_HEADER, HASH_HEADER, Headers, dead_letter_headers, header_map, parse_iso_micros
 from .log import StoredEvent
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def _client(factory: Callable[[dict[str, Any]], T], config: dict[str, Any], what: str) -> T:
+    """A librdkafka client; a property it refuses becomes one readable configuration error."""
+    try:
+        return factory(config)
+    except (KafkaException, ValueError, TypeError) as exc:
+        raise ConfigurationError(f"librdkafka refused the {what} configuration: {exc}") from None
+
+
+def new_consumer(config: dict[str, Any]) -> Consumer:
+    return _client(Consumer, config, "consumer")
+
+
+def new_producer(config: dict[str, Any]) -> Producer:
+    return _client(Producer, config, "producer")
+
+
+def new_admin(config: dict[str, Any]) -> AdminClient:
+    return _client(AdminClient, config, "admin")
 
 
 class Publisher:
@@ -33,7 +56,7 @@ class Publisher:
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            self._producer = Producer(self._config)
+            self._producer = new_producer(self._config)
         return self._producer
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
@@ -80,7 +103,7 @@ class TopicFollower:
         config = settings.consumer_config(None)
         config["fetch.wait.max.ms"] = 10  # followers want new records promptly
         self.topic = topic
-        self.consumer = Consumer(config)
+        self.consumer = new_consumer(config)
         self.partitions = partitions_of(self.consumer, topic)
         starts = {p: (start(p) if start else OFFSET_BEGINNING) for p in self.partitions}
         self.consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])

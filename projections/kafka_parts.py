@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from eventstore.exceptions import PoisonRecordError
 from eventstore.kafka_config import KafkaSettings
-from eventstore.kafka_io import DeadLetters, Publisher, commit_offsets, stored_event, subscribe
+from eventstore.kafka_io import DeadLetters, Publisher, commit_offsets, new_consumer, stored_event, subscribe
 from eventstore.kafka_records import oslo_envelope, parse_iso_micros, record_headers
 from eventstore.log import StoredEvent
 
@@ -39,7 +39,7 @@ class _EventsPart:
         self._settings = settings
         self._publisher = publisher
         self._dead = DeadLetters(publisher, settings.topics.dead_letters)
-        self.consumer = Consumer(settings.consumer_config(self.GROUP))
+        self.consumer = new_consumer(settings.consumer_config(self.GROUP))
         subscribe(self.consumer, settings.topics.events, on_assign=self._on_assign)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 import typer
+from confluent_kafka import KafkaException
 from rich.console import Console
 
 from ..codec import AvroCodec
@@ -24,8 +25,8 @@ from ..service import EmbeddedService
 P = ParamSpec("P")
 R = TypeVar("R")
 
-out = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
-err = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False)
+out = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, soft_wrap=True)
+err = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, soft_wrap=True)
 
 EXIT_REJECTED = 1
 EXIT_INVALID = 2
@@ -62,6 +63,9 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_INVALID) from None
         except WatcherEsError as exc:
             err.print(f"[red]error:[/red] {exc}", markup=True)
+            raise typer.Exit(EXIT_REJECTED) from None
+        except KafkaException as exc:  # the cluster said no; say what it said, not where we were
+            err.print(f"[red]kafka:[/red] {exc}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
 
     return wrapper

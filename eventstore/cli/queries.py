@@ -81,7 +81,7 @@ def _consumer_status(ctx: typer.Context, as_json: bool) -> None:
             model_positions = {k: v for k, v in model.positions().items() if k.startswith(prefix)} or None
             model.close()
         rows = [
-            (p.part, f"{p.topic}/{p.partition}", "-" if p.position is None else p.position, p.lag)
+            (p.part, f"{p.topic}/{p.partition}", p.position, p.lag)
             for p in consumer_positions(settings.kafka, model_positions)
         ]
     else:
@@ -95,7 +95,9 @@ def _consumer_status(ctx: typer.Context, as_json: bool) -> None:
         for part, source, position, lag in rows:
             json_line({"part": part, "source": source, "position": position, "lag": lag})
         return
-    out.print(render.table("Consumers", ("part", "source", "position", "lag"), rows))
+    out.print(render.table("Consumers", ("part", "source", "position", "lag"), (
+        (part, source, "not started" if position is None else position, lag) for part, source, position, lag in rows
+    )))
 
 
 @friendly_errors
