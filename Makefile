@@ -27,8 +27,10 @@ test: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+## Rebuild speed and memory on a generated log (EVENTS=1000000 for the full measure).
+EVENTS ?= 200000
 bench: $(STAMP)
-	$(BIN)/python -m benchmarks.rebuild
+	$(BIN)/python -m tests.benchmarks.rebuild --events $(EVENTS)
 
 clean:
 	rm -rf $(VENV) demo *.egg-info .pytest_cache .mypy_cache .hypothesis
