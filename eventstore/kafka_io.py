@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from confluent_kafka.admin import AdminClient
@@ -128,17 +128,22 @@ class TopicFollower:
                 log.warning("reading %s: %s", self.topic, error.str())
         return out
 
-    def drain(self, limit_s: float = 60.0) -> list[Message]:
-        """Everything up to the end of every partition (EOF seen since its last record)."""
-        out: list[Message] = []
-        deadline = time.monotonic() + limit_s
+    def pages(self, idle_limit_s: float = 60.0) -> Iterator[list[Message]]:
+        """Everything up to the end of every partition, a page at a time (constant memory)."""
+        deadline = time.monotonic() + idle_limit_s
         while True:
             batch = self.poll(0.05)
-            out.extend(batch)
-            if not batch and all(self._at_end.values()):
-                return out
-            if time.monotonic() > deadline:
-                raise KafkaUnavailableError(f"{self.topic}: not at the end of every partition after {limit_s:.0f} s")
+            if batch:
+                deadline = time.monotonic() + idle_limit_s
+                yield batch
+            elif all(self._at_end.values()):
+                return
+            elif time.monotonic() > deadline:
+                raise KafkaUnavailableError(f"{self.topic}: not at the end of every partition after {idle_limit_s:.0f} s")
+
+    def drain(self, limit_s: float = 60.0) -> list[Message]:
+        """Everything up to the end of every partition (EOF seen since its last record)."""
+        return [m for page in self.pages(limit_s) for m in page]
 
 
 def stored_event(msg: Message) -> StoredEvent:

@@ -12,7 +12,8 @@ from typing import Literal, Protocol
 
 from .codec import WriterSchema
 
-Outcome = Literal["accepted", "unchanged", "rejected"]
+#: "pending": on Kafka, a command read back before the handler has said what became of it.
+Outcome = Literal["accepted", "unchanged", "rejected", "pending"]
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ its committed offset: a re-sent notification is then byte-identical to the first
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from eventstore.exceptions import PoisonRecordError
 from eventstore.kafka_config import KafkaSettings
-from eventstore.kafka_io import DeadLetters, Publisher, commit_offsets, new_consumer, stored_event, subscribe
+from eventstore.kafka_io import DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, stored_event, subscribe
 from eventstore.kafka_records import oslo_envelope, parse_iso_micros, record_headers
 from eventstore.log import StoredEvent
 
@@ -112,19 +112,34 @@ class KafkaTranslatorPart(_EventsPart):
         for run, emit in _runs(stored, self._emit_from):
             notes.extend(self.translator.translate(run, emit=emit, on_poison=park))
         for note in notes:
-            self._publish(note)
+            publish_notification(self._publisher, self._settings, note)
         if messages:
             self._publisher.flush()
             commit_offsets(self.consumer, messages)
         return len(messages)
 
-    def _publish(self, note: Notification) -> None:
-        topic = self._settings.topics.notification_topic(note.priority)
-        headers = record_headers(
-            type_=note.event_type, id_=note.message_id, subject=note.plan_uuid, time_us=parse_iso_micros(note.envelope["timestamp"].replace(" ", "T") + "Z"),
-            content_type="application/json", sequence=note.plan_seq, extra=(("watcher_es_event_id", note.event_id),),
-        )
-        self._publisher.produce(topic, note.plan_uuid, oslo_envelope(note.envelope), headers)
+
+def publish_notification(publisher: Publisher, settings: KafkaSettings, note: Notification) -> None:
+    """A notification as oslo.messaging's Kafka driver publishes it, plus headers to merge topics by."""
+    topic = settings.topics.notification_topic(note.priority)
+    headers = record_headers(
+        type_=note.event_type, id_=note.message_id, subject=note.plan_uuid,
+        time_us=parse_iso_micros(note.envelope["timestamp"].replace(" ", "T") + "Z"),
+        content_type="application/json", sequence=note.plan_seq, extra=(("watcher_es_event_id", note.event_id),),
+    )
+    publisher.produce(topic, note.plan_uuid, oslo_envelope(note.envelope), headers)
+
+
+def replay_topic_notifications(settings: KafkaSettings, translator: Translator, plan_uuid: str | None = None) -> Iterator[Notification]:
+    """Every notification the events topic causes, translated afresh: the same message_ids and bytes."""
+    follower = TopicFollower(settings, settings.topics.events)
+    try:
+        for page in follower.pages():
+            for note in translator.translate([stored_event(m) for m in page]):
+                if plan_uuid is None or note.plan_uuid == plan_uuid:
+                    yield note
+    finally:
+        follower.close()
 
 
 def _runs(events: Sequence[StoredEvent], emit_from: dict[str, int]) -> list[tuple[list[StoredEvent], bool]]:

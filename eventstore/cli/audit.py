@@ -22,9 +22,10 @@ from ..codec import AvroCodec
 from ..config import Settings
 from ..exceptions import WatcherEsError
 from ..plan_file import format_time
+from ..kafka_history import KafkaPlanHistory
 from ..sqlite_log import SqliteEventLog
 from . import render
-from .context import EXIT_REJECTED, friendly_errors, json_line, open_service, out, settings_of
+from .context import EXIT_REJECTED, friendly_errors, json_line, kafka_of, open_service, out, settings_of
 from .progress import replay_progress
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of text.")]
@@ -79,9 +80,15 @@ def replay(
 @friendly_errors
 def audit(ctx: typer.Context, plan: Annotated[str, typer.Argument(help="Action plan uuid.")], as_json: JsonOpt = False) -> None:
     """Show a plan's whole story: every command (who, from where, when, why), event and notification."""
-    with open_service(ctx) as service:
-        service.catch_up()
-        story = plan_story(plan, service.log, service.log, stored_notifications(service.outbox, plan), service.codec)
+    kafka = kafka_of(ctx)
+    if kafka is not None:
+        codec = AvroCodec()
+        history = KafkaPlanHistory(kafka, codec, plan)
+        story = plan_story(plan, history, history, history.notifications(), codec)
+    else:
+        with open_service(ctx) as service:
+            service.catch_up()
+            story = plan_story(plan, service.log, service.log, stored_notifications(service.outbox, plan), service.codec)
     if as_json:
         json_line(story.to_json())
         return

@@ -10,15 +10,17 @@ import typer
 
 from projections.read_model import ReadModel
 from projections.replay import replay_notifications
-from projections.translator import Translator
+from projections.kafka_parts import publish_notification, replay_topic_notifications
+from projections.translator import Translator, default_publisher_id
 
 from ..codec import AvroCodec
 from ..exceptions import CommandValidationError, WatcherEsError
 from ..kafka_admin import consumer_positions
 from ..kafka_client import emitted_notifications
+from ..kafka_io import Publisher
 from ..plan_file import format_time
 from . import render
-from .context import friendly_errors, json_line, kafka_of, open_client, open_service, out, settings_of
+from .context import err, friendly_errors, json_line, kafka_of, open_client, open_service, out, settings_of
 from .views import action_rows, plan_row
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")]
@@ -134,12 +136,13 @@ def notifications(
     replay: Annotated[bool, typer.Option("--replay", help="Re-emit from the log: translate a range of it again, same message_ids as the first time.")] = False,
     from_position: Annotated[int, typer.Option(help="With --replay: the first log position (inclusive).")] = 1,
     to_position: Annotated[Optional[int], typer.Option(help="With --replay: the last log position (inclusive; default the end).")] = None,
+    publish: Annotated[bool, typer.Option("--publish", help="With --replay on Kafka: send them to the notification topics again (same message_ids).")] = False,
 ) -> None:
     """Print emitted notifications in order (full envelopes with --json), or re-emit them with --replay."""
     if replay:
         if follow or after:
             raise CommandValidationError("--replay reads the log, not the emitted notifications: drop --follow/--after")
-        _replay_notifications(ctx, plan, from_position, to_position, as_json)
+        _replay_notifications(ctx, plan, from_position, to_position, as_json, publish)
         return
     if from_position != 1 or to_position is not None:
         raise CommandValidationError("--from-position/--to-position only apply with --replay")
@@ -177,8 +180,28 @@ def notifications(
                 return
 
 
-def _replay_notifications(ctx: typer.Context, plan: str | None, first: int, last: int | None, as_json: bool) -> None:
-    """A fresh translator over the log range, streamed to stdout: identical to the first emission."""
+def _replay_notifications(ctx: typer.Context, plan: str | None, first: int, last: int | None, as_json: bool, publish: bool) -> None:
+    """A fresh translator over the log range, streamed to stdout (or the topics): identical to the first emission."""
+    settings = settings_of(ctx)
+    if settings.kafka is not None:
+        if first != 1 or last is not None:
+            raise CommandValidationError("--from-position/--to-position number the embedded log; on Kafka re-emit all, or one --plan")
+        codec = AvroCodec()
+        translator = Translator(codec, None, settings.publisher_id or default_publisher_id(), settings.notification_level, cache_size=None)
+        publisher = Publisher(settings.kafka)
+        count = 0
+        for note in replay_topic_notifications(settings.kafka, translator, plan):
+            if publish:
+                publish_notification(publisher, settings.kafka, note)
+                count += 1
+            else:
+                json_line(note.envelope) if as_json else out.print(render.table("", render.NOTIFICATION_COLUMNS, [render.notification_row(note.plan_seq, note.envelope)]))
+        publisher.flush()
+        if publish:
+            err.print(f"re-emitted {count} notifications to {settings.kafka.topics.notifications}.info/.error")
+        return
+    if publish:
+        raise CommandValidationError("--publish sends to the Kafka notification topics: it needs --bootstrap-servers")
     with open_service(ctx) as service:
         translator = Translator(
             service.codec, service.log, service.outbox.translator.publisher_id, service.settings.notification_level,
