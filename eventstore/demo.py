@@ -38,8 +38,13 @@ class DemoReport:
 def _plan_document(label: str, now: int) -> dict[str, Any]:
     created = format_time(now - 3_600_000_000)
     audit_uuid, strategy_uuid, goal_uuid = (str(uuid.uuid4()) for _ in range(3))
-    host = lambda n: f"compute-{n}.{label}.example.org"  # noqa: E731
-    instance = lambda: str(uuid.uuid4())  # noqa: E731
+
+    def host(n: int) -> str:
+        return f"compute-{n}.{label}.example.org"
+
+    def instance() -> str:
+        return str(uuid.uuid4())
+
     actions = [
         ("change_nova_service_state", {"resource_id": host(1), "state": "disabled", "disabled_reason": "watcher_disabled"}),
         ("migrate", {"migration_type": "live", "resource_id": instance(), "source_node": host(1), "destination_node": host(3)}),

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from .exceptions import KafkaUnavailableError
 from .kafka_config import KafkaSettings
-from .kafka_io import TopicFollower, new_admin, new_consumer, partitions_of
+from .kafka_io import TopicFollower, new_admin, new_consumer, partition_of, partitions_of
 from .kafka_records import header_map
 
 #: History must not expire: the events are the record, the commands and outcomes its audit trail.
@@ -65,7 +65,7 @@ def _lag_from(settings: KafkaSettings, topic: str, starts: dict[int, int]) -> di
     try:
         counts = dict.fromkeys(follower.partitions, 0)
         for msg in follower.drain():
-            counts[msg.partition()] += 1
+            counts[partition_of(msg)] += 1
         return counts
     finally:
         follower.close()

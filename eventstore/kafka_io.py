@@ -118,10 +118,10 @@ class TopicFollower:
         for msg in self.consumer.consume(500, timeout):
             error = msg.error()
             if error is None:
-                self._at_end[msg.partition()] = False
+                self._at_end[partition_of(msg)] = False
                 out.append(msg)
             elif error.code() == KafkaError._PARTITION_EOF:
-                self._at_end[msg.partition()] = True
+                self._at_end[partition_of(msg)] = True
             elif error.fatal() or error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError.UNKNOWN_TOPIC_OR_PART):
                 raise KafkaUnavailableError(f"reading {self.topic}: {error.str()}")
             else:
@@ -146,12 +146,23 @@ class TopicFollower:
         return [m for page in self.pages(limit_s) for m in page]
 
 
+def partition_of(msg: Message) -> int:
+    """A consumed record's partition (confluent-kafka types it optional: only produced ones lack it)."""
+    partition = msg.partition()
+    return -1 if partition is None else partition
+
+
+def offset_of(msg: Message) -> int:
+    offset = msg.offset()
+    return -1 if offset is None else offset
+
+
 def stored_event(msg: Message) -> StoredEvent:
     """An events-topic record as the log port's StoredEvent (position = offset + 1)."""
     headers = header_map(msg.headers())
     try:
         return StoredEvent(
-            position=msg.offset() + 1, plan_uuid=(msg.key() or b"").decode(), version=int(headers["ce_sequence"]),
+            position=offset_of(msg) + 1, plan_uuid=(msg.key() or b"").decode(), version=int(headers["ce_sequence"]),
             event_id=headers["ce_id"], event_type=headers["ce_type"], command_id=headers.get(COMMAND_HEADER, ""),
             occurred_at=parse_iso_micros(headers["ce_time"]), body=msg.value() or b"", hash=headers.get(HASH_HEADER, ""),
             source=f"{msg.topic()}/{msg.partition()}",
@@ -172,7 +183,7 @@ class DeadLetters:
     def park(self, msg: Message, stage: str, error: BaseException) -> None:
         log.warning("dead-lettering %s/%s offset %s (%s): %s", msg.topic(), msg.partition(), msg.offset(), stage, error)
         headers = dead_letter_headers(
-            topic=msg.topic() or "", partition=msg.partition() or 0, offset=msg.offset() or 0, stage=stage,
+            topic=msg.topic() or "", partition=partition_of(msg), offset=offset_of(msg), stage=stage,
             error=error, original=msg.headers(),
         )
         self._publisher.produce(self.topic, (msg.key() or b"").decode("utf-8", "replace"), msg.value() or b"", headers)
@@ -182,7 +193,7 @@ def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> None:
     """Commit the next offset of each partition seen; called only after the effects are durable."""
     last: dict[tuple[str, int], int] = {}
     for msg in messages:
-        last[(msg.topic(), msg.partition())] = msg.offset()
+        last[(msg.topic() or "", partition_of(msg))] = offset_of(msg)
     if last:
         consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
 

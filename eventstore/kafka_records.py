@@ -14,7 +14,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-Headers = list[tuple[str, bytes]]
+Headers = list[tuple[str, str | bytes | None]]
+#: What confluent-kafka hands back as a message's headers.
+ReceivedHeaders = Sequence[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None
 
 SPEC_VERSION = "1.0"
 SOURCE = "watcher-es"
@@ -39,7 +41,7 @@ def record_headers(
     *, type_: str, id_: str, subject: str, time_us: int, content_type: str,
     fingerprint: str | None = None, sequence: int | None = None, extra: Sequence[tuple[str, str]] = (),
 ) -> Headers:
-    headers = [
+    headers: list[tuple[str, str]] = [
         ("ce_specversion", SPEC_VERSION), ("ce_id", id_), ("ce_source", SOURCE), ("ce_type", type_),
         ("ce_subject", subject), ("ce_time", iso_micros(time_us)), ("content-type", content_type),
     ]
@@ -51,11 +53,12 @@ def record_headers(
     return [(k, v.encode()) for k, v in headers]
 
 
-def header_map(headers: Sequence[tuple[str, bytes | None]] | None) -> dict[str, str]:
+def header_map(headers: ReceivedHeaders) -> dict[str, str]:
+    pairs = headers.items() if isinstance(headers, dict) else (headers or ())
     out: dict[str, str] = {}
-    for key, value in headers or ():
+    for key, value in pairs:
         if value is not None:
-            out[key] = value.decode("utf-8", "replace")
+            out[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return out
 
 
@@ -73,13 +76,14 @@ def unwrap_oslo_envelope(value: bytes) -> dict[str, Any]:
 
 
 def dead_letter_headers(
-    *, topic: str, partition: int, offset: int, stage: str, error: BaseException, original: Headers | None,
+    *, topic: str, partition: int, offset: int, stage: str, error: BaseException, original: ReceivedHeaders,
 ) -> Headers:
     """Kafka Connect's error headers, so the record says where it came from and why it was parked."""
-    ours = [
+    ours: list[tuple[str, str]] = [
         ("__connect.errors.topic", topic), ("__connect.errors.partition", str(partition)),
         ("__connect.errors.offset", str(offset)), ("__connect.errors.stage", stage),
         ("__connect.errors.exception.class.name", f"{type(error).__module__}.{type(error).__qualname__}"),
         ("__connect.errors.exception.message", str(error)),
     ]
-    return [(k, v.encode()) for k, v in ours] + list(original or [])
+    kept: Headers = list(original.items()) if isinstance(original, dict) else list(original or [])
+    return [(k, v.encode()) for k, v in ours] + kept

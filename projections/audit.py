@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from eventstore.codec import AvroCodec, Record
-from eventstore.log import CommandRecord, EventLog, StoredEvent
+from eventstore.log import CommandRecord, StoredEvent
 from eventstore.plan_file import format_time
 
 from .exceptions import NoSuchPlanError
@@ -29,6 +29,12 @@ EntryKind = Literal["command", "event", "notification"]
 
 #: Fields every command or event carries; the entry shows them as columns, not as details.
 _ENVELOPE_FIELDS = frozenset({"command_id", "event_id", "plan_uuid", "issued_at", "issued_by", "origin", "occurred_at"})
+
+
+class PlanStream(Protocol):
+    """All audit needs of the log: one plan's events in order (the EventLog port has it)."""
+
+    def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]: ...
 
 
 class CommandHistory(Protocol):
@@ -72,7 +78,7 @@ class PlanStory:
 
 
 def plan_story(
-    plan_uuid: str, events: EventLog, commands: CommandHistory, notifications: Sequence[Notification], codec: AvroCodec,
+    plan_uuid: str, events: PlanStream, commands: CommandHistory, notifications: Sequence[Notification], codec: AvroCodec,
 ) -> PlanStory:
     """The whole story of ``plan_uuid``, in the order it happened."""
     stream = events.read_plan(plan_uuid)

@@ -100,12 +100,14 @@ def build_notification(
     if isinstance(event, (ActionPlanCancellationStarted, ActionPlanCancelled, ActionPlanCancellationFailed)):
         fault = event.fault if isinstance(event, ActionPlanCancellationFailed) else None
         payload = action_plan_cancel(plan, state, fault)
-    else:
+    elif isinstance(event, (ActionCancellationStarted, ActionCancelled, ActionCancellationFailed)):
         action = plan.action(event.action_uuid)
         if action is None:
             return None
         fault = event.fault if isinstance(event, ActionCancellationFailed) else None
         payload = action_cancel(plan, action, state, fault)
+    else:
+        return None
     envelope = {
         "event_type": event_type,
         "priority": priority,

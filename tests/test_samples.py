@@ -27,7 +27,8 @@ ACTION_TIME = parse_time("t", "2017-01-01T00:00:00Z") or 0
 
 
 def sample(name: str) -> dict[str, Any]:
-    return json.loads((SAMPLES / name).read_text())
+    data: dict[str, Any] = json.loads((SAMPLES / name).read_text())
+    return data
 
 
 def run(commands: list[tuple[Command, int]]) -> list[tuple[Plan, Event]]:

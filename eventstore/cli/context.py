@@ -77,11 +77,22 @@ def json_line(value: Any) -> None:
 
 
 class CommandResult(Protocol):
-    command_id: str
-    plan_uuid: str
-    outcome: str
-    reason: str
-    duplicate: bool
+    """What `report` prints: a handled command on the embedded log, or an outcome read from Kafka."""
+
+    @property
+    def command_id(self) -> str: ...
+
+    @property
+    def plan_uuid(self) -> str: ...
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+    @property
+    def duplicate(self) -> bool: ...
 
     @property
     def event_types(self) -> list[str]: ...

@@ -151,12 +151,12 @@ def notifications(
         if after:
             raise CommandValidationError("--after numbers the embedded store's notifications; on Kafka use --plan or --follow")
         try:
-            for number, batch in enumerate(emitted_notifications(kafka, plan, follow)):
+            for number, delivered in enumerate(emitted_notifications(kafka, plan, follow)):
                 if as_json:
-                    for envelope in batch:
+                    for envelope in delivered:
                         json_line(envelope)
-                elif batch or number == 0:
-                    out.print(render.table("Notifications", render.NOTIFICATION_COLUMNS, (render.notification_row(i + 1, n) for i, n in enumerate(batch))))
+                elif delivered or number == 0:
+                    out.print(render.table("Notifications", render.NOTIFICATION_COLUMNS, (render.notification_row(i + 1, n) for i, n in enumerate(delivered))))
         except KeyboardInterrupt:
             pass
         return

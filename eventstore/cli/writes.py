@@ -206,9 +206,9 @@ def serve(
         if unknown:
             raise CommandValidationError(f"--only: {', '.join(unknown)} is not one of {', '.join(PARTS)}")
         err.print(f"serving {', '.join(parts)} on {settings.kafka.bootstrap_servers} with {settings.kafka.shown()}")
-        service = KafkaService(settings, settings.kafka, parts, deadline_interval_s=interval)  # type: ignore[arg-type]
+        cluster = KafkaService(settings, settings.kafka, parts, deadline_interval_s=interval)  # type: ignore[arg-type]
         try:
-            service.run()
+            cluster.run()
         except KeyboardInterrupt:
             err.print("stopped")
         return

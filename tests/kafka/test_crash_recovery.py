@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_sigkill_mid_run_then_restart(kafka: KafkaSettings, serve: Serve, tmp_pa
         first_wave.append(f.register(plan, "ONGOING", [f.action(ongoing, "ONGOING"), f.action(pending, "PENDING")]))
         first_wave.append(f.cancel(plan, by="operator-1", reason="load test"))
 
-    def send_steadily(commands: list[Command]) -> None:
+    def send_steadily(commands: Sequence[Command]) -> None:
         for command in commands:
             client.send(command)
             time.sleep(0.01)

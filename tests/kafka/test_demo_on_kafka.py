@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 from pathlib import Path
 
 from eventstore.kafka_config import KafkaSettings
@@ -15,9 +16,9 @@ KINDS = {
 }
 
 
-def plan_of(note: dict) -> str:  # type: ignore[type-arg]
+def plan_of(note: dict[str, Any]) -> str:
     data = note["payload"]["watcher_object.data"]
-    return data["action_plan"]["watcher_object.data"]["uuid"] if "action_plan" in data else data["uuid"]
+    return str(data["action_plan"]["watcher_object.data"]["uuid"] if "action_plan" in data else data["uuid"])
 
 
 def test_demo_cancels_both_plans_and_all_six_kinds_come_back_from_the_topics(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:

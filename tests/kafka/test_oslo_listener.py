@@ -69,7 +69,7 @@ def test_oslo_listener_receives_every_demo_notification_at_its_priority(kafka: K
 
         def heard_probes() -> bool:
             for priority in ("INFO", "ERROR"):
-                note = {"message_id": str(uuid.uuid4()), "publisher_id": "probe", "event_type": f"probe.{probe_id}",
+                note: dict[str, Any] = {"message_id": str(uuid.uuid4()), "publisher_id": "probe", "event_type": f"probe.{probe_id}",
                         "priority": priority, "payload": {}, "timestamp": "2026-01-01 00:00:00.000000"}
                 probe.produce(kafka.topics.notification_topic(priority), "probe", oslo_envelope(note), [])
             probe.flush()
