@@ -173,6 +173,16 @@ def stored_event(msg: Message) -> StoredEvent:
         raise PoisonRecordError(f"{msg.topic()}/{msg.partition()} offset {msg.offset()}: bad header ({exc})") from None
 
 
+def topic_pages(settings: KafkaSettings) -> Iterator[list[StoredEvent]]:
+    """The events topic from its start to its end, a page at a time, as the log port's events."""
+    follower = TopicFollower(settings, settings.topics.events)
+    try:
+        for page in follower.pages():
+            yield [stored_event(m) for m in page]
+    finally:
+        follower.close()
+
+
 class DeadLetters:
     """Parks records a consumer cannot use, with where they came from and why, and moves on."""
 

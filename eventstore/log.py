@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from .codec import WriterSchema
 
@@ -66,6 +66,14 @@ def chain_hash(previous: str, body: bytes) -> str:
     return hashlib.sha256(previous.encode("ascii") + body).hexdigest()
 
 
+def pages(log: EventLog, batch_size: int, after: int = 0) -> Iterator[list[StoredEvent]]:
+    """The log after ``after``, a page at a time: what replay and verify stream through."""
+    while batch := log.read(after=after, limit=batch_size):
+        yield batch
+        after = batch[-1].position
+
+
+@runtime_checkable
 class EventLog(Protocol):
     def append(self, plan_uuid: str, expected_version: int, events: Sequence[NewEvent], command: CommandRecord) -> CommandRecord:
         """Append a plan's events and the command's outcome atomically.

@@ -18,7 +18,7 @@ consistently: its rows and its position come from the same snapshot.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -27,7 +27,7 @@ from typing import Any, Final, NoReturn
 from eventstore.codec import AvroCodec
 from eventstore.domain.plan import UnexpectedEventError
 from eventstore.exceptions import WatcherEsError
-from eventstore.log import EventLog, StoredEvent, chain_hash
+from eventstore.log import EventLog, StoredEvent, chain_hash, pages
 
 from .exceptions import VerificationFailed
 from .read_model import ACTION_COLUMNS, AUDIT_COLUMNS, HISTORY_COLUMNS, PLAN_COLUMNS, STRATEGY_COLUMNS, ReadModel
@@ -122,20 +122,24 @@ class ChainChecker:
 
 
 def verify(
-    events: EventLog, codec: AvroCodec, live: ReadModel, *, batch_size: int = BATCH_SIZE, scratch: Path | str = ":memory:",
+    events: EventLog | Iterable[Sequence[StoredEvent]], codec: AvroCodec, live: ReadModel, *, batch_size: int = BATCH_SIZE,
+    scratch: Path | str = ":memory:",
 ) -> VerifyReport:
     """Check the chains of the whole log and compare the live model with a fresh rebuild.
 
-    Raises ``VerificationFailed`` at the first difference; ``scratch`` is where the fresh model is
-    built (a file instead of memory for a log too big to hold its model in RAM).
+    ``events`` is the embedded log (read through the port) or any stream of pages of stored
+    events, such as a Kafka events topic read to its end. Raises ``VerificationFailed`` at the
+    first difference; ``scratch`` is where the fresh model is built (a file instead of memory
+    for a log too big to hold its model in RAM).
     """
+    stream = pages(events, batch_size) if isinstance(events, EventLog) else events
     conn = live.db.conn
     conn.execute("BEGIN")  # one snapshot of the live model: its rows and its positions agree
     try:
         reached = _tracked_positions(conn, live.CONSUMER)
         fresh = ReadModel(scratch, codec)
         try:
-            chains = _replay_and_check(events, ChainChecker(codec), fresh, reached, batch_size)
+            chains = _replay_and_check(stream, ChainChecker(codec), fresh, reached)
             _check_not_ahead(conn, reached, chains.last_positions)
             difference = _first_difference(conn, fresh.db.conn)
         finally:
@@ -152,10 +156,9 @@ def _tracked_positions(conn: sqlite3.Connection, consumer: str) -> dict[str, int
     return {s: int(p) for s, p in conn.execute("SELECT source, position FROM tracking WHERE consumer = ?", (consumer,))}
 
 
-def _replay_and_check(events: EventLog, chains: ChainChecker, fresh: ReadModel, reached: dict[str, int], batch_size: int) -> ChainChecker:
+def _replay_and_check(stream: Iterable[Sequence[StoredEvent]], chains: ChainChecker, fresh: ReadModel, reached: dict[str, int]) -> ChainChecker:
     """Check every event's chain; apply those the live model has reached to the fresh model."""
-    after = 0
-    while batch := events.read(after=after, limit=batch_size):
+    for batch in stream:
         for stored in batch:
             chains.check(stored)
         upto = [e for e in batch if e.position <= reached.get(e.source, 0)]
@@ -167,7 +170,6 @@ def _replay_and_check(events: EventLog, chains: ChainChecker, fresh: ReadModel, 
                     "replay", upto[0].plan_uuid, upto[0].position,
                     f"positions {upto[0].position}..{upto[-1].position} do not replay: {type(exc).__name__}: {exc}",
                 ) from exc
-        after = batch[-1].position
     return chains
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -23,6 +23,8 @@ from ..config import Settings
 from ..exceptions import WatcherEsError
 from ..plan_file import format_time
 from ..kafka_history import KafkaPlanHistory
+from ..kafka_io import topic_pages
+from ..log import EventLog, StoredEvent
 from ..sqlite_log import SqliteEventLog
 from . import render
 from .context import EXIT_REJECTED, friendly_errors, json_line, kafka_of, open_service, out, settings_of
@@ -48,6 +50,21 @@ def open_log(settings: Settings) -> Iterator[tuple[SqliteEventLog, AvroCodec]]:
         yield events, codec
     finally:
         events.close()
+
+
+@contextmanager
+def open_events(settings: Settings) -> Iterator[tuple[EventLog | Iterable[list[StoredEvent]], AvroCodec]]:
+    """The record to check: the embedded log, or the events topic read to its end.
+
+    On Kafka the live read model is the one `serve` keeps beside --db on this host.
+    """
+    if settings.kafka is None:
+        with open_log(settings) as (events, codec):
+            yield events, codec
+        return
+    if not settings.paths.model.exists():
+        raise MissingLogError(f"no read model at {settings.paths.model}: run verify where `serve` keeps it (same --db)")
+    yield topic_pages(settings.kafka), AvroCodec()
 
 
 @friendly_errors
@@ -121,7 +138,7 @@ def verify(
 ) -> None:
     """Recompute every plan's hash chain and rebuild the model in memory; exit 1 naming the first difference."""
     settings = settings_of(ctx)
-    with open_log(settings) as (events, codec), tempfile.TemporaryDirectory(dir=settings.paths.log.parent, prefix=".verify-") as tmp:
+    with open_events(settings) as (events, codec), tempfile.TemporaryDirectory(dir=settings.paths.model.parent, prefix=".verify-") as tmp:
         model = ReadModel(settings.paths.model, codec)
         try:
             report = verify_store(events, codec, model, scratch=Path(tmp) / "fresh.db" if on_disk else ":memory:")

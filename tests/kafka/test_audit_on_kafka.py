@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from pathlib import Path
 
+from eventstore.codec import AvroCodec
 from eventstore.kafka_config import KafkaSettings
+from eventstore.kafka_io import Publisher
+from eventstore.kafka_records import COMMAND_HEADER, HASH_HEADER, record_headers
 
 from .conftest import Serve, cli_env, run_cli
 
@@ -47,3 +52,34 @@ def test_audit_and_re_emission_from_the_topics(kafka: KafkaSettings, serve: Serv
     assert set(by_id) == of_plan
     assert all(len(contents) == 1 for contents in by_id.values())  # re-sent: same id, same content
     assert len(delivered) == 2 * len(of_plan)
+
+
+def test_verify_checks_the_topic_chains_against_the_model_serve_keeps(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
+    env = cli_env(kafka, tmp_path / "client.db")
+    serve.start()
+    assert run_cli(env, "demo", "--json").returncode == 0, serve.log()
+    at_serve = {**env, "WATCHER_ES_DB": serve.env["WATCHER_ES_DB"]}
+    deadline = time.monotonic() + 60
+    while True:  # the read model catches up asynchronously
+        verified = run_cli(at_serve, "verify", "--json")
+        report = json.loads(verified.stdout)
+        if verified.returncode == 0 and report["model_position"] == report["log_position"]:
+            break
+        assert time.monotonic() < deadline, verified.stdout + verified.stderr
+        time.sleep(1)
+    assert report["verified"] is True and report["plans"] == 2
+
+    # A forged event appended to a plan's stream: right type, right sequence number, wrong chain.
+    plan = json.loads(run_cli(env, "plans", "--json").stdout.splitlines()[0])["uuid"]
+    codec = AvroCodec()
+    forged = codec.encode("ActionPlanCancelled", {"event_id": str(uuid.uuid4()), "command_id": "forged", "plan_uuid": plan, "occurred_at": 1})
+    publisher = Publisher(kafka)
+    publisher.produce(kafka.topics.events, plan, forged, record_headers(
+        type_="ActionPlanCancelled", id_=str(uuid.uuid4()), subject=plan, time_us=1, content_type="application/avro",
+        sequence=17, extra=((HASH_HEADER, "0" * 64), (COMMAND_HEADER, "forged")),
+    ))
+    publisher.flush()
+    failed = run_cli(at_serve, "verify", "--json")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    finding = json.loads(failed.stdout)
+    assert finding["verified"] is False and finding["plan_uuid"] == plan
