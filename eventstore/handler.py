@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .codec import AvroCodec
-from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide
+from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide, unchanged_reason
 from .domain.messages import EVENT_TYPES, Command, Event, from_record, to_record
 from .domain.plan import Plan, evolve
 from .domain.validation import validate_command
@@ -120,7 +120,7 @@ class CommandHandler:
             events = []
         else:
             outcome = "accepted" if events else "unchanged"
-            reason = "" if events else f"action plan {command.plan_uuid} is already {plan.state if plan else '?'}: nothing to change"
+            reason = "" if events else unchanged_reason(plan, command)
         new = [
             NewEvent(e.event_id, type(e).__name__, e.occurred_at, self._codec.encode(type(e).__name__, to_record(e)))
             for e in events

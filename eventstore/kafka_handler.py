@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from .codec import AvroCodec
-from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide
+from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide, unchanged_reason
 from .domain.messages import COMMAND_TYPES, Command, Event, from_record, to_record
 from .domain.plan import Plan, evolve
 from .domain.validation import validate_command
@@ -156,7 +156,7 @@ class KafkaCommandHandler:
             self._hashes[command.plan_uuid] = previous
         self._in_events.add(command.command_id)
         outcome = "accepted" if events else "unchanged"
-        reason = "" if events else f"action plan {command.plan_uuid} is already {plan.state if plan else '?'}: nothing to change"
+        reason = "" if events else unchanged_reason(plan, command)
         self._publish_outcome(command, plan, outcome, reason, events)
 
     def _publish_outcome(self, command: Command, plan: Plan | None, outcome: str, reason: str, events: list[Event]) -> None:

@@ -25,6 +25,7 @@ from eventstore.domain.messages import (
     Fault,
 )
 from eventstore.domain.plan import Plan, evolve, fold
+from eventstore.service import EmbeddedService
 
 from . import factories as f
 
@@ -442,3 +443,12 @@ def test_evolve_refuses_an_event_before_registration() -> None:
     event = decide(registered("ONGOING", "ONGOING"), f.cancel(PLAN), T0)[0]
     with pytest.raises(UnexpectedEventError):
         evolve(None, event)
+
+
+def test_a_repeated_action_report_says_the_action_is_already_in_that_state(service: EmbeddedService) -> None:
+    action = f.action(state="ONGOING")
+    plan = f.register(state="ONGOING", actions=[action])
+    service.submit(plan)
+    result = service.submit(f.action_progress(plan.plan_uuid, action.uuid, "ONGOING"))
+    assert result.outcome == "unchanged"
+    assert result.reason == f"action {action.uuid} is already ONGOING: nothing to change"

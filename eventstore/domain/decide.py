@@ -93,6 +93,15 @@ def decide(plan: Plan | None, command: Command, now: int, abort_timeout_us: int 
     return out.events
 
 
+def unchanged_reason(plan: Plan | None, command: Command) -> str:
+    """Why an accepted command changed nothing (``decide`` returned no events)."""
+    if plan is not None and isinstance(command, ReportActionProgress):
+        action = plan.action(command.action_uuid)
+        if action is not None:
+            return f"action {action.uuid} is already {action.state}: nothing to change"
+    return f"action plan {command.plan_uuid} is already {plan.state if plan else 'unknown'}: nothing to change"
+
+
 def _register(plan: Plan | None, command: RegisterActionPlan, now: int) -> list[Event]:
     if plan is not None:
         raise CommandRejected(f"action plan {command.plan_uuid} is already registered (state {plan.state})")
