@@ -31,6 +31,7 @@ typecheck: $(STAMP)
 EVENTS ?= 200000
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.rebuild --events $(EVENTS)
+	$(BIN)/python -m tests.benchmarks.latency --plans 1000
 
 clean:
 	rm -rf $(VENV) demo *.egg-info .pytest_cache .mypy_cache .hypothesis
