@@ -132,7 +132,7 @@ class TopicFollower:
         """Everything up to the end of every partition, a page at a time (constant memory)."""
         deadline = time.monotonic() + idle_limit_s
         while True:
-            batch = self.poll(0.05)
+            batch = self.poll(0.01)
             if batch:
                 deadline = time.monotonic() + idle_limit_s
                 yield batch

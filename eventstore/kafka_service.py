@@ -48,7 +48,6 @@ class KafkaService:
         self._clock = clock or system_clock
         self._codec = AvroCodec()
         self._publisher = Publisher(kafka)
-        self._kafka = kafka
         self._deadline_interval_s = deadline_interval_s
         self.parts: dict[str, Part] = {}
         self.handler: KafkaCommandHandler | None = None
@@ -63,6 +62,7 @@ class KafkaService:
             else:
                 translator = Translator(self._codec, None, settings.publisher_id or default_publisher_id(), settings.notification_level, cache_size=None)
                 self.parts[name] = KafkaTranslatorPart(kafka, self._publisher, translator)
+        self._deadlines = KafkaClient(kafka, self._codec) if self.handler is not None else None
         self._stopping = False
         self._next_deadline_pass = 0.0
 
@@ -82,20 +82,19 @@ class KafkaService:
             self.close()
 
     def _deadline_pass(self) -> None:
-        if self.handler is None or time.monotonic() < self._next_deadline_pass:
+        if self.handler is None or self._deadlines is None or time.monotonic() < self._next_deadline_pass:
             return
         self._next_deadline_pass = time.monotonic() + self._deadline_interval_s
         now = self._clock()
-        late = overdue(self.handler.plans.values(), now)
-        if late:
-            client = KafkaClient(self._kafka, self._codec)
-            for plan in late:
-                client.send(deadline_command(plan, now, "watcher-es serve"))
-            client.close()
+        for plan in overdue(self.handler.plans.values(), now):
+            # Sent again each pass until handled: its id is derived, so it takes effect once.
+            self._deadlines.send(deadline_command(plan, now, "watcher-es serve"))
 
     def close(self) -> None:
         for part in self.parts.values():
             part.close()
         self._publisher.flush()
+        if self._deadlines is not None:
+            self._deadlines.close()
         if self.model is not None:
             self.model.close()
