@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 import importlib.util
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import fastavro
 from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
@@ -50,9 +50,21 @@ class WriterSchema:
 
 @dataclass(frozen=True)
 class _Known:
+    """How to decode the records of one writer fingerprint.
+
+    ``writer`` and ``reader`` are fastavro-parsed *with* its "already parsed" marker: the
+    schemas loaded for encoding and fingerprinting carry no marker, so handing them to
+    ``schemaless_reader`` made it parse the whole schema again for every record, which cost
+    more than decoding the body (replay is decode-bound).
+    """
+
     name: str
     writer: Any
     reader: Any | None  # None when the writer is the current schema: no resolution needed
+
+    @classmethod
+    def of(cls, name: str, writer: Any, reader: Any | None) -> _Known:
+        return cls(name, parse_schema(writer), None if reader is None else parse_schema(reader))
 
 
 class AvroCodec:
@@ -86,7 +98,7 @@ class AvroCodec:
             self._current[name] = schema
             self._fingerprints[name] = fp
             self._canonical[name] = canonical
-            self._known[fp] = _Known(name, schema, None)
+            self._known[fp] = _Known.of(name, schema, None)
 
     @property
     def names(self) -> list[str]:
@@ -114,7 +126,7 @@ class AvroCodec:
                 raise SchemaError(f"kept writer schema {w.fingerprint} ({w.name}) does not parse: {exc}") from exc
             if w.name not in self._current:
                 raise SchemaError(f"kept writer schema {w.fingerprint} is for {w.name}, which this version no longer reads")
-            self._known[fp] = _Known(w.name, writer, self._current[w.name])
+            self._known[fp] = _Known.of(w.name, writer, self._current[w.name])
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
         schema = self._current.get(name)
@@ -158,7 +170,7 @@ class AvroCodec:
         buf = io.BytesIO(data)
         buf.seek(HEADER_SIZE)
         try:
-            record = fastavro.schemaless_reader(buf, known.writer, known.reader)
+            record = cast(Record, fastavro.schemaless_reader(buf, known.writer, known.reader))  # a record schema reads a dict
         except Exception as exc:  # EOFError, UnicodeDecodeError, IndexError... all mean bad bytes
             raise CorruptRecordError(f"{known.name} body does not decode: {type(exc).__name__}: {exc}", where) from exc
         if buf.tell() != len(data):

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import NamedTuple
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -56,6 +57,33 @@ _EVENT_COLUMNS = "position, plan_uuid, version, event_id, event_type, command_id
 _COMMAND_COLUMNS = (
     "command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason, first_position, last_position"
 )
+
+
+class LogRow(NamedTuple):
+    """An event as a replay reads it (``SqliteEventLog.scan``): what a projection uses of it.
+
+    A ``StoredEvent`` without ``event_type``, ``occurred_at`` and ``hash``, as a plain tuple:
+    building a frozen dataclass per row, and the columns nobody reads, cost a replay about as
+    much as decoding the bodies (measured).
+    """
+
+    position: int
+    plan_uuid: str
+    version: int
+    event_id: str
+    command_id: str
+    body: bytes
+
+    @property
+    def source(self) -> str:
+        return "log"
+
+    @property
+    def where(self) -> str:
+        return f"position {self.position}"
+
+
+_ROW_COLUMNS = ", ".join(LogRow._fields)
 
 
 class SqliteEventLog:
@@ -128,6 +156,13 @@ class SqliteEventLog:
             f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
         ).fetchall()
         return [StoredEvent(*r) for r in rows]
+
+    def scan(self, after: int = 0, limit: int = 1000) -> list[LogRow]:
+        """``read`` for replays: the same events, as light ``LogRow`` tuples (not part of the port)."""
+        rows = self.db.conn.execute(
+            f"SELECT {_ROW_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
+        ).fetchall()
+        return list(map(LogRow._make, rows))
 
     def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
         rows = self.db.conn.execute(

@@ -1,25 +1,31 @@
 """The SQLite read model: audits, strategies, action plans, actions and each plan's history.
 
 Built for rebuild speed: a batch is decoded, folded into in-memory rows (loading the rows of
-plans seen before the batch in one query), and written with ``executemany`` in one transaction
-with the projection's position. The file is rebuildable, so it runs with ``synchronous=NORMAL``.
+plans seen before the batch in one query), and written with multi-row INSERTs in one
+transaction with the projection's position. The file is rebuildable, so it runs with
+``synchronous=NORMAL``.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventstore.codec import AvroCodec, Record
-from eventstore.log import StoredEvent
 from eventstore.sqlite_support import connect, write_transaction
 
-from .tracking import PoisonHandler, decode_batch, ensure_tracking_table, last_positions, track, tracked_position
+from .tracking import LoggedEvent, decode_batch, ensure_tracking_table, last_positions, track, tracked_position
+
+E = TypeVar("E", bound=LoggedEvent)
 
 migrations = Migrations("watcher-es.read-model")
 
@@ -52,8 +58,69 @@ def m001_tables(db: sqlite_utils.Database) -> None:
     ensure_tracking_table(db)
 
 
+#: ``json.dumps(value, sort_keys=True)`` without building a new encoder for every call.
+_sorted_json = json.JSONEncoder(sort_keys=True).encode
+
+#: Each table's row as the tuple its INSERT binds, in its column order (C speed, one per row).
+_AUDIT_ROW, _STRATEGY_ROW, _PLAN_ROW, _ACTION_ROW = (itemgetter(*c) for c in (AUDIT_COLUMNS, STRATEGY_COLUMNS, PLAN_COLUMNS, ACTION_COLUMNS))
+
+#: The state an action event leaves its action in (an ActionStateChanged carries its own).
+_ACTION_STATES = {"ActionCancellationStarted": "CANCELLING", "ActionCancelled": "CANCELLED", "ActionCancellationFailed": "FAILED"}
+
+
 def _fault(fault: Record | None) -> str | None:
-    return None if fault is None else json.dumps(fault, sort_keys=True)
+    return None if fault is None else _sorted_json(fault)
+
+
+#: Rows per multi-row INSERT (see ``_Insert``); 50 rows of at most 17 columns stay far below
+#: SQLite's limit on bound variables.
+ROWS_PER_STATEMENT: Final = 50
+
+
+@dataclass(frozen=True)
+class _Insert:
+    """A table's INSERT for one row and for ``ROWS_PER_STATEMENT`` rows at once."""
+
+    one: str
+    many: str
+
+    @classmethod
+    def into(cls, table: str, columns: Sequence[str], verb: str = "INSERT OR REPLACE") -> _Insert:
+        head = f"{verb} INTO {table} ({', '.join(columns)}) VALUES "
+        row = f"({', '.join('?' * len(columns))})"
+        return cls(head + row, head + ", ".join([row] * ROWS_PER_STATEMENT))
+
+    def run(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert ``rows`` in their order, ``ROWS_PER_STATEMENT`` to a statement.
+
+        One statement per row (plain ``executemany``) costs SQLite and the driver about a
+        microsecond more per row (measured), and writing is a third of a replay.
+        """
+        n = ROWS_PER_STATEMENT
+        whole = len(rows) - len(rows) % n
+        conn.executemany(self.many, (tuple(chain.from_iterable(rows[i : i + n])) for i in range(0, whole, n)))
+        conn.executemany(self.one, rows[whole:])
+
+
+_AUDITS = _Insert.into("audits", AUDIT_COLUMNS)
+_STRATEGIES = _Insert.into("strategies", STRATEGY_COLUMNS)
+_PLANS = _Insert.into("action_plans", PLAN_COLUMNS)
+_ACTIONS = _Insert.into("actions", ACTION_COLUMNS)
+_HISTORY = _Insert.into("plan_history", HISTORY_COLUMNS, "INSERT")
+
+
+def plans_to_load(decoded: Iterable[tuple[LoggedEvent, str, Record]]) -> set[str]:
+    """The plans a batch changes that existed before it: those whose first event in it is not their registration."""
+    registered: set[str] = set()
+    needed: set[str] = set()
+    for stored, name, _ in decoded:
+        uuid = stored.plan_uuid
+        if name == "ActionPlanRegistered":
+            if uuid not in needed:
+                registered.add(uuid)
+        elif uuid not in registered:
+            needed.add(uuid)
+    return needed
 
 
 class _Batch:
@@ -67,60 +134,74 @@ class _Batch:
         self.actions: dict[tuple[str, str], dict[str, Any]] = {}
         self.history: list[tuple[Any, ...]] = []
 
-    def apply(self, stored: StoredEvent, name: str, r: Record) -> None:
-        plan = self.plans.get(stored.plan_uuid)
+    def apply(self, stored: LoggedEvent, name: str, r: Record) -> None:
+        plan_uuid = stored.plan_uuid
+        plan = self.plans.get(plan_uuid)
         action_uuid = r.get("action_uuid")
         state: str | None = None
-        detail: dict[str, Any] = {}
+        detail: dict[str, Any] | None = None
         if name == "ActionPlanRegistered":
-            audit, strategy = r["audit"], r["strategy"]
-            self.audits[audit["uuid"]] = {c: audit[c] for c in AUDIT_COLUMNS}
-            self.strategies[strategy["uuid"]] = {c: strategy[c] for c in STRATEGY_COLUMNS}
-            plan = self.plans[stored.plan_uuid] = dict.fromkeys(PLAN_COLUMNS) | {
-                "uuid": stored.plan_uuid, "audit_uuid": audit["uuid"], "strategy_uuid": strategy["uuid"],
-                "state": r["state"], "global_efficacy": r["global_efficacy"], "created_at": r["created_at"],
-                "updated_at": r["updated_at"], "deleted_at": r["deleted_at"],
-            }
-            for i, a in enumerate(r["actions"]):
-                self.actions[(stored.plan_uuid, a["uuid"])] = {
-                    "uuid": a["uuid"], "action_plan_uuid": stored.plan_uuid, "idx": i, "action_type": a["action_type"],
-                    "input_parameters": a["input_parameters"], "parents": json.dumps(a["parents"]), "state": a["state"],
-                    "fault": None, "created_at": a["created_at"], "updated_at": a["updated_at"], "deleted_at": a["deleted_at"],
-                    "last_event_at": r["occurred_at"],
-                }
+            plan = self._register(plan_uuid, r)
             state = r["state"]
             detail = {"actions": len(r["actions"])}
         elif plan is None:
-            raise KeyError(stored.plan_uuid)
+            raise KeyError(plan_uuid)
         elif name == "ActionPlanStateChanged":
             state = plan["state"] = r["state"]
         elif name == "ActionPlanCancellationStarted":
             state = plan["state"] = "CANCELLING"
-            plan.update(cancel_requested_by=r["requested_by"], cancel_reason=r["reason"], cancel_started_at=r["occurred_at"], abort_deadline=r["abort_deadline"])
+            plan["cancel_requested_by"], plan["cancel_reason"] = r["requested_by"], r["reason"]
+            plan["cancel_started_at"], plan["abort_deadline"] = r["occurred_at"], r["abort_deadline"]
             detail = {"requested_by": r["requested_by"], "reason": r["reason"]}
         elif name == "ActionPlanCancelled":
             state = plan["state"] = "CANCELLED"
             plan["cancel_finished_at"] = r["occurred_at"]
         elif name == "ActionPlanCancellationFailed":
             state = plan["state"] = "FAILED"
-            plan.update(cancel_finished_at=r["occurred_at"], fault=_fault(r["fault"]))
+            plan["cancel_finished_at"], plan["fault"] = r["occurred_at"], _fault(r["fault"])
             detail = {"fault": r["fault"]}
         else:
-            state = {
-                "ActionStateChanged": r.get("state"), "ActionCancellationStarted": "CANCELLING",
-                "ActionCancelled": "CANCELLED", "ActionCancellationFailed": "FAILED",
-            }[name]
-            action = self.actions[(stored.plan_uuid, action_uuid)]
+            state = r.get("state") if name == "ActionStateChanged" else _ACTION_STATES[name]
+            action = self.actions[(plan_uuid, action_uuid)]  # type: ignore[index]  # a missing uuid is a KeyError, as it should be
             action["state"] = state
             action["last_event_at"] = r["occurred_at"]
             if name == "ActionCancellationFailed":
                 action["fault"] = _fault(r["fault"])
                 detail = {"fault": r["fault"]}
-        plan.update(version=stored.version, last_position=stored.position, last_event_at=r["occurred_at"])
+        occurred_at = r["occurred_at"]
+        plan["version"], plan["last_position"], plan["last_event_at"] = stored.version, stored.position, occurred_at
         self.history.append((
-            stored.position, stored.plan_uuid, stored.version, stored.event_id, name, stored.command_id,
-            r["occurred_at"], action_uuid, state, json.dumps(detail, sort_keys=True) if detail else None,
+            stored.position, plan_uuid, stored.version, stored.event_id, name, stored.command_id,
+            occurred_at, action_uuid, state, _sorted_json(detail) if detail else None,
         ))
+
+    def _register(self, plan_uuid: str, r: Record) -> dict[str, Any]:
+        """The rows an ActionPlanRegistered creates: its audit, strategy, plan and actions."""
+        audit, strategy = r["audit"], r["strategy"]
+        self.audits[audit["uuid"]] = audit
+        self.strategies[strategy["uuid"]] = strategy
+        plan = self.plans[plan_uuid] = dict.fromkeys(PLAN_COLUMNS)
+        plan["uuid"], plan["audit_uuid"], plan["strategy_uuid"] = plan_uuid, audit["uuid"], strategy["uuid"]
+        for column in ("state", "global_efficacy", "created_at", "updated_at", "deleted_at"):
+            plan[column] = r[column]
+        occurred_at = r["occurred_at"]
+        for i, a in enumerate(r["actions"]):
+            self.actions[(plan_uuid, a["uuid"])] = {
+                "uuid": a["uuid"], "action_plan_uuid": plan_uuid, "idx": i, "action_type": a["action_type"],
+                "input_parameters": a["input_parameters"], "parents": json.dumps(a["parents"]), "state": a["state"],
+                "fault": None, "created_at": a["created_at"], "updated_at": a["updated_at"], "deleted_at": a["deleted_at"],
+                "last_event_at": occurred_at,
+            }
+        return plan
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Every row of the batch; call inside the write transaction."""
+        for insert, row_of, found in (
+            (_AUDITS, _AUDIT_ROW, self.audits), (_STRATEGIES, _STRATEGY_ROW, self.strategies),
+            (_PLANS, _PLAN_ROW, self.plans), (_ACTIONS, _ACTION_ROW, self.actions),
+        ):
+            insert.run(conn, list(map(row_of, found.values())))
+        _HISTORY.run(conn, self.history)
 
 
 class ReadModel:
@@ -145,25 +226,15 @@ class ReadModel:
         rows = self.db.conn.execute("SELECT source, position FROM tracking WHERE consumer = ?", (self.CONSUMER,))
         return {source: int(position) for source, position in rows}
 
-    def process(self, batch: Sequence[StoredEvent], on_poison: PoisonHandler | None = None) -> None:
+    def process(self, batch: Sequence[E], on_poison: Callable[[E, Exception], None] | None = None) -> None:
         """Apply a batch; an undecodable event goes to ``on_poison`` (or raises without one)."""
         decoded = decode_batch(self._codec, batch, on_poison)
         rows = _Batch()
-        self._load_known(rows, {s.plan_uuid for s, name, _ in decoded if name != "ActionPlanRegistered"})
+        self._load_known(rows, plans_to_load(decoded))
         for stored, name, record in decoded:
             rows.apply(stored, name, record)
-        conn = self.db.conn
         with write_transaction(self.db):
-            for table, columns, found in (
-                ("audits", AUDIT_COLUMNS, rows.audits), ("strategies", STRATEGY_COLUMNS, rows.strategies),
-                ("action_plans", PLAN_COLUMNS, rows.plans), ("actions", ACTION_COLUMNS, rows.actions),
-            ):
-                if found:
-                    conn.executemany(
-                        f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                        [tuple(row[c] for c in columns) for row in found.values()],
-                    )
-            conn.executemany(f"INSERT INTO plan_history ({', '.join(HISTORY_COLUMNS)}) VALUES ({', '.join('?' * len(HISTORY_COLUMNS))})", rows.history)
+            rows.write(self.db.conn)
             for source, position in last_positions(batch).items():
                 track(self.db, self.CONSUMER, position, source)
 

@@ -8,7 +8,7 @@ log backend or the consumer-group commits say.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import sqlite_utils
 
@@ -20,16 +20,42 @@ from eventstore.log import EventLog, StoredEvent
 PoisonHandler = Callable[[StoredEvent, Exception], None]
 
 
-def decode_batch(codec: AvroCodec, batch: Sequence[StoredEvent], on_poison: PoisonHandler | None) -> list[tuple[StoredEvent, str, Record]]:
+class LoggedEvent(Protocol):
+    """What a consumer reads of a logged event: a ``StoredEvent``, or the lighter row a bulk read returns."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def plan_uuid(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def event_id(self) -> str: ...
+    @property
+    def command_id(self) -> str: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def where(self) -> str: ...
+
+
+E = TypeVar("E", bound=LoggedEvent)
+
+
+def decode_batch(codec: AvroCodec, batch: Sequence[E], on_poison: Callable[[E, Exception], None] | None) -> list[tuple[E, str, Record]]:
     """Decode a batch; without a poison handler a bad record stops the consumer (raises)."""
     out = []
     for stored in batch:
         try:
-            out.append((stored, *codec.decode(stored.body, stored.where)))
+            name, record = codec.decode(stored.body, stored.where)
         except (CorruptRecordError, UnknownSchemaError) as exc:
             if on_poison is None:
                 raise
             on_poison(stored, exc)
+            continue
+        out.append((stored, name, record))
     return out
 
 
@@ -51,7 +77,7 @@ def track(db: sqlite_utils.Database, consumer: str, position: int, source: str =
     )
 
 
-def last_positions(batch: Sequence[StoredEvent]) -> dict[str, int]:
+def last_positions(batch: Sequence[LoggedEvent]) -> dict[str, int]:
     """The last position of each source in a batch: what to record with the batch's effects."""
     return {e.source: e.position for e in batch}
 

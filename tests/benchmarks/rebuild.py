@@ -171,16 +171,28 @@ def peak_rss_mb() -> float:
 
 
 def run_replay(db: Path) -> dict[str, Any]:
-    """The measured part, run in its own process: a full rebuild of the live model."""
-    from projections.replay import rebuild_live
+    """The measured part, run in its own process: a full rebuild of the live model.
+
+    ``swap_seconds`` is the part spent copying the finished model into the live file, which
+    grows with the model's size, not with the work of replaying.
+    """
+    from projections.replay import ReplayProgress, rebuild_live
+
+    swap_started: list[float] = []
+
+    def on_progress(p: ReplayProgress) -> None:
+        if p.phase == "swap":
+            swap_started.append(time.monotonic())
 
     log = SqliteEventLog(db)
     codec = AvroCodec()
     codec.learn(log.writer_schemas())
-    result = rebuild_live(log, codec, StorePaths.beside(db).model)
+    result = rebuild_live(log, codec, StorePaths.beside(db).model, progress=on_progress)
+    swap_seconds = time.monotonic() - swap_started[0]
     log.close()
     return {"phase": "replay", "events": result.events, "seconds": round(result.seconds, 2),
-            "events_per_second": round(result.events_per_second), "peak_rss_mb": round(peak_rss_mb(), 1)}
+            "events_per_second": round(result.events_per_second), "swap_seconds": round(swap_seconds, 2),
+            "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
 def run_verify(db: Path) -> dict[str, Any]:
