@@ -16,7 +16,9 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from eventstore.exceptions import PoisonRecordError
 from eventstore.kafka_config import KafkaSettings
-from eventstore.kafka_io import DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, stored_event, subscribe
+from eventstore.kafka_io import (
+    DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, offset_of, partition_of, stored_event, subscribe,
+)
 from eventstore.kafka_records import oslo_envelope, parse_iso_micros, record_headers
 from eventstore.log import StoredEvent
 
@@ -39,6 +41,8 @@ class _EventsPart:
         self._settings = settings
         self._publisher = publisher
         self._dead = DeadLetters(publisher, settings.topics.dead_letters)
+        #: Records parked because their headers were unusable: never tracked, so remembered here.
+        self._parked: set[tuple[str, int]] = set()
         self.consumer = new_consumer(settings.consumer_config(self.GROUP))
         subscribe(self.consumer, settings.topics.events, on_assign=self._on_assign)
 
@@ -57,6 +61,7 @@ class _EventsPart:
                 event = stored_event(msg)
             except PoisonRecordError as exc:
                 self._dead.park(msg, self.GROUP, exc)
+                self._parked.add((f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1))
                 continue
             stored.append(event)
             by_place[(event.source, event.position)] = msg
@@ -82,12 +87,41 @@ class KafkaReadModelPart(_EventsPart):
 
     def poll(self, timeout: float = 0.2) -> int:
         messages, stored, by_place = self._consume(timeout)
-        if stored:
-            self.model.process(stored, on_poison=self._parker(by_place))
+        fresh = self._in_sequence(stored, self._parked)
+        if fresh:
+            self.model.process(fresh, on_poison=self._parker(by_place))
         if messages:
             self._publisher.flush()  # dead letters confirmed before moving on
             commit_offsets(self.consumer, messages)
         return len(messages)
+
+
+    def _in_sequence(self, events: list[StoredEvent], parked: set[tuple[str, int]]) -> list[StoredEvent]:
+        """The events that come next after the model's own tracked positions.
+
+        The tracking row is the truth, not this consumer's fetch position: a replay may have
+        swapped in a model that is further on (those events are skipped) or behind (the
+        partition is re-read from where the model is, never leaving a gap).
+        """
+        tracked = self.model.positions()
+        fresh: list[StoredEvent] = []
+        rewound: set[str] = set()
+        for event in events:
+            if event.source in rewound:
+                continue
+            expected = tracked.get(event.source, 0) + 1
+            while (event.source, expected) in parked:
+                expected += 1
+            if event.position < expected:
+                continue  # applied already
+            if event.position > expected:
+                topic, _, partition = event.source.rpartition("/")
+                self.consumer.seek(TopicPartition(topic, int(partition), expected - 1))  # position p is offset p - 1
+                rewound.add(event.source)
+                continue
+            fresh.append(event)
+            tracked[event.source] = event.position
+        return fresh
 
 
 class KafkaTranslatorPart(_EventsPart):

@@ -29,7 +29,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,7 +38,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 
 from eventstore.codec import AvroCodec
 from eventstore.config import StorePaths
-from eventstore.log import EventLog
+from eventstore.log import EventLog, StoredEvent
 
 from .exceptions import ReplayError, UnknownInstantError
 from .read_model import ReadModel
@@ -55,6 +55,10 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SUFFIXES: Final = ("", "-wal", "-shm", "-journal")
 
 Phase = Literal["replay", "swap"]
+
+
+#: A log read as a stream of pages from its start to its end: a Kafka events topic.
+EventPages = Callable[[], Iterable[Sequence[StoredEvent]]]
 
 
 @runtime_checkable
@@ -133,7 +137,7 @@ def resolve_until(events: EventLog, until: str) -> int:
     return position
 
 
-def as_of_path(log_path: Path, position: int) -> Path:
+def as_of_path(log_path: Path, position: int | str) -> Path:
     """The default file of an as-of model: ``<log stem>.asof-<position>.db`` beside the log."""
     stem = log_path.with_suffix("") if log_path.suffix == ".db" else log_path
     return Path(f"{stem}.asof-{position}.db")
@@ -198,18 +202,43 @@ def _pages(events: EventLog, after: int, until: int | None, batch_size: int) -> 
         after = batch[-1].position
 
 
-def _feed(events: EventLog, model: ReadModel, until: int | None, batch_size: int, progress: ProgressCallback | None) -> int:
-    """Apply the log to ``model`` up to ``until`` (or its end), reporting after every batch."""
-    target = until if until is not None else events.last_position()
+def _until_time(pages: Iterable[Sequence[StoredEvent]], until_us: int | None) -> Iterator[Sequence[StoredEvent]]:
+    """A stream's events that occurred at or before ``until_us`` (all of them without it).
+
+    One plan's events share a partition and a handler's clock, so this keeps a prefix of every plan.
+    """
+    for page in pages:
+        kept = page if until_us is None else [e for e in page if e.occurred_at <= until_us]
+        if kept:
+            yield kept
+
+
+def _feed(
+    events: EventLog | EventPages, model: ReadModel, until: int | None, batch_size: int, progress: ProgressCallback | None,
+) -> int:
+    """Apply the log to ``model`` up to ``until`` (or its end), reporting after every batch.
+
+    ``until`` is a position of the embedded log, or a time (UTC microseconds) for a stream.
+    """
+    if isinstance(events, EventLog):
+        batches: Iterable[Sequence[LoggedEvent]] = _pages(events, model.position(), until, batch_size)
+        target = until if until is not None else events.last_position()
+    else:
+        batches, target = _until_time(events(), until), 0  # a topic's length is not known up front
     done = 0
     with _collector_paused():
-        for batch in _pages(events, model.position(), until, batch_size):
+        for batch in batches:
             model.process(batch)
             done += len(batch)
             if progress is not None:
-                position = model.position()
+                position = reached(model)
                 progress(ReplayProgress("replay", done, position, max(target, position)))
     return done
+
+
+def reached(model: ReadModel) -> int:
+    """How far a model has read: its log position, or the events read over every Kafka partition."""
+    return sum(model.positions().values())
 
 
 @contextmanager
@@ -236,7 +265,7 @@ def _finish(model: ReadModel) -> None:
 
 
 def build_as_of(
-    events: EventLog, codec: AvroCodec, until: int, into: Path, *, protected: tuple[Path, ...] = (),
+    events: EventLog | EventPages, codec: AvroCodec, until: int, into: Path, *, protected: tuple[Path, ...] = (),
     batch_size: int = BATCH_SIZE, progress: ProgressCallback | None = None,
 ) -> ReplayResult:
     """The read model as it was at position ``until``, as a file of its own; the live one is untouched.
@@ -254,7 +283,7 @@ def build_as_of(
         model = _open_scratch(scratch, codec, None)
         try:
             count = _feed(events, model, until, batch_size, progress)
-            position = model.position()
+            position = reached(model)
         except BaseException:
             model.close()
             raise
@@ -267,7 +296,7 @@ def build_as_of(
 
 
 def rebuild_live(
-    events: EventLog, codec: AvroCodec, live: Path, *, batch_size: int = BATCH_SIZE,
+    events: EventLog | EventPages, codec: AvroCodec, live: Path, *, batch_size: int = BATCH_SIZE,
     progress: ProgressCallback | None = None, busy_timeout_s: float = 60.0,
 ) -> ReplayResult:
     """Rebuild the live model from the start of the log and swap it in atomically when done.
@@ -282,7 +311,7 @@ def rebuild_live(
         model = _open_scratch(scratch, codec, _page_size_of(live))
         try:
             count = _feed(events, model, None, batch_size, progress)  # to the end, appends meanwhile included
-            position = model.position()
+            position = reached(model)
         except BaseException:
             model.close()
             raise
@@ -344,17 +373,28 @@ def replay_notifications(
 
 
 def replay(
-    events: EventLog, codec: AvroCodec, paths: StorePaths, until: str | None = None, into: Path | None = None, *,
+    events: EventLog | EventPages, codec: AvroCodec, paths: StorePaths, until: str | None = None, into: Path | None = None, *,
     batch_size: int = BATCH_SIZE, progress: ProgressCallback | None = None,
 ) -> ReplayResult:
     """``watcher-es replay``: rebuild the live model, or with ``until`` build the model as it was
-    then into ``into`` (default ``<log stem>.asof-<position>.db``), leaving the live one alone."""
+    then into ``into`` (default ``<log stem>.asof-<position>.db``), leaving the live one alone.
+
+    ``events`` is the embedded log, or a stream of pages (a Kafka events topic), where ``until``
+    can only be a time: positions number the embedded log alone.
+    """
     if until is None:
         if into is not None:
             raise ReplayError("--into needs --until: without it the live read model is rebuilt in place")
         return rebuild_live(events, codec, paths.model, batch_size=batch_size, progress=progress)
+    protected = (paths.log, paths.model, paths.notifications)
+    if not isinstance(events, EventLog):
+        if until.strip().isdigit():
+            raise UnknownInstantError(f"--until {until}: positions number the embedded log; on Kafka give an ISO 8601 time")
+        at = parse_timestamp(until)
+        default = as_of_path(paths.log, f"{datetime.fromtimestamp(at / 1e6, UTC):%Y%m%dT%H%M%SZ}")
+        return build_as_of(events, codec, at, into or default, protected=protected, batch_size=batch_size, progress=progress)
     position = resolve_until(events, until)
     return build_as_of(
         events, codec, position, into or as_of_path(paths.log, position),
-        protected=(paths.log, paths.model, paths.notifications), batch_size=batch_size, progress=progress,
+        protected=protected, batch_size=batch_size, progress=progress,
     )

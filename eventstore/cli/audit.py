@@ -77,8 +77,13 @@ def replay(
     """Rebuild the read model from the start of the log and swap it in atomically when done."""
     settings = settings_of(ctx)
     label = "replaying" if until is None else f"replaying until {until}"
-    with open_log(settings) as (events, codec), replay_progress(label) as progress:
-        result = replay_log(events, codec, settings.paths, until, into, progress=progress)
+    if settings.kafka is not None:
+        kafka = settings.kafka
+        with replay_progress(label) as progress:
+            result = replay_log(lambda: topic_pages(kafka), AvroCodec(), settings.paths, until, into, progress=progress)
+    else:
+        with open_log(settings) as (events, codec), replay_progress(label) as progress:
+            result = replay_log(events, codec, settings.paths, until, into, progress=progress)
     summary = {
         "path": str(result.path), "position": result.position, "events": result.events,
         "seconds": round(result.seconds, 3), "events_per_second": round(result.events_per_second),

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from eventstore.codec import AvroCodec
 from eventstore.kafka_config import KafkaSettings
 from eventstore.kafka_io import Publisher
 from eventstore.kafka_records import COMMAND_HEADER, HASH_HEADER, record_headers
+from projections.read_model import ReadModel
 
 from .conftest import Serve, cli_env, run_cli
 
@@ -83,3 +86,39 @@ def test_verify_checks_the_topic_chains_against_the_model_serve_keeps(kafka: Kaf
     assert failed.returncode == 1, failed.stdout + failed.stderr
     finding = json.loads(failed.stdout)
     assert finding["verified"] is False and finding["plan_uuid"] == plan
+
+
+def wait_verified(env: dict[str, str], plans: int) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        verified = run_cli(env, "verify", "--json")
+        report: dict[str, Any] = json.loads(verified.stdout)
+        if verified.returncode == 0 and report["model_position"] == report["log_position"] and report["plans"] == plans:
+            return report
+        assert time.monotonic() < deadline, verified.stdout + verified.stderr
+        time.sleep(1)
+
+
+def test_replay_on_kafka_rebuilds_under_a_running_serve_and_builds_past_states(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
+    env = cli_env(kafka, tmp_path / "client.db")
+    at_serve = {**env, "WATCHER_ES_DB": serve.env["WATCHER_ES_DB"]}
+    serve.start()
+    assert run_cli(env, "demo", "--json").returncode == 0, serve.log()
+    wait_verified(at_serve, 2)
+    between = datetime.now(UTC)
+    time.sleep(1.1)
+
+    rebuilt = run_cli(at_serve, "replay", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads(rebuilt.stdout)["events"] > 0
+    # serve goes on projecting into the swapped-in model: no event applied twice, none skipped.
+    assert run_cli(env, "demo", "--json").returncode == 0, serve.log()
+    wait_verified(at_serve, 4)
+
+    as_of = run_cli(at_serve, "replay", "--until", between.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "--json")
+    assert as_of.returncode == 0, as_of.stderr
+    past = ReadModel(json.loads(as_of.stdout)["path"], AvroCodec())
+    assert len(past.plans()) == 2 and {p["state"] for p in past.plans()} == {"CANCELLED", "FAILED"}
+    past.close()
+    by_position = run_cli(at_serve, "replay", "--until", "12")
+    assert by_position.returncode == 1 and "ISO 8601 time" in by_position.stderr
