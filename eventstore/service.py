@@ -33,6 +33,7 @@ class EmbeddedService:
             self.codec, self.log, settings.publisher_id or default_publisher_id(), settings.notification_level,
         )
         self.outbox = NotificationOutbox(paths.notifications, translator)
+        self._catch_ups = 0
 
     def close(self) -> None:
         for part in (self.log, self.model, self.outbox):
@@ -49,9 +50,15 @@ class EmbeddedService:
         self.catch_up()
         return result
 
+    #: How many catch-ups between two checkpoints of the notification store.
+    CHECKPOINT_EVERY = 64
+
     def catch_up(self) -> None:
-        catch_up(self.log, self.outbox)
+        catch_up(self.log, self.outbox)  # notifications first: they are what watchers wait for
         catch_up(self.log, self.model)
+        self._catch_ups += 1
+        if self._catch_ups % self.CHECKPOINT_EVERY == 0:
+            self.outbox.checkpoint()
 
     def enforce_deadlines(self, origin: str = "watcher-es") -> list[HandlingResult]:
         """Fail every abort past its deadline; safe to run anywhere, any number of times."""

@@ -16,7 +16,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventstore.log import StoredEvent
-from eventstore.sqlite_support import connect, write_transaction
+from eventstore.sqlite_support import checkpoint, connect, write_transaction
 
 from .tracking import ensure_tracking_table, last_positions, track, tracked_position
 from .translator import Notification, Translator
@@ -47,12 +47,17 @@ class NotificationOutbox:
         # Derived from the log and re-derivable with the same message ids, its position committed
         # with its rows: losing the last transactions on power loss only means re-emitting them,
         # so it does without the log's second fsync per command (NORMAL, as the read model).
-        self.db = connect(path, "NORMAL")
+        self.db = connect(path, "NORMAL", checkpoint_on_commit=False)
         migrations.apply(self.db)
         self.translator = translator
 
     def close(self) -> None:
+        checkpoint(self.db)
         self.db.conn.close()
+
+    def checkpoint(self) -> None:
+        """Called by the service after a command's work, off the path that makes notifications visible."""
+        checkpoint(self.db)
 
     def position(self) -> int:
         return tracked_position(self.db, self.CONSUMER)
