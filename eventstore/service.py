@@ -6,6 +6,7 @@ cancel's first notification is readable as soon as the command returns.
 
 from __future__ import annotations
 
+from projections.dead_letters import ParkingLot
 from projections.outbox import NotificationOutbox
 from projections.read_model import ReadModel
 from projections.tracking import catch_up
@@ -33,6 +34,9 @@ class EmbeddedService:
             self.codec, self.log, settings.publisher_id or default_publisher_id(), settings.notification_level,
         )
         self.outbox = NotificationOutbox(paths.notifications, translator)
+        # A bad event is parked with its reason in each consumer's own file; they go on.
+        self.model.on_poison = ParkingLot(self.model.db, ReadModel.CONSUMER)
+        self.outbox.on_poison = ParkingLot(self.outbox.db, NotificationOutbox.CONSUMER)
         self._catch_ups = 0
 
     def close(self) -> None:

@@ -29,3 +29,7 @@ class VerificationFailed(WatcherEsError):
         place = where or (f"position {position}" if position is not None else "")
         named = ", ".join(p for p in (f"plan {plan_uuid}" if plan_uuid else "", place) if p)
         super().__init__(f"verification failed ({kind}) at {named or 'the log'}: {detail}")
+
+
+class UnusableEventError(WatcherEsError):
+    """An event decodes but cannot be applied: an earlier event of its plan is missing or was parked."""

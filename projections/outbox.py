@@ -18,7 +18,7 @@ from sqlite_utils.migrations import Migrations
 from eventstore.log import StoredEvent
 from eventstore.sqlite_support import checkpoint, connect, write_transaction
 
-from .tracking import ensure_tracking_table, last_positions, track, tracked_position
+from .tracking import PoisonHandler, ensure_tracking_table, last_positions, track, tracked_position
 from .translator import Notification, Translator
 
 migrations = Migrations("watcher-es.notifications")
@@ -50,6 +50,8 @@ class NotificationOutbox:
         self.db = connect(path, "NORMAL", checkpoint_on_commit=False)
         migrations.apply(self.db)
         self.translator = translator
+        #: Where events the translator cannot use go (None: the translator raises).
+        self.on_poison: PoisonHandler | None = None
 
     def close(self) -> None:
         checkpoint(self.db)
@@ -63,7 +65,7 @@ class NotificationOutbox:
         return tracked_position(self.db, self.CONSUMER)
 
     def process(self, batch: Sequence[StoredEvent]) -> None:
-        notes = self.translator.translate(batch)
+        notes = self.translator.translate(batch, on_poison=self.on_poison)
         with write_transaction(self.db):
             self.db.conn.executemany(
                 "INSERT OR IGNORE INTO notifications (message_id, event_type, priority, plan_uuid, plan_seq, position, event_id, envelope)"

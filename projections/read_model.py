@@ -23,6 +23,7 @@ from sqlite_utils.migrations import Migrations
 from eventstore.codec import AvroCodec, Record
 from eventstore.sqlite_support import connect, write_transaction
 
+from .exceptions import UnusableEventError
 from .tracking import LoggedEvent, decode_batch, ensure_tracking_table, last_positions, track, tracked_position
 
 E = TypeVar("E", bound=LoggedEvent)
@@ -214,6 +215,8 @@ class ReadModel:
         self.db = connect(path, "NORMAL")
         migrations.apply(self.db)
         self._codec = codec
+        #: Where events this model cannot use go when `process` is given no handler (None: raise).
+        self.on_poison: Callable[[LoggedEvent, Exception], None] | None = None
 
     def close(self) -> None:
         self.db.conn.close()
@@ -227,12 +230,18 @@ class ReadModel:
         return {source: int(position) for source, position in rows}
 
     def process(self, batch: Sequence[E], on_poison: Callable[[E, Exception], None] | None = None) -> None:
-        """Apply a batch; an undecodable event goes to ``on_poison`` (or raises without one)."""
-        decoded = decode_batch(self._codec, batch, on_poison)
+        """Apply a batch; an event that cannot be used goes to ``on_poison`` (or raises without one)."""
+        park = on_poison or self.on_poison
+        decoded = decode_batch(self._codec, batch, park)
         rows = _Batch()
         self._load_known(rows, plans_to_load(decoded))
         for stored, name, record in decoded:
-            rows.apply(stored, name, record)
+            try:
+                rows.apply(stored, name, record)
+            except KeyError as exc:  # an event of a plan or action this model never saw registered
+                if park is None:
+                    raise
+                park(stored, UnusableEventError(f"{stored.where}: {name} for unknown {exc}: an earlier event of the plan is missing"))
         with write_transaction(self.db):
             rows.write(self.db.conn)
             for source, position in last_positions(batch).items():

@@ -28,10 +28,11 @@ from eventstore.domain.messages import (
 )
 from eventstore.domain.messages import EVENT_TYPES, from_record
 from eventstore.domain.plan import Plan, UnexpectedEventError, evolve
-from eventstore.exceptions import ConfigurationError
+from eventstore.exceptions import ConfigurationError, WatcherEsError
 from eventstore.handler import load_plan
 from eventstore.log import EventLog, StoredEvent
 
+from .exceptions import UnusableEventError
 from .payloads import action_cancel, action_plan_cancel
 from .tracking import PoisonHandler, decode_batch
 
@@ -144,8 +145,13 @@ class Translator:
         out: list[Notification] = []
         for stored, name, record in decode_batch(self._codec, batch, on_poison):
             event = from_record(EVENT_TYPES[name], record)
-            plan = self._plan_before(stored)
-            plan = evolve(plan, event)
+            try:
+                plan = evolve(self._plan_before(stored), event)
+            except (UnexpectedEventError, WatcherEsError) as exc:  # its plan's history is broken before it
+                if on_poison is None:
+                    raise
+                on_poison(stored, UnusableEventError(f"{stored.where}: {name} cannot be applied to its plan: {exc}"))
+                continue
             self._remember(plan)
             if self._min is None or not emit:
                 continue

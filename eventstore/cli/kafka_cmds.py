@@ -1,4 +1,4 @@
-"""Commands that only make sense on a cluster: init (topics) and dlq (dead letters)."""
+"""Topics (`init`, on a cluster) and dead letters (`dlq`: the topic on Kafka, each consumer's table on the embedded log)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from typing import Annotated
 
 import typer
 
+from projections.dead_letters import parked
+
 from ..kafka_admin import dead_letters, init_topics
 from . import render
-from .context import friendly_errors, json_line, kafka_of, open_client, out
+from .context import friendly_errors, json_line, kafka_of, open_service, out
 
 
 @friendly_errors
@@ -37,9 +39,17 @@ def dlq(
     limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per dead letter.")] = False,
 ) -> None:
-    """List the records parked on the dead-letter topic, with where they came from and why."""
-    with open_client(ctx):
-        rows = dead_letters(kafka_of(ctx), limit)  # type: ignore[arg-type]
+    """List the records parked as unusable, with where they came from and why."""
+    kafka = kafka_of(ctx)
+    if kafka is None:
+        with open_service(ctx) as service:
+            service.catch_up()
+            rows = [
+                {"topic": "log", "partition": "", "offset": r["position"], "stage": r["consumer"], "error": r["error"], "message": r["message"], "plan_uuid": r["plan_uuid"]}
+                for r in parked(service.model.db) + parked(service.outbox.db)
+            ][:limit]
+    else:
+        rows = dead_letters(kafka, limit)
     if as_json:
         for row in rows:
             json_line(row)

@@ -1,0 +1,51 @@
+"""Where an embedded consumer parks an event it cannot use, with the reason, and goes on.
+
+On Kafka such records go to the dead-letter topic; on the embedded log each consumer keeps
+them in a table of its own file. A parked event is never applied: `watcher-es dlq` lists
+them and `watcher-es verify` says what is wrong with the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import sqlite_utils
+
+from eventstore.config import system_clock
+
+from .tracking import LoggedEvent
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("consumer", "source", "position", "plan_uuid", "error", "message", "parked_at")
+
+
+def ensure_dead_letter_table(db: sqlite_utils.Database) -> None:
+    db["dead_letters"].create(  # type: ignore[union-attr]
+        {"seq": int, "consumer": str, "source": str, "position": int, "plan_uuid": str, "error": str, "message": str, "parked_at": int},
+        pk="seq", if_not_exists=True,
+    )
+
+
+class ParkingLot:
+    """A poison handler that records the event and the error in the consumer's own file."""
+
+    def __init__(self, db: sqlite_utils.Database, consumer: str) -> None:
+        ensure_dead_letter_table(db)
+        self._db = db
+        self._consumer = consumer
+
+    def __call__(self, event: LoggedEvent, error: Exception) -> None:
+        kind = f"{type(error).__module__}.{type(error).__qualname__}"
+        log.warning("%s parks %s: %s", self._consumer, event.where, error)
+        self._db.conn.execute(
+            f"INSERT INTO dead_letters ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (self._consumer, event.source, event.position, event.plan_uuid, kind, str(error), system_clock()),
+        )
+
+
+def parked(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    if not db["dead_letters"].exists():
+        return []
+    return list(db.query(f"SELECT {', '.join(COLUMNS)} FROM dead_letters ORDER BY seq"))

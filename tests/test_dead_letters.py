@@ -1,0 +1,43 @@
+"""On the embedded log, a consumer that meets an unusable event parks it with the reason and goes on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from eventstore.cli import app
+from eventstore.config import Settings
+from eventstore.service import EmbeddedService
+
+from . import factories as f
+
+
+def test_a_corrupt_event_is_parked_by_both_consumers_and_the_rest_goes_on(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    service = EmbeddedService(Settings(db=db, publisher_id="infra-optim:tests"))
+    broken, healthy = f.register(state="ONGOING", actions=[f.action(state="ONGOING")]), f.register(actions=[f.action()])
+    service.handler.handle(broken)  # logged but not yet projected
+    service.log.db.conn.execute("DROP TRIGGER events_append_only_update")  # someone with access to the file
+    service.log.db.conn.execute("UPDATE events SET body = X'C301DEADBEEF' WHERE plan_uuid = ?", (broken.plan_uuid,))
+    service.submit(f.cancel(broken.plan_uuid))  # decided from the handler's cache; its events cannot be projected
+    service.submit(healthy)
+    service.submit(f.cancel(healthy.plan_uuid))
+
+    assert service.model.plan(healthy.plan_uuid)["state"] == "CANCELLED"  # type: ignore[index]
+    assert service.model.plan(broken.plan_uuid) is None
+    assert [n["event_type"] for _, n in service.outbox.read(plan_uuid=healthy.plan_uuid)] == [
+        "action_plan.cancel.start", "action.cancel.start", "action.cancel.end", "action_plan.cancel.end",
+    ]
+    service.close()
+
+    result = CliRunner().invoke(app, ["--db", str(db), "dlq", "--json"])
+    assert result.exit_code == 0, result.output
+    letters = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {letter["stage"] for letter in letters} == {"read-model", "translator"}
+    assert all(letter["plan_uuid"] == broken.plan_uuid for letter in letters)
+    first = [letter for letter in letters if letter["offset"] == 1]
+    assert {letter["error"].rsplit(".", 1)[1] for letter in first} == {"CorruptRecordError"}
+    later = [letter for letter in letters if letter["offset"] > 1]
+    assert later and all("UnusableEventError" in letter["error"] for letter in later)
