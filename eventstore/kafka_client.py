@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 
 from .codec import AvroCodec
 from .domain.messages import EVENT_TYPES, Command, from_record, to_record
 from .domain.plan import Plan, evolve
 from .exceptions import WaitTimeoutError
 from .kafka_config import KafkaSettings
-from .kafka_io import Publisher, TopicFollower, new_consumer, partitions_of, stored_event
-from .kafka_records import header_map, record_headers, unwrap_oslo_envelope
+from .kafka_io import Publisher, TopicFollower, new_consumer, partitions_of, topic_pages
+from .kafka_records import header_map, parse_iso_micros, record_headers, unwrap_oslo_envelope
 
 
 @dataclass(frozen=True)
@@ -128,89 +128,74 @@ class KafkaClient:
 
     def plan(self, plan_uuid: str) -> Plan | None:
         """A plan folded from the events topic (reads the topic to its end)."""
-        follower = TopicFollower(self._settings, self._settings.topics.events)
-        plan: Plan | None = None
-        try:
-            for msg in follower.drain():
-                if (msg.key() or b"").decode() != plan_uuid:
-                    continue
-                stored = stored_event(msg)
-                name, record = self._codec.decode(stored.body, stored.where)
-                plan = evolve(plan, from_record(EVENT_TYPES[name], record))
-        finally:
-            follower.close()
-        return plan
+        return self._fold(lambda key: key == plan_uuid).get(plan_uuid)
 
     def plans(self) -> list[Plan]:
-        follower = TopicFollower(self._settings, self._settings.topics.events)
+        return list(self._fold(lambda key: True).values())
+
+    def _fold(self, keep: Callable[[str], bool]) -> dict[str, Plan]:
         plans: dict[str, Plan] = {}
-        try:
-            for msg in follower.drain():
-                stored = stored_event(msg)
-                name, record = self._codec.decode(stored.body, stored.where)
-                plans[stored.plan_uuid] = evolve(plans.get(stored.plan_uuid), from_record(EVENT_TYPES[name], record))
-        finally:
-            follower.close()
-        return list(plans.values())
+        for page in topic_pages(self._settings):
+            for stored in page:
+                if keep(stored.plan_uuid):
+                    name, record = self._codec.decode(stored.body, stored.where)
+                    plans[stored.plan_uuid] = evolve(plans.get(stored.plan_uuid), from_record(EVENT_TYPES[name], record))
+        return plans
 
     def notifications(self, plan_uuids: Iterable[str], since_ms: int, until: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 60.0) -> list[dict[str, Any]]:
-        """Notifications of these plans from both priority topics, merged back into order.
-
-        `.info` and `.error` are separate topics, so Kafka keeps no order between them; the
-        plan's sequence number header (``ce_sequence``) restores it.
-        """
+        """Notifications of these plans since ``since_ms``, in order, once ``until`` says they are all there."""
         wanted = set(plan_uuids)
-        t = self._settings.topics
-        followers = [
-            TopicFollower(self._settings, topic, start=offsets_since(self._settings, topic, since_ms))
-            for topic in (t.notification_topic("INFO"), t.notification_topic("ERROR"))
-        ]
-        found: dict[str, tuple[int, int, dict[str, Any]]] = {}
+        found: dict[str, Delivered] = {}
         deadline = time.monotonic() + timeout_s
-        try:
-            while time.monotonic() < deadline:
-                for follower in followers:
-                    for msg in follower.poll(0.1):
-                        h = header_map(msg.headers())
-                        if h.get("ce_subject") in wanted:
-                            envelope = unwrap_oslo_envelope(msg.value() or b"")
-                            found[envelope["message_id"]] = (envelope_sort_key(envelope), int(h.get("ce_sequence", 0)), envelope)
-                ordered = [e for _, _, e in sorted(found.values(), key=lambda x: (x[0], x[1]))]
-                if until(ordered):
-                    return ordered
-        finally:
-            for follower in followers:
-                follower.close()
+        for batch in delivered_notifications(self._settings, wanted, follow=True, since_ms=since_ms):
+            found.update((d.envelope["message_id"], d) for d in batch)
+            ordered = [d.envelope for d in sorted(found.values())]
+            if not batch and until(ordered):  # complete, and nothing more in flight on either topic
+                return ordered
+            if time.monotonic() > deadline:
+                break
         raise WaitTimeoutError(f"not every notification of {', '.join(sorted(wanted))} arrived within {timeout_s:.0f} s")
 
 
-def emitted_notifications(settings: KafkaSettings, plan_uuid: str | None = None, follow: bool = False) -> Iterator[list[dict[str, Any]]]:
-    """Batches of notifications from both priority topics, each batch merged into emission order.
+@dataclass(frozen=True, order=True)
+class Delivered:
+    """A notification read back from a topic, ordered as it was emitted.
+
+    `.info` and `.error` are separate topics, so Kafka keeps no order between them: the event
+    time orders plans, the plan's sequence number header (``ce_sequence``) orders within one.
+    """
+
+    at: int
+    seq: int
+    envelope: dict[str, Any] = field(compare=False)
+
+
+def delivered_notifications(
+    settings: KafkaSettings, plan_uuids: Collection[str] | None = None, *, follow: bool = False, since_ms: int | None = None,
+) -> Iterator[list[Delivered]]:
+    """Batches of notifications from both priority topics, each batch in emission order.
 
     Without ``follow``, one batch: everything up to the end of both topics.
     """
     t = settings.topics
-    followers = [TopicFollower(settings, topic) for topic in (t.notification_topic("INFO"), t.notification_topic("ERROR"))]
+    topics = (t.notification_topic("INFO"), t.notification_topic("ERROR"))
+    followers = [
+        TopicFollower(settings, topic, start=offsets_since(settings, topic, since_ms) if since_ms is not None else None)
+        for topic in topics
+    ]
     try:
         while True:
-            messages = [m for f in followers for m in (f.poll(0.5) if follow else f.drain())]
+            messages = [m for f in followers for m in (f.poll(0.2) if follow else f.drain())]
             batch = []
             for msg in messages:
                 h = header_map(msg.headers())
-                if plan_uuid is None or h.get("ce_subject") == plan_uuid:
+                if plan_uuids is None or h.get("ce_subject") in plan_uuids:
                     envelope = unwrap_oslo_envelope(msg.value() or b"")
-                    batch.append((envelope_sort_key(envelope), int(h.get("ce_sequence", 0)), envelope))
-            batch.sort(key=lambda x: (x[0], x[1]))
-            yield [e for _, _, e in batch]
+                    at = parse_iso_micros(envelope["timestamp"].replace(" ", "T") + "Z")
+                    batch.append(Delivered(at, int(h.get("ce_sequence", 0)), envelope))
+            yield sorted(batch)
             if not follow:
                 return
     finally:
         for f in followers:
             f.close()
-
-
-def envelope_sort_key(envelope: dict[str, Any]) -> int:
-    """Emission order across plans: the event time (the plan sequence breaks ties)."""
-    from .kafka_records import parse_iso_micros
-
-    return parse_iso_micros(envelope["timestamp"].replace(" ", "T") + "Z")

@@ -16,7 +16,7 @@ from projections.translator import Translator, default_publisher_id
 from ..codec import AvroCodec
 from ..exceptions import CommandValidationError, WatcherEsError
 from ..kafka_admin import consumer_positions
-from ..kafka_client import emitted_notifications
+from ..kafka_client import delivered_notifications
 from ..kafka_io import Publisher
 from ..plan_file import format_time
 from . import render
@@ -151,12 +151,12 @@ def notifications(
         if after:
             raise CommandValidationError("--after numbers the embedded store's notifications; on Kafka use --plan or --follow")
         try:
-            for number, delivered in enumerate(emitted_notifications(kafka, plan, follow)):
+            for number, delivered in enumerate(delivered_notifications(kafka, {plan} if plan else None, follow=follow)):
                 if as_json:
-                    for envelope in delivered:
-                        json_line(envelope)
+                    for d in delivered:
+                        json_line(d.envelope)
                 elif delivered or number == 0:
-                    out.print(render.table("Notifications", render.NOTIFICATION_COLUMNS, (render.notification_row(i + 1, n) for i, n in enumerate(delivered))))
+                    out.print(render.table("Notifications", render.NOTIFICATION_COLUMNS, (render.notification_row(i + 1, d.envelope) for i, d in enumerate(delivered))))
         except KeyboardInterrupt:
             pass
         return
