@@ -18,6 +18,7 @@ install: $(STAMP)
 
 ## The main job on the embedded default: two plans cancelled, all six notification kinds.
 demo: $(STAMP)
+	mkdir -p demo
 	$(BIN)/watcher-es --db demo/watcher-es.db demo
 
 ## The whole suite (starts its own Tansu broker for the Kafka tests).

@@ -74,3 +74,7 @@ class PoisonRecordError(WatcherEsError):
 
 class WaitTimeoutError(WatcherEsError):
     """The outcome a command waited for did not arrive in time; the command may still be handled."""
+
+
+class StoreUnavailableError(WatcherEsError):
+    """An embedded store's file cannot be opened (a missing folder, no permission, not SQLite)."""

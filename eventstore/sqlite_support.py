@@ -14,6 +14,8 @@ from typing import Literal
 
 import sqlite_utils
 
+from .exceptions import StoreUnavailableError
+
 Durability = Literal["FULL", "NORMAL", "OFF"]
 
 
@@ -26,9 +28,14 @@ def connect(
     connection's commits (it lands on about one commit in a hundred and costs an fsync): the
     owner calls ``checkpoint`` when latency does not matter.
     """
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_s, check_same_thread=False)
-    if str(path) != ":memory:":
-        conn.execute("PRAGMA journal_mode=WAL")
+    try:
+        conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_s, check_same_thread=False)
+        if str(path) != ":memory:":
+            conn.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error as exc:
+        folder = Path(path).parent
+        why = f"its folder {folder} does not exist" if not folder.is_dir() else str(exc)
+        raise StoreUnavailableError(f"cannot open {path}: {why}") from None
     conn.execute(f"PRAGMA synchronous={synchronous}")
     if not checkpoint_on_commit:
         conn.execute("PRAGMA wal_autocheckpoint=0")

@@ -382,3 +382,9 @@ def test_every_command_is_in_the_readme(name: str) -> None:
     if section is None:
         pytest.skip("README.md has no '## CLI' section yet")
     assert re.search(rf"\b{re.escape(name)}\b", section), f"`watcher-es {name}` is not documented in README.md's CLI section"
+
+
+def test_a_store_that_cannot_be_opened_is_one_readable_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["--db", str(tmp_path / "missing" / "w.db"), "plans"])
+    assert result.exit_code == 1
+    assert "does not exist" in result.stderr and "Traceback" not in result.output
