@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 import uuid
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -78,7 +79,7 @@ def wait_embedded_settled(service: EmbeddedService, plan_uuid: str, timeout: flo
 
 def _settled(as_json: bool, plan_uuid: str, state: str, fault: Fault | None) -> None:
     if as_json:
-        json_line({"plan_uuid": plan_uuid, "final_state": state, "fault": fault.__dict__ if fault else None})
+        json_line({"plan_uuid": plan_uuid, "final_state": state, "fault": asdict(fault) if fault else None})
     elif state == "CANCELLED":
         out.print(f"plan {plan_uuid} is CANCELLED")
     else:
