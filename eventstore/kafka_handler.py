@@ -1,8 +1,9 @@
 """The command handler on Kafka: commands topic in, events and outcomes out.
 
-State comes from the events topic itself: at start (and after a rebalance) the handler folds
-every plan's events to the end of the topic, and collects every handled command id from the
-outcomes topic and the events' ``watcher_es_command_id`` headers. A command id already handled
+State comes from the events topic itself: at start, after a rebalance and before every batch
+of commands (cheap when already at the end) the handler folds every plan's events to the end of
+the topic, and collects every handled command id from the outcomes topic and the events'
+``watcher_es_command_id`` headers; its own appends, read back, are recognised by version. A command id already handled
 is skipped, so redelivery after a crash (at-least-once) takes effect once. Commands are keyed
 by plan uuid, so one plan's commands reach one handler of the group at a time: that is what
 makes it the plan's single writer. Offsets are committed only after the produced events and
