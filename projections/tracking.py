@@ -14,7 +14,7 @@ import sqlite_utils
 
 from eventstore.codec import AvroCodec, Record
 from eventstore.exceptions import CorruptRecordError, UnknownSchemaError
-from eventstore.log import EventLog, StoredEvent
+from eventstore.log import EventLog, StoredEvent, pages
 
 #: Called with a record a consumer cannot use and why; it parks the record and the consumer goes on.
 PoisonHandler = Callable[[StoredEvent, Exception], None]
@@ -90,21 +90,10 @@ class LogConsumer(Protocol):
         """Apply a batch and record its last position, atomically."""
 
 
-def catch_up(
-    log: EventLog, consumer: LogConsumer, batch_size: int = 2000, until: int | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> int:
-    """Feed the consumer every event after its position (up to ``until``); returns how many."""
+def catch_up(log: EventLog, consumer: LogConsumer, batch_size: int = 2000) -> int:
+    """Feed the consumer every event after its position; returns how many."""
     done = 0
-    position = consumer.position()
-    while True:
-        batch = log.read(after=position, limit=batch_size)
-        if until is not None:
-            batch = [e for e in batch if e.position <= until]
-        if not batch:
-            return done
+    for batch in pages(log, batch_size, after=consumer.position()):
         consumer.process(batch)
-        position = batch[-1].position
         done += len(batch)
-        if progress is not None:
-            progress(len(batch))
+    return done
