@@ -19,7 +19,7 @@ from projections.read_model import ReadModel
 from projections.translator import Translator, default_publisher_id
 
 from .codec import AvroCodec
-from .config import Settings
+from .config import Settings, system_clock
 from .domain.deadline import deadline_command, overdue
 from .kafka_client import KafkaClient
 from .kafka_config import KafkaSettings
@@ -43,8 +43,6 @@ class KafkaService:
         self, settings: Settings, kafka: KafkaSettings, only: Iterable[PartName] = PARTS,
         clock: Callable[[], int] | None = None, deadline_interval_s: float = 5.0,
     ) -> None:
-        from .config import system_clock
-
         self._clock = clock or system_clock
         self._codec = AvroCodec()
         self._publisher = Publisher(kafka)
