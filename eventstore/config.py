@@ -39,6 +39,9 @@ class Settings:
     abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US
     #: None: the embedded log; otherwise the cluster everything runs on.
     kafka: KafkaSettings | None = None
+    #: The payload set new notifications are built with (``1.0``, ``latest``...); None when not
+    #: told, so that a re-emission builds each notification as it was first emitted.
+    payload_version: str | None = None
 
     @property
     def paths(self) -> StorePaths:

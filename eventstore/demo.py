@@ -62,6 +62,7 @@ def _plan_document(label: str, now: int) -> dict[str, Any]:
             "uuid": audit_uuid, "goal_uuid": goal_uuid, "strategy_uuid": strategy_uuid, "audit_type": "ONESHOT",
             "state": "SUCCEEDED", "scope": [{"compute": [{"host_aggregates": [{"name": f"{label}-aggregate"}]}]}],
             "parameters": {"period": 3600, "granularity": 300}, "interval": None, "created_at": created,
+            "name": f"consolidate-{label}", "auto_trigger": False, "next_run_time": None,
         },
         "strategy": {
             "uuid": strategy_uuid, "name": "vm_workload_consolidation", "display_name": "VM Workload Consolidation Strategy",
@@ -187,7 +188,7 @@ def run_demo(target: EmbeddedService | DemoBackend) -> DemoReport:
         exception="ActionExecutionFailure",
         exception_message=f"live migration of action {stuck} cannot be aborted: it has entered its switch-over phase",
         module_name="watcher.applier.actions.migration", function_name="abort",
-    ))
+    ), status_message="abort refused: the migration is switching over")
     report.after = [backend.snapshot(p) for p, _ in report.plans]
     report.notifications = backend.notifications([p for p, _ in report.plans])
     return report

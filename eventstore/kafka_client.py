@@ -168,6 +168,9 @@ class Delivered:
     at: int
     seq: int
     envelope: dict[str, Any] = field(compare=False)
+    #: The event it came from and the payload set it was built with (headers), for re-emission.
+    event_id: str = field(default="", compare=False)
+    payload_set: str = field(default="1.0", compare=False)
 
 
 def delivered_notifications(
@@ -192,7 +195,10 @@ def delivered_notifications(
                 if plan_uuids is None or h.get("ce_subject") in plan_uuids:
                     envelope = unwrap_oslo_envelope(msg.value() or b"")
                     at = parse_iso_micros(envelope["timestamp"].replace(" ", "T") + "Z")
-                    batch.append(Delivered(at, int(h.get("ce_sequence", 0)), envelope))
+                    batch.append(Delivered(
+                        at, int(h.get("ce_sequence", 0)), envelope,
+                        h.get("watcher_es_event_id", ""), h.get("watcher_es_payload_set", "1.0"),
+                    ))
             yield sorted(batch)
             if not follow:
                 return

@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 
 from projections.kafka_parts import KafkaReadModelPart, KafkaTranslatorPart
 from projections.read_model import ReadModel
-from projections.translator import Translator, default_publisher_id
+from projections.translator import translator_for
 
 from .codec import AvroCodec
 from .config import Settings, system_clock
@@ -58,7 +58,7 @@ class KafkaService:
                 self.model = ReadModel(settings.paths.model, self._codec)
                 self.parts[name] = KafkaReadModelPart(kafka, self._publisher, self.model)
             else:
-                translator = Translator(self._codec, None, settings.publisher_id or default_publisher_id(), settings.notification_level, cache_size=None)
+                translator = translator_for(settings, self._codec, None, cache_size=None)
                 self.parts[name] = KafkaTranslatorPart(kafka, self._publisher, translator)
         self._deadlines = KafkaClient(kafka, self._codec) if self.handler is not None else None
         self._stopping = False

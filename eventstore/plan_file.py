@@ -2,6 +2,9 @@
 
 Datetimes are ISO 8601 (``2016-10-18T09:52:05Z``) or null; JSON-valued fields (parameters,
 scope, efficacy, input parameters) are plain JSON. Every error names the field and the value.
+Both Watcher's older objects and today's (17.0: audit ``name``, ``auto_trigger``,
+``next_run_time``, a string ``interval``, ``status_message`` everywhere, ``global_efficacy`` as a
+list) are accepted, and everything is kept in the events so any payload version can be built.
 """
 
 from __future__ import annotations
@@ -63,6 +66,28 @@ class _Doc:
     def json(self, key: str, default: Any = ...) -> str:
         return json.dumps(self.get(key, default), sort_keys=True)
 
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise CommandValidationError(f"{self._name(key)}: {value!r} is not true or false")
+        return value
+
+    def interval(self, key: str) -> str | None:
+        """Watcher's audit interval: seconds (an integer before Watcher's 1.1 payloads) or a cron string."""
+        value = self.get(key, None)
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        raise CommandValidationError(f"{self._name(key)}: {value!r} is not a number of seconds or a cron string")
+
+    def efficacy(self, key: str) -> str:
+        """Watcher's global efficacy: one indicator (a dict, before Watcher's 1.1 payloads) or a list of them."""
+        value = self.get(key, [])
+        if isinstance(value, dict) or (isinstance(value, list) and all(isinstance(i, dict) for i in value)):
+            return json.dumps(value, sort_keys=True)
+        raise CommandValidationError(f"{self._name(key)}: {value!r} is not an indicator object or a list of them")
+
     def time(self, key: str, default: Any = ...) -> int | None:
         return parse_time(self._name(key), self.get(key, default))
 
@@ -82,8 +107,10 @@ def parse_plan_document(data: Any, *, command_id: str, issued_at: int, issued_by
     audit = Audit(
         uuid=a.text("uuid"), goal_uuid=a.text("goal_uuid"), strategy_uuid=a.text("strategy_uuid"),
         audit_type=a.text("audit_type", "ONESHOT"), state=a.text("state", "SUCCEEDED"), scope=a.json("scope", []),
-        parameters=a.json("parameters", {}), interval=a.optional_text("interval"), created_at=a.required_time("created_at"),
+        parameters=a.json("parameters", {}), interval=a.interval("interval"), created_at=a.required_time("created_at"),
         updated_at=a.time("updated_at", None), deleted_at=a.time("deleted_at", None),
+        name=a.optional_text("name"), auto_trigger=a.flag("auto_trigger", False), next_run_time=a.time("next_run_time", None),
+        status_message=a.optional_text("status_message"),
     )
     strategy = Strategy(
         uuid=s.text("uuid"), name=s.text("name"), display_name=s.text("display_name", s.text("name")),
@@ -103,10 +130,11 @@ def parse_plan_document(data: Any, *, command_id: str, issued_at: int, issued_by
             uuid=x.text("uuid"), action_type=x.text("action_type"), input_parameters=x.json("input_parameters", {}),
             parents=tuple(parents), state=x.text("state", "PENDING"), created_at=x.required_time("created_at"),
             updated_at=x.time("updated_at", None), deleted_at=x.time("deleted_at", None),
+            status_message=x.optional_text("status_message"),
         ))
     return RegisterActionPlan(
         command_id=command_id, issued_at=issued_at, issued_by=issued_by, origin=origin,
-        plan_uuid=doc.text("uuid"), state=doc.text("state", "RECOMMENDED"), global_efficacy=doc.json("global_efficacy", {}),
+        plan_uuid=doc.text("uuid"), state=doc.text("state", "RECOMMENDED"), global_efficacy=doc.efficacy("global_efficacy"),
         created_at=doc.required_time("created_at"), updated_at=doc.time("updated_at", None), deleted_at=doc.time("deleted_at", None),
-        audit=audit, strategy=strategy, actions=tuple(actions),
+        audit=audit, strategy=strategy, actions=tuple(actions), status_message=doc.optional_text("status_message"),
     )

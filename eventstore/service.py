@@ -10,7 +10,7 @@ from projections.dead_letters import ParkingLot
 from projections.outbox import NotificationOutbox
 from projections.read_model import ReadModel
 from projections.tracking import catch_up
-from projections.translator import Translator, default_publisher_id
+from projections.translator import translator_for
 
 from .codec import AvroCodec
 from .config import Settings, system_clock
@@ -30,10 +30,7 @@ class EmbeddedService:
         self.codec.learn(self.log.writer_schemas())
         self.handler = CommandHandler(self.log, self.codec, clock, settings.abort_timeout_us)
         self.model = ReadModel(paths.model, self.codec)
-        translator = Translator(
-            self.codec, self.log, settings.publisher_id or default_publisher_id(), settings.notification_level,
-        )
-        self.outbox = NotificationOutbox(paths.notifications, translator)
+        self.outbox = NotificationOutbox(paths.notifications, translator_for(settings, self.codec, self.log))
         # A bad event is parked with its reason in each consumer's own file; they go on.
         self.model.on_poison = ParkingLot(self.model.db, ReadModel.CONSUMER)
         self.outbox.on_poison = ParkingLot(self.outbox.db, NotificationOutbox.CONSUMER)

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from eventstore.exceptions import PoisonRecordError
+from eventstore.kafka_client import delivered_notifications
 from eventstore.kafka_config import KafkaSettings
 from eventstore.kafka_io import (
     DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, offset_of, partition_of, stored_event, subscribe,
@@ -23,7 +24,7 @@ from eventstore.kafka_records import oslo_envelope, parse_iso_micros, record_hea
 from eventstore.log import StoredEvent
 
 from .read_model import ReadModel
-from .translator import Notification, Translator
+from .translator import Notification, RecordedPayloads, Translator
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +160,18 @@ def publish_notification(publisher: Publisher, settings: KafkaSettings, note: No
     headers = record_headers(
         type_=note.event_type, id_=note.message_id, subject=note.plan_uuid,
         time_us=parse_iso_micros(note.envelope["timestamp"].replace(" ", "T") + "Z"),
-        content_type="application/json", sequence=note.plan_seq, extra=(("watcher_es_event_id", note.event_id),),
+        content_type="application/json", sequence=note.plan_seq,
+        extra=(("watcher_es_event_id", note.event_id), ("watcher_es_payload_set", note.payload_set)),
     )
     publisher.produce(topic, note.plan_uuid, oslo_envelope(note.envelope), headers)
+
+
+def recorded_on_topics(settings: KafkaSettings, plan_uuid: str | None = None) -> RecordedPayloads:
+    """The payload set of every notification already on the topics (of one plan), by event id."""
+    recorded: dict[str, str] = {}
+    for batch in delivered_notifications(settings, {plan_uuid} if plan_uuid else None):
+        recorded.update((d.event_id, d.payload_set) for d in batch if d.event_id)
+    return lambda event_ids: {e: recorded[e] for e in event_ids if e in recorded}
 
 
 def replay_topic_notifications(settings: KafkaSettings, translator: Translator, plan_uuid: str | None = None) -> Iterator[Notification]:

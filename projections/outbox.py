@@ -19,6 +19,7 @@ from eventstore.log import StoredEvent
 from eventstore.sqlite_support import checkpoint, connect, write_transaction
 
 from .tracking import PoisonHandler, ensure_tracking_table, last_positions, track, tracked_position
+from .payloads import DEFAULT_PAYLOAD_SET
 from .translator import Notification, Translator
 
 migrations = Migrations("watcher-es.notifications")
@@ -36,6 +37,13 @@ def m001_notifications(db: sqlite_utils.Database) -> None:
     db["notifications"].create_index(["message_id"], unique=True)  # type: ignore[union-attr]
     db["notifications"].create_index(["plan_uuid", "plan_seq"])  # type: ignore[union-attr]
     ensure_tracking_table(db)
+
+
+@migrations()
+def m002_payload_set(db: sqlite_utils.Database) -> None:
+    """Which payload set built each notification, so a re-emission builds the same bytes."""
+    db["notifications"].add_column("payload_set", str, not_null_default=DEFAULT_PAYLOAD_SET)  # type: ignore[union-attr]
+    db["notifications"].create_index(["event_id"])  # type: ignore[union-attr]
 
 
 class NotificationOutbox:
@@ -68,9 +76,13 @@ class NotificationOutbox:
         notes = self.translator.translate(batch, on_poison=self.on_poison)
         with write_transaction(self.db):
             self.db.conn.executemany(
-                "INSERT OR IGNORE INTO notifications (message_id, event_type, priority, plan_uuid, plan_seq, position, event_id, envelope)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(n.message_id, n.event_type, n.priority, n.plan_uuid, n.plan_seq, n.position, n.event_id, n.to_json()) for n in notes],
+                "INSERT OR IGNORE INTO notifications"
+                " (message_id, event_type, priority, plan_uuid, plan_seq, position, event_id, envelope, payload_set)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (n.message_id, n.event_type, n.priority, n.plan_uuid, n.plan_seq, n.position, n.event_id, n.to_json(), n.payload_set)
+                    for n in notes
+                ],
             )
             for source, position in last_positions(batch).items():
                 track(self.db, self.CONSUMER, position, source)
@@ -88,6 +100,17 @@ class NotificationOutbox:
             yield from batch
             after_seq = batch[-1][0]
 
+    def payload_sets_of(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The payload set each of these events' notification was emitted with (those emitted)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(event_ids), 500):
+            chunk = event_ids[start : start + 500]
+            rows = self.db.conn.execute(
+                f"SELECT event_id, payload_set FROM notifications WHERE event_id IN ({', '.join('?' * len(chunk))})", chunk,
+            )
+            found.update(rows)
+        return found
+
     def last_seq(self) -> int:
         row = self.db.conn.execute("SELECT max(seq) FROM notifications").fetchone()
         return int(row[0] or 0)
@@ -96,8 +119,8 @@ class NotificationOutbox:
 def stored_notifications(outbox: NotificationOutbox, plan_uuid: str | None = None) -> list[Notification]:
     """Every stored notification with its metadata (for audit and tests)."""
     rows = outbox.db.conn.execute(
-        "SELECT message_id, event_type, priority, plan_uuid, plan_seq, position, event_id, envelope FROM notifications"
+        "SELECT message_id, event_type, priority, plan_uuid, plan_seq, position, event_id, envelope, payload_set FROM notifications"
         + (" WHERE plan_uuid = ?" if plan_uuid else "") + " ORDER BY seq",
         (plan_uuid,) if plan_uuid else (),
     )
-    return [Notification(m, et, p, pu, ps, pos, eid, json.loads(env)) for m, et, p, pu, ps, pos, eid, env in rows]
+    return [Notification(m, et, p, pu, ps, pos, eid, json.loads(env), s) for m, et, p, pu, ps, pos, eid, env, s in rows]

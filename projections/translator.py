@@ -11,12 +11,13 @@ import json
 import socket
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
 
 from eventstore.codec import AvroCodec
+from eventstore.config import Settings
 from eventstore.domain.messages import (
     ActionCancellationFailed,
     ActionCancellationStarted,
@@ -33,7 +34,7 @@ from eventstore.handler import load_plan
 from eventstore.log import EventLog, StoredEvent
 
 from .exceptions import UnusableEventError
-from .payloads import action_cancel, action_plan_cancel
+from .payloads import DEFAULT_PAYLOAD_SET, PayloadSet, action_cancel, action_plan_cancel, payload_set
 from .tracking import PoisonHandler, decode_batch
 
 Priority = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -85,6 +86,8 @@ class Notification:
     position: int
     event_id: str
     envelope: dict[str, Any]
+    #: The payload set it was built with (``payloads.PAYLOAD_SETS``): re-emission builds it again so.
+    payload_set: str = DEFAULT_PAYLOAD_SET
 
     def to_json(self) -> str:
         return json.dumps(self.envelope, sort_keys=False, separators=(", ", ": "))
@@ -92,21 +95,23 @@ class Notification:
 
 def build_notification(
     plan: Plan, event: Event, *, publisher_id: str, message_id: str, position: int = 0, plan_seq: int = 0,
+    payloads: PayloadSet | None = None,
 ) -> Notification | None:
     """The notification an event causes, given the plan as that event left it; None if none."""
+    payloads = payloads or payload_set(DEFAULT_PAYLOAD_SET)
     kind = KINDS.get(type(event))
     if kind is None:
         return None
     event_type, priority, state = kind
     if isinstance(event, (ActionPlanCancellationStarted, ActionPlanCancelled, ActionPlanCancellationFailed)):
         fault = event.fault if isinstance(event, ActionPlanCancellationFailed) else None
-        payload = action_plan_cancel(plan, state, fault)
+        payload = action_plan_cancel(plan, state, fault, payloads)
     elif isinstance(event, (ActionCancellationStarted, ActionCancelled, ActionCancellationFailed)):
         action = plan.action(event.action_uuid)
         if action is None:
             return None
         fault = event.fault if isinstance(event, ActionCancellationFailed) else None
-        payload = action_cancel(plan, action, state, fault)
+        payload = action_cancel(plan, action, state, fault, payloads)
     else:
         return None
     envelope = {
@@ -117,20 +122,29 @@ def build_notification(
         "timestamp": notification_timestamp(event.occurred_at),
         "payload": payload,
     }
-    return Notification(message_id, event_type, priority, plan.uuid, plan_seq, position, event.event_id, envelope)
+    return Notification(message_id, event_type, priority, plan.uuid, plan_seq, position, event.event_id, envelope, payloads.name)
+
+
+#: Given a batch's event ids, the payload set each one's notification was first emitted with.
+RecordedPayloads = Callable[[Sequence[str]], Mapping[str, str]]
 
 
 class Translator:
     """Turns batches of stored events into notifications, keeping each plan's state as it goes.
 
     The plan states are a bounded cache; a plan not in it is folded from the log up to the
-    event at hand, so the translator can start at any position.
+    event at hand, so the translator can start at any position. Notifications are built with
+    ``payloads``; a re-emission passes ``recorded`` so that each one is built with the payload set
+    it was first emitted with, and only notifications never emitted take ``payloads``.
     """
 
     def __init__(
         self, codec: AvroCodec, log: EventLog | None, publisher_id: str, level: str = "INFO",
         message_ids: Callable[[str], str] = message_id_for, cache_size: int | None = 10_000,
+        payloads: PayloadSet | None = None, recorded: RecordedPayloads | None = None,
     ) -> None:
+        self.payloads = payloads or payload_set(DEFAULT_PAYLOAD_SET)
+        self._recorded = recorded
         self._codec = codec
         self._log = log
         self.publisher_id = publisher_id
@@ -143,6 +157,7 @@ class Translator:
     def translate(self, batch: Sequence[StoredEvent], emit: bool = True, on_poison: PoisonHandler | None = None) -> list[Notification]:
         """The notifications a batch causes; ``emit=False`` only folds (warming up after a restart)."""
         out: list[Notification] = []
+        recorded = self._recorded([e.event_id for e in batch]) if self._recorded is not None and emit else {}
         for stored, name, record in decode_batch(self._codec, batch, on_poison):
             event = from_record(EVENT_TYPES[name], record)
             try:
@@ -158,6 +173,7 @@ class Translator:
             note = build_notification(
                 plan, event, publisher_id=self.publisher_id, message_id=self._message_ids(stored.event_id),
                 position=stored.position, plan_seq=stored.version,
+                payloads=payload_set(recorded[stored.event_id]) if stored.event_id in recorded else self.payloads,
             )
             if note is not None and LEVELS.index(note.priority) >= self._min:
                 out.append(note)
@@ -178,3 +194,20 @@ class Translator:
         self._plans.move_to_end(plan.uuid)
         while self._cache_size is not None and len(self._plans) > self._cache_size:
             self._plans.popitem(last=False)
+
+
+def translator_for(
+    settings: Settings, codec: AvroCodec, log: EventLog | None, *, cache_size: int | None = 10_000,
+    recorded: RecordedPayloads | None = None,
+) -> Translator:
+    """The one place a translator is built from the settings: publisher id, level, payload set.
+
+    With ``recorded`` (a re-emission) and no payload version given, each notification keeps the
+    payload set it was first emitted with; a version given explicitly wins over the record.
+    """
+    explicit = settings.payload_version is not None
+    return Translator(
+        codec, log, settings.publisher_id or default_publisher_id(), settings.notification_level,
+        cache_size=cache_size, payloads=payload_set(settings.payload_version or DEFAULT_PAYLOAD_SET),
+        recorded=None if explicit else recorded,
+    )

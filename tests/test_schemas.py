@@ -21,49 +21,54 @@ RECORD_TYPES: dict[str, type[Any]] = {
     **COMMAND_TYPES, **EVENT_TYPES, "Fault": Fault, "Audit": Audit, "Strategy": Strategy, "Action": Action,
 }
 
-# CRC-64-AVRO of each schema's parsing canonical form (Version 1 of every record).
+# CRC-64-AVRO of each schema's parsing canonical form: version 1 (0.1.0), or version 2 (0.2.0) where
+# noted. Every released set is kept in avro/history/ and tests/test_schema_evolution.py reads it.
 FINGERPRINTS = {
-    "Action": "bd5059f388dc9b56",
-    "ActionCancellationFailed": "73f35c88773d2fff",
+    "Action": "cee5d193fadb8b21",  # version 2
+    "ActionCancellationFailed": "8001dabcb796d579",  # version 2
     "ActionCancellationStarted": "123a4ed9dd64aa02",
-    "ActionCancelled": "d7c7d4569adbd54e",
+    "ActionCancelled": "0b5185cc31e9b12d",  # version 2
     "ActionPlanCancellationFailed": "51acca0abdaaf0d1",
     "ActionPlanCancellationStarted": "838b8f537b799dc4",
     "ActionPlanCancelled": "e0c4ee2ec69e09be",
-    "ActionPlanRegistered": "b97255694e844501",
-    "ActionPlanStateChanged": "71b5024c54a2b433",
-    "ActionStateChanged": "2da9a65dd315ca94",
-    "Audit": "41e789bc8b4a410d",
+    "ActionPlanRegistered": "73fe1229fcbbfafb",  # version 2
+    "ActionPlanStateChanged": "98b8ea77ed952ae7",  # version 2
+    "ActionStateChanged": "0f0a01e2568a8abd",  # version 2
+    "Audit": "db147bbc88905240",  # version 2
     "CancelActionPlan": "83545508a3e2070b",
     "CommandHandled": "d57568cb1abf0c2a",
     "EnforceAbortDeadline": "b6830fe139c3f72a",
     "Fault": "14e6c1190b49081c",
-    "RegisterActionPlan": "03d4588e1ff88839",
-    "ReportAbortResult": "4f28ac1199a07937",
-    "ReportActionPlanProgress": "5f4856378c791eac",
-    "ReportActionProgress": "693c38e685d8d49c",
+    "RegisterActionPlan": "70c76a23e71edd7f",  # version 2
+    "ReportAbortResult": "2693bafedf1943f5",  # version 2
+    "ReportActionPlanProgress": "ce7ac289946eef59",  # version 2
+    "ReportActionProgress": "c7b7966987e0d7c7",  # version 2
     "Strategy": "94160cac555c0d17",
 }
 
-# Watcher's payloads (name, version) and their fields, as the notification samples show them.
+# Watcher's payloads, every version declared, and their fields (python-watcher's classes and the
+# version comments in watcher/notifications/*.py; tests/test_watcher_compat.py checks them there).
+_PLAN = ["uuid", "state", "global_efficacy", "audit_uuid", "strategy_uuid", "created_at", "updated_at", "deleted_at"]
+_AUDIT = [
+    "uuid", "goal_uuid", "strategy_uuid", "audit_type", "state", "scope", "parameters", "interval",
+    "created_at", "updated_at", "deleted_at",
+]
+_ACTION = ["uuid", "action_type", "input_parameters", "parents", "state", "action_plan", "fault", "created_at", "updated_at", "deleted_at"]
 PAYLOADS = {
-    "ActionPlanCancelPayload": ("1.0", [
-        "uuid", "state", "global_efficacy", "audit_uuid", "strategy_uuid", "audit", "strategy", "fault",
-        "created_at", "updated_at", "deleted_at",
-    ]),
-    "ActionCancelPayload": ("1.0", [
-        "uuid", "action_type", "input_parameters", "parents", "state", "action_plan", "fault",
-        "created_at", "updated_at", "deleted_at",
-    ]),
-    "TerseActionPlanPayload": ("1.0", [
-        "uuid", "state", "global_efficacy", "audit_uuid", "strategy_uuid", "created_at", "updated_at", "deleted_at",
-    ]),
-    "TerseAuditPayload": ("1.0", [
-        "uuid", "goal_uuid", "strategy_uuid", "audit_type", "state", "scope", "parameters", "interval",
-        "created_at", "updated_at", "deleted_at",
-    ]),
-    "StrategyPayload": ("1.0", ["uuid", "name", "display_name", "parameters_spec", "created_at", "updated_at", "deleted_at"]),
-    "ExceptionPayload": ("1.0", ["exception", "exception_message", "module_name", "function_name"]),
+    ("ActionPlanCancelPayload", "1.0"): [*_PLAN, "audit", "strategy", "fault"],
+    ("ActionPlanCancelPayload", "1.1"): [*_PLAN, "audit", "strategy", "fault"],
+    ("ActionPlanCancelPayload", "1.2"): [*_PLAN, "audit", "strategy", "fault", "status_message"],
+    ("ActionCancelPayload", "1.0"): _ACTION,
+    ("ActionCancelPayload", "1.1"): [*_ACTION, "status_message"],
+    ("TerseActionPlanPayload", "1.0"): _PLAN,
+    ("TerseActionPlanPayload", "1.1"): _PLAN,
+    ("TerseActionPlanPayload", "1.2"): [*_PLAN, "status_message"],
+    ("TerseAuditPayload", "1.0"): _AUDIT,
+    ("TerseAuditPayload", "1.1"): [*_AUDIT, "auto_trigger", "next_run_time"],
+    ("TerseAuditPayload", "1.2"): [*_AUDIT, "auto_trigger", "next_run_time", "name"],
+    ("TerseAuditPayload", "1.3"): [*_AUDIT, "auto_trigger", "next_run_time", "name", "status_message"],
+    ("StrategyPayload", "1.0"): ["uuid", "name", "display_name", "parameters_spec", "created_at", "updated_at", "deleted_at"],
+    ("ExceptionPayload", "1.0"): ["exception", "exception_message", "module_name", "function_name"],
 }
 
 HOW_TO_CHANGE = (
@@ -102,20 +107,20 @@ def test_every_record_type_has_a_schema(codec: AvroCodec) -> None:
     assert set(RECORD_TYPES) <= set(codec.names)
 
 
-ALL_PAYLOADS = [
-    payloads.ACTION_PLAN_CANCEL, payloads.ACTION_CANCEL, payloads.TERSE_ACTION_PLAN, payloads.TERSE_AUDIT,
-    payloads.STRATEGY, payloads.EXCEPTION,
-]
-
-
-@pytest.mark.parametrize("payload", ALL_PAYLOADS, ids=lambda p: p.name)
-def test_payload_fields_are_pinned(payload: payloads.Payload) -> None:
-    version, fields = PAYLOADS[payload.name]
-    assert (payload.version, sorted(payload.fields)) == (version, sorted(fields)), (
-        f"{payload.name} changed: Watcher consumers read these fields; bump its version "
-        "(a new field is a minor bump, a removed or retyped one a major bump) and update PAYLOADS"
+@pytest.mark.parametrize("key", sorted(payloads.DECLARATIONS), ids="/".join)
+def test_payload_fields_are_pinned(key: tuple[str, str]) -> None:
+    assert sorted(payloads.DECLARATIONS[key].fields) == sorted(PAYLOADS[key]), (
+        f"{key[0]} {key[1]} changed: Watcher consumers read exactly these fields at this version; declare a new "
+        "version instead (payloads.py, as Watcher does) and pin it in PAYLOADS"
     )
 
 
-def test_every_payload_is_pinned() -> None:
-    assert sorted(p.name for p in ALL_PAYLOADS) == sorted(PAYLOADS)
+def test_every_payload_version_is_pinned() -> None:
+    assert sorted(payloads.DECLARATIONS) == sorted(PAYLOADS)
+
+
+@pytest.mark.parametrize("name", sorted(payloads.PAYLOAD_SETS))
+def test_every_payload_set_names_a_declared_version_of_each_class(name: str) -> None:
+    versions = payloads.PAYLOAD_SETS[name].versions
+    assert {c for c, _ in PAYLOADS} == set(versions)
+    assert all((c, v) in payloads.DECLARATIONS for c, v in versions.items())

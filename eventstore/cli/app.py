@@ -35,11 +35,15 @@ def configure(
     topic_prefix: Annotated[str, typer.Option(envvar="WATCHER_ES_TOPIC_PREFIX", help="Prefix of the commands, events, outcomes and dead-letter topics.")] = "watcher-es",
     notification_topic: Annotated[str, typer.Option(envvar="WATCHER_ES_NOTIFICATION_TOPIC", help="oslo.messaging notification topic; records go to <topic>.info and <topic>.error.")] = "notifications",
     group_prefix: Annotated[str, typer.Option(envvar="WATCHER_ES_GROUP_PREFIX", help="Prefix of the consumer group ids.")] = "watcher-es",
+    payload_version: Annotated[Optional[str], typer.Option(envvar="WATCHER_ES_PAYLOAD_VERSION", help="Watcher payload versions: 1.0 (the spec's, read by every Watcher consumer) or latest (what Watcher 17.0 emits). Default 1.0; re-emission keeps each notification's own unless this is given.", show_default=False)] = None,
 ) -> None:
+    from projections.payloads import payload_set
     from projections.translator import parse_level
 
     try:
         level = parse_level(notification_level)
+        if payload_version is not None:
+            payload_set(payload_version)  # refuse an unknown one here, naming the choices
         if abort_timeout <= 0:
             raise ConfigurationError(f"--abort-timeout: {abort_timeout} must be a positive number of seconds")
         kafka = None
@@ -54,6 +58,7 @@ def configure(
         raise typer.Exit(EXIT_INVALID) from None
     ctx.ensure_object(dict)["settings"] = Settings(
         db=db, publisher_id=publisher_id, notification_level=level, abort_timeout_us=int(abort_timeout * 1_000_000), kafka=kafka,
+        payload_version=payload_version,
     )
 
 

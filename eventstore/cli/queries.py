@@ -10,8 +10,8 @@ import typer
 
 from projections.read_model import ReadModel
 from projections.replay import replay_notifications
-from projections.kafka_parts import publish_notification, replay_topic_notifications
-from projections.translator import Translator, default_publisher_id
+from projections.kafka_parts import publish_notification, recorded_on_topics, replay_topic_notifications
+from projections.translator import translator_for
 
 from ..codec import AvroCodec
 from ..exceptions import CommandValidationError, WatcherEsError
@@ -187,7 +187,7 @@ def _replay_notifications(ctx: typer.Context, plan: str | None, first: int, last
         if first != 1 or last is not None:
             raise CommandValidationError("--from-position/--to-position number the embedded log; on Kafka re-emit all, or one --plan")
         codec = AvroCodec()
-        translator = Translator(codec, None, settings.publisher_id or default_publisher_id(), settings.notification_level, cache_size=None)
+        translator = translator_for(settings, codec, None, cache_size=None, recorded=recorded_on_topics(settings.kafka, plan))
         publisher = Publisher(settings.kafka)
         count = 0
         for note in replay_topic_notifications(settings.kafka, translator, plan):
@@ -203,9 +203,7 @@ def _replay_notifications(ctx: typer.Context, plan: str | None, first: int, last
     if publish:
         raise CommandValidationError("--publish sends to the Kafka notification topics: it needs --bootstrap-servers")
     with open_service(ctx) as service:
-        translator = Translator(
-            service.codec, service.log, service.outbox.translator.publisher_id, service.settings.notification_level,
-        )
+        translator = translator_for(service.settings, service.codec, service.log, recorded=service.outbox.payload_sets_of)
         notes = replay_notifications(service.log, translator, first, last, plan_uuid=plan)
         if as_json:
             for note in notes:

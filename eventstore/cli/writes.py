@@ -26,6 +26,7 @@ from .context import default_operator, err, settings_of, friendly_errors, json_l
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON line.")]
 CommandIdOpt = Annotated[Optional[str], typer.Option("--command-id", help="Idempotency key; a command id seen before is not handled again.")]
 ByOpt = Annotated[Optional[str], typer.Option("--by", help="Who is asking (default: $OS_USERNAME or $USER).")]
+StatusMessageOpt = Annotated[Optional[str], typer.Option("--status-message", help="Watcher's status_message for the plan or action from now on, as the applier sets one (none clears it).")]
 
 
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the outcome (for cancel: until the cancellation ends) and exit non-zero unless it succeeded.")]
@@ -130,6 +131,7 @@ def report_progress(
     state: Annotated[str, typer.Argument(help="New state: ONGOING, SUCCEEDED, FAILED, SKIPPED (actions) or PENDING, ONGOING, SUCCEEDED, FAILED (plans).")],
     action: Annotated[Optional[str], typer.Option("--action", help="The action whose state changed; without it, the plan's.")] = None,
     by: Annotated[str, typer.Option("--by", help="Who reports it.")] = "watcher-applier",
+    status_message: StatusMessageOpt = None,
     command_id: CommandIdOpt = None,
     as_json: JsonOpt = False,
     wait: WaitOpt = False,
@@ -138,8 +140,8 @@ def report_progress(
     """Report what the applier did: an action's or the plan's new state."""
     cid, now, state = _command_id(command_id), system_clock(), state.upper()
     command = (
-        ReportActionProgress(cid, now, by, origin(), plan, action, state) if action
-        else ReportActionPlanProgress(cid, now, by, origin(), plan, state)
+        ReportActionProgress(cid, now, by, origin(), plan, action, state, status_message) if action
+        else ReportActionPlanProgress(cid, now, by, origin(), plan, state, status_message)
     )
     submit(ctx, command, as_json, f"progress {action or plan} -> {state}", wait, timeout)
 
@@ -155,6 +157,7 @@ def report_abort(
     module: Annotated[str, typer.Option(help="With --failed: the module that raised it.")] = "watcher.applier",
     function: Annotated[str, typer.Option(help="With --failed: the function that raised it.")] = "abort",
     by: Annotated[str, typer.Option("--by", help="Who reports it.")] = "watcher-applier",
+    status_message: StatusMessageOpt = None,
     command_id: CommandIdOpt = None,
     as_json: JsonOpt = False,
     wait: WaitOpt = False,
@@ -162,7 +165,7 @@ def report_abort(
 ) -> None:
     """Report how aborting an action ended: succeeded, or failed with the applier's exception."""
     fault = Fault(exception, message, module, function) if failed else None
-    command = ReportAbortResult(_command_id(command_id), system_clock(), by, origin(), plan, action, fault)
+    command = ReportAbortResult(_command_id(command_id), system_clock(), by, origin(), plan, action, fault, status_message)
     submit(ctx, command, as_json, f"abort {action}", wait, timeout)
 
 

@@ -109,7 +109,7 @@ def _register(plan: Plan | None, command: RegisterActionPlan, now: int) -> list[
     out.emit(
         ActionPlanRegistered, state=command.state, global_efficacy=command.global_efficacy,
         created_at=command.created_at, updated_at=command.updated_at, deleted_at=command.deleted_at,
-        audit=command.audit, strategy=command.strategy, actions=command.actions,
+        audit=command.audit, strategy=command.strategy, actions=command.actions, status_message=command.status_message,
     )
     return out.events
 
@@ -136,9 +136,9 @@ def _abort_result(out: _Emitter, plan: Plan, command: ReportAbortResult) -> None
     if action.state != "CANCELLING":
         raise CommandRejected(f"action {action.uuid} is {action.state}, not CANCELLING: no abort is awaited")
     if command.fault is None:
-        out.emit(ActionCancelled, action_uuid=action.uuid)
+        out.emit(ActionCancelled, action_uuid=action.uuid, status_message=command.status_message)
     else:
-        out.emit(ActionCancellationFailed, action_uuid=action.uuid, fault=command.fault)
+        out.emit(ActionCancellationFailed, action_uuid=action.uuid, fault=command.fault, status_message=command.status_message)
     _settle(out)
 
 
@@ -179,7 +179,7 @@ def _plan_progress(out: _Emitter, plan: Plan, command: ReportActionPlanProgress)
         return
     if command.state not in PLAN_PROGRESS.get(plan.state, frozenset()):
         raise CommandRejected(f"action plan {plan.uuid} cannot go from {plan.state} to {command.state}")
-    out.emit(ActionPlanStateChanged, state=command.state)
+    out.emit(ActionPlanStateChanged, state=command.state, status_message=command.status_message)
 
 
 def _action_progress(out: _Emitter, plan: Plan, command: ReportActionProgress) -> None:
@@ -192,4 +192,4 @@ def _action_progress(out: _Emitter, plan: Plan, command: ReportActionProgress) -
         raise CommandRejected(f"action {action.uuid} is being cancelled: report the abort result instead")
     if command.state not in ACTION_PROGRESS.get(action.state, frozenset()):
         raise CommandRejected(f"action {action.uuid} cannot go from {action.state} to {command.state}")
-    out.emit(ActionStateChanged, action_uuid=action.uuid, state=command.state)
+    out.emit(ActionStateChanged, action_uuid=action.uuid, state=command.state, status_message=command.status_message)

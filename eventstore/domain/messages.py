@@ -10,7 +10,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
-# Version 1: the initial records.
+# Version 1 (0.1.0): the initial records.
+# Version 2 (0.2.0): optional fields of Watcher 17's objects (audit name, auto_trigger,
+#   next_run_time; status_message of audit, plan and action), all with defaults.
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,10 @@ class Audit:
     created_at: int
     updated_at: int | None = None
     deleted_at: int | None = None
+    name: str | None = None
+    auto_trigger: bool = False
+    next_run_time: int | None = None
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class Action:
     created_at: int
     updated_at: int | None = None
     deleted_at: int | None = None
+    status_message: str | None = None
 
 
 # ---------------------------------------------------------------- commands
@@ -77,6 +84,7 @@ class RegisterActionPlan:
     audit: Audit
     strategy: Strategy
     actions: tuple[Action, ...]
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +95,7 @@ class ReportActionPlanProgress:
     origin: str
     plan_uuid: str
     state: str
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,7 @@ class ReportActionProgress:
     plan_uuid: str
     action_uuid: str
     state: str
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +129,7 @@ class ReportAbortResult:
     plan_uuid: str
     action_uuid: str
     fault: Fault | None = None
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,7 @@ class ActionPlanRegistered:
     audit: Audit
     strategy: Strategy
     actions: tuple[Action, ...]
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +173,7 @@ class ActionPlanStateChanged:
     plan_uuid: str
     occurred_at: int
     state: str
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -171,6 +184,7 @@ class ActionStateChanged:
     occurred_at: int
     action_uuid: str
     state: str
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -200,6 +214,7 @@ class ActionCancelled:
     plan_uuid: str
     occurred_at: int
     action_uuid: str
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +225,7 @@ class ActionCancellationFailed:
     occurred_at: int
     action_uuid: str
     fault: Fault
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)

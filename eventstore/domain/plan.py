@@ -40,6 +40,7 @@ class ActionView:
     updated_at: int | None
     deleted_at: int | None
     fault: Fault | None = None
+    status_message: str | None = None
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ class Plan:
     version: int = 1
     cancellation: Cancellation | None = None
     fault: Fault | None = None
+    status_message: str | None = None
 
     def action(self, uuid: str) -> ActionView | None:
         for a in self.actions:
@@ -88,7 +90,10 @@ class UnexpectedEventError(Exception):
 
 
 def _view(a: Action) -> ActionView:
-    return ActionView(a.uuid, a.action_type, a.input_parameters, a.parents, a.state, a.created_at, a.updated_at, a.deleted_at)
+    return ActionView(
+        a.uuid, a.action_type, a.input_parameters, a.parents, a.state, a.created_at, a.updated_at, a.deleted_at,
+        status_message=a.status_message,
+    )
 
 
 def evolve(plan: Plan | None, event: Event) -> Plan:
@@ -99,24 +104,25 @@ def evolve(plan: Plan | None, event: Event) -> Plan:
             uuid=event.plan_uuid, state=event.state, global_efficacy=event.global_efficacy,
             created_at=event.created_at, updated_at=event.updated_at, deleted_at=event.deleted_at,
             audit=event.audit, strategy=event.strategy, actions=tuple(_view(a) for a in event.actions),
+            status_message=event.status_message,
         )
     if plan is None:
         raise UnexpectedEventError(f"{type(event).__name__} for plan {event.plan_uuid} before it was registered")
     plan = replace(plan, version=plan.version + 1)
     match event:
-        case ActionPlanStateChanged(state=state):
-            return replace(plan, state=state)
-        case ActionStateChanged(action_uuid=uuid, state=state):
-            return plan.with_action(uuid, state=state)
+        case ActionPlanStateChanged(state=state, status_message=message):
+            return replace(plan, state=state, status_message=message)
+        case ActionStateChanged(action_uuid=uuid, state=state, status_message=message):
+            return plan.with_action(uuid, state=state, status_message=message)
         case ActionPlanCancellationStarted():
             c = Cancellation(event.requested_by, event.reason, event.occurred_at, event.abort_deadline, event.event_id)
             return replace(plan, state="CANCELLING", cancellation=c)
         case ActionCancellationStarted(action_uuid=uuid):
             return plan.with_action(uuid, state="CANCELLING")
-        case ActionCancelled(action_uuid=uuid):
-            return plan.with_action(uuid, state="CANCELLED")
-        case ActionCancellationFailed(action_uuid=uuid, fault=fault):
-            plan = plan.with_action(uuid, state="FAILED", fault=fault)
+        case ActionCancelled(action_uuid=uuid, status_message=message):
+            return plan.with_action(uuid, state="CANCELLED", status_message=message)
+        case ActionCancellationFailed(action_uuid=uuid, fault=fault, status_message=message):
+            plan = plan.with_action(uuid, state="FAILED", fault=fault, status_message=message)
             if plan.cancellation is not None and plan.cancellation.fault is None:
                 plan = replace(plan, cancellation=replace(plan.cancellation, fault=fault))
             return plan
