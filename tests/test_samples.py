@@ -16,9 +16,8 @@ from projections.translator import build_notification
 
 from . import factories as f
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "spec" / "samples"
-if not SAMPLES.is_dir():  # CI clones beside a copy of shared/
-    SAMPLES = Path(__file__).resolve().parents[1].parent / "shared" / "spec" / "samples"
+#: Watcher's published samples of the six notifications (the specification's, two typos fixed).
+SAMPLES = Path(__file__).resolve().parent / "golden"
 
 PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
 ACTION = "10a47dd1-4874-4298-91cf-eff046dbdb8d"
