@@ -2,22 +2,27 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+RUNTIME := $(VENV)/.installed-runtime
+STAMP   := $(VENV)/.installed-test
 
 .PHONY: install demo test test-fast typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+
+# The demo needs the runtime alone; the tests add a broker, OpenStack's consumers and python-watcher.
+$(RUNTIME): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	touch $(RUNTIME)
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,watcher]'
+	touch $(RUNTIME) $(STAMP)
 
 install: $(STAMP)
 
 ## The main job on the embedded default: two plans cancelled, all six notification kinds.
-demo: $(STAMP)
+demo: $(RUNTIME)
 	mkdir -p demo
 	$(BIN)/watcher-es --db demo/watcher-es.db demo
 

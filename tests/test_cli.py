@@ -124,6 +124,23 @@ def test_register_json_outcome(cli: Cli, tmp_path: Path) -> None:
     )
 
 
+def test_register_takes_watcher_17_objects_and_keeps_their_fields(cli: Cli, tmp_path: Path) -> None:
+    document = plan_document()
+    document["status_message"] = "recommended by the nightly audit"
+    document["global_efficacy"] = {"name": "released_nodes_ratio", "description": "", "unit": "%", "value": 40.0}
+    document["audit"].update(name="nightly", auto_trigger=True, next_run_time="2016-10-19T09:52:05Z", interval=3600, audit_type="CONTINUOUS")
+    document["actions"][0]["status_message"] = "queued"
+    cli("register", write_plan(tmp_path, document))
+    cli("report-progress", PLAN, "PENDING", "--status-message", "approved by admin")
+    cli("cancel", PLAN, "--reason", "no longer needed", options=("--payload-version", "latest"))  # it emits them
+    [start, *_] = cli.lines("notifications")
+    data = start["payload"]["watcher_object.data"]
+    audit = data["audit"]["watcher_object.data"]
+    assert (audit["name"], audit["auto_trigger"], audit["next_run_time"], audit["interval"]) == ("nightly", True, "2016-10-19T09:52:05Z", "3600")
+    assert data["status_message"] == "approved by admin"
+    assert data["global_efficacy"] == [document["global_efficacy"]]
+
+
 def test_report_progress(cli: Cli, tmp_path: Path) -> None:
     running_plan(cli, tmp_path)
     status = cli.json("status", PLAN)
@@ -324,6 +341,13 @@ def _with(document: dict[str, Any], value: Any, *path: str | int) -> dict[str, A
     (lambda: _with(plan_document(), "x", "actions"), "actions"),
     (lambda: _with(plan_document(), [1], "actions", 0, "parents"), "actions[0].parents"),
     (lambda: _with(plan_document(), 5, "strategy", "name"), "strategy.name"),
+    (lambda: _with(plan_document(), "yes", "audit", "auto_trigger"), "audit.auto_trigger"),
+    (lambda: _with(plan_document(), 1.5, "audit", "interval"), "audit.interval"),
+    (lambda: _with(plan_document(), "tomorrow", "audit", "next_run_time"), "audit.next_run_time"),
+    (lambda: _with(plan_document(), 42, "audit", "name"), "audit.name"),
+    (lambda: _with(plan_document(), [1, 2], "global_efficacy"), "global_efficacy"),
+    (lambda: _with(plan_document(), "high", "global_efficacy"), "global_efficacy"),
+    (lambda: _with(plan_document(), 7, "actions", 0, "status_message"), "actions[0].status_message"),
 ])
 def test_an_invalid_plan_file_exits_2_naming_the_field(cli: Cli, tmp_path: Path, document: Any, field: str) -> None:
     result = cli("register", write_plan(tmp_path, document() if callable(document) else document), code=2)
@@ -388,3 +412,16 @@ def test_a_store_that_cannot_be_opened_is_one_readable_error(tmp_path: Path) -> 
     result = CliRunner().invoke(app, ["--db", str(tmp_path / "missing" / "w.db"), "plans"])
     assert result.exit_code == 1
     assert "does not exist" in result.stderr and "Traceback" not in result.output
+
+
+def test_replay_reemits_each_notification_at_the_version_it_was_emitted_unless_told(cli: Cli, tmp_path: Path) -> None:
+    cli("register", write_plan(tmp_path, plan_document()))
+    cli("cancel", PLAN, "--reason", "first at the spec's 1.0")
+    cli("register", write_plan(tmp_path, plan_document(OTHER), "other.json"))
+    cli("cancel", OTHER, "--reason", "then at Watcher 17's", options=("--payload-version", "latest"))
+    emitted = cli.lines("notifications")
+    assert cli.lines("notifications", "--replay") == emitted
+    assert {n["payload"]["watcher_object.version"] for n in emitted} == {"1.0", "1.2", "1.1"}
+    told = [json.loads(line) for line in cli("notifications", "--replay", "--json", options=("--payload-version", "1.0")).stdout.splitlines()]
+    assert [n["message_id"] for n in told] == [n["message_id"] for n in emitted]
+    assert {n["payload"]["watcher_object.version"] for n in told} == {"1.0"}
