@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .domain.decide import DEFAULT_ABORT_TIMEOUT_US
-from .kafka_config import KafkaSettings
+from .kafka.config import KafkaSettings
 
 ENV_PREFIX = "WATCHER_ES_"
 

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from .domain.messages import CancelActionPlan, Command, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
 from .exceptions import WatcherEsError
-from .kafka_client import KafkaClient
+from .kafka.client import KafkaClient
 from .plan_file import format_time, parse_plan_document
 from .service import EmbeddedService
 

@@ -15,12 +15,12 @@ from collections.abc import Iterator, Sequence
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
 from eventstore.exceptions import PoisonRecordError
-from eventstore.kafka_client import delivered_notifications
-from eventstore.kafka_config import KafkaSettings
-from eventstore.kafka_io import (
+from eventstore.kafka.client import delivered_notifications
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import (
     DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, offset_of, partition_of, stored_event, subscribe,
 )
-from eventstore.kafka_records import oslo_envelope, parse_iso_micros, record_headers
+from eventstore.kafka.records import oslo_envelope, parse_iso_micros, record_headers
 from eventstore.log import StoredEvent
 
 from .read_model import ReadModel

@@ -9,7 +9,7 @@ import typer
 
 from ..config import Settings
 from ..exceptions import ConfigurationError
-from ..kafka_config import KafkaSettings, Topics, parse_properties, read_properties_file
+from ..kafka.config import KafkaSettings, Topics, parse_properties, read_properties_file
 from . import audit, demo, kafka_cmds, queries, writes
 from .context import EXIT_INVALID, err
 

@@ -22,8 +22,8 @@ from ..codec import AvroCodec
 from ..config import Settings
 from ..exceptions import WatcherEsError
 from ..plan_file import format_time
-from ..kafka_history import KafkaPlanHistory
-from ..kafka_io import topic_pages
+from ..kafka.history import KafkaPlanHistory
+from ..kafka.io import topic_pages
 from ..log import EventLog, StoredEvent
 from ..sqlite_log import SqliteEventLog
 from . import render

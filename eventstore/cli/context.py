@@ -18,8 +18,8 @@ from rich.console import Console
 from ..codec import AvroCodec
 from ..config import Settings
 from ..exceptions import CommandValidationError, ConfigurationError, WatcherEsError
-from ..kafka_client import KafkaClient
-from ..kafka_config import KafkaSettings
+from ..kafka.client import KafkaClient
+from ..kafka.config import KafkaSettings
 from ..service import EmbeddedService
 
 P = ParamSpec("P")

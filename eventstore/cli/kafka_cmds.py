@@ -8,7 +8,7 @@ import typer
 
 from projections.dead_letters import parked
 
-from ..kafka_admin import dead_letters, init_topics
+from ..kafka.admin import dead_letters, init_topics
 from . import render
 from .context import friendly_errors, json_line, kafka_of, open_service, out
 

@@ -15,9 +15,9 @@ from projections.translator import translator_for
 
 from ..codec import AvroCodec
 from ..exceptions import CommandValidationError, WatcherEsError
-from ..kafka_admin import consumer_positions
-from ..kafka_client import delivered_notifications
-from ..kafka_io import Publisher
+from ..kafka.admin import consumer_positions
+from ..kafka.client import delivered_notifications
+from ..kafka.io import Publisher
 from ..plan_file import format_time
 from . import render
 from .context import err, friendly_errors, json_line, kafka_of, open_client, open_service, out, settings_of

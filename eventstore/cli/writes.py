@@ -15,7 +15,7 @@ import typer
 
 from ..config import system_clock
 from ..domain.deadline import deadline_command, overdue
-from ..kafka_service import PARTS, KafkaService
+from ..kafka.service import PARTS, KafkaService
 from ..domain.messages import CancelActionPlan, Command, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
 from ..exceptions import CommandValidationError, WaitTimeoutError
 from ..handler import load_plan

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from eventstore.kafka_admin import init_topics
-from eventstore.kafka_config import KafkaSettings, Topics
+from eventstore.kafka.admin import init_topics
+from eventstore.kafka.config import KafkaSettings, Topics
 
 pytestmark = pytest.mark.kafka
 

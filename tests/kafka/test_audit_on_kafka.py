@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from eventstore.codec import AvroCodec
-from eventstore.kafka_config import KafkaSettings
-from eventstore.kafka_io import Publisher
-from eventstore.kafka_records import COMMAND_HEADER, HASH_HEADER, record_headers
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import Publisher
+from eventstore.kafka.records import COMMAND_HEADER, HASH_HEADER, record_headers
 from projections.read_model import ReadModel
 
 from .conftest import Serve, cli_env, run_cli

@@ -14,10 +14,10 @@ import pytest
 from eventstore.codec import AvroCodec
 from eventstore.config import StorePaths
 from eventstore.domain.messages import Command
-from eventstore.kafka_client import KafkaClient, OutcomeWatcher
-from eventstore.kafka_config import KafkaSettings
-from eventstore.kafka_io import TopicFollower, stored_event
-from eventstore.kafka_records import header_map
+from eventstore.kafka.client import KafkaClient, OutcomeWatcher
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import TopicFollower, stored_event
+from eventstore.kafka.records import header_map
 from projections.read_model import ReadModel
 
 from .. import factories as f

@@ -6,7 +6,7 @@ import json
 from typing import Any
 from pathlib import Path
 
-from eventstore.kafka_config import KafkaSettings
+from eventstore.kafka.config import KafkaSettings
 
 from .conftest import Serve, cli_env, run_cli
 

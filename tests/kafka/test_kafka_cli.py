@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from eventstore.kafka_config import KafkaSettings
+from eventstore.kafka.config import KafkaSettings
 
 from .conftest import Serve, cli_env, run_cli
 

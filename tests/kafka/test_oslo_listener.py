@@ -14,9 +14,9 @@ import pytest
 from oslo_config import cfg
 
 from eventstore.codec import AvroCodec
-from eventstore.kafka_config import KafkaSettings
-from eventstore.kafka_io import Publisher, TopicFollower, stored_event
-from eventstore.kafka_records import oslo_envelope
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import Publisher, TopicFollower, stored_event
+from eventstore.kafka.records import oslo_envelope
 from projections.translator import Translator
 
 from .conftest import Serve, cli_env, run_cli

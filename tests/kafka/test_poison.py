@@ -8,10 +8,10 @@ from pathlib import Path
 
 from eventstore.codec import MARKER, AvroCodec
 from eventstore.domain.messages import to_record
-from eventstore.kafka_client import KafkaClient
-from eventstore.kafka_config import KafkaSettings
-from eventstore.kafka_io import Publisher, TopicFollower
-from eventstore.kafka_records import header_map, record_headers
+from eventstore.kafka.client import KafkaClient
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import Publisher, TopicFollower
+from eventstore.kafka.records import header_map, record_headers
 
 from .. import factories as f
 from .conftest import Serve, cli_env, run_cli

@@ -18,13 +18,13 @@ from projections.kafka_parts import KafkaReadModelPart, KafkaTranslatorPart
 from projections.read_model import ReadModel
 from projections.translator import translator_for
 
-from .codec import AvroCodec
-from .config import Settings, system_clock
-from .domain.deadline import deadline_command, overdue
-from .kafka_client import KafkaClient
-from .kafka_config import KafkaSettings
-from .kafka_handler import KafkaCommandHandler
-from .kafka_io import Publisher
+from ..codec import AvroCodec
+from ..config import Settings, system_clock
+from ..domain.deadline import deadline_command, overdue
+from .client import KafkaClient
+from .config import KafkaSettings
+from .handler import KafkaCommandHandler
+from .io import Publisher
 
 log = logging.getLogger(__name__)
 

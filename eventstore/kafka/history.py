@@ -12,13 +12,13 @@ from typing import cast
 
 from projections.translator import Notification, Priority
 
-from .codec import AvroCodec
-from .domain.messages import COMMAND_TYPES
-from .exceptions import CorruptRecordError, UnknownSchemaError
-from .kafka_config import KafkaSettings
-from .kafka_io import TopicFollower, stored_event
-from .kafka_records import header_map, unwrap_oslo_envelope
-from .log import CommandRecord, Outcome, StoredEvent
+from ..codec import AvroCodec
+from ..domain.messages import COMMAND_TYPES
+from ..exceptions import CorruptRecordError, UnknownSchemaError
+from .config import KafkaSettings
+from .io import TopicFollower, stored_event
+from .records import header_map, unwrap_oslo_envelope
+from ..log import CommandRecord, Outcome, StoredEvent
 
 
 def _scan(settings: KafkaSettings, topic: str, plan_uuid: str) -> list:  # type: ignore[type-arg]

@@ -15,10 +15,10 @@ from typing import Any, TypeVar
 from confluent_kafka.admin import AdminClient
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from .exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, PoisonRecordError
-from .kafka_config import KafkaSettings
-from .kafka_records import COMMAND_HEADER, HASH_HEADER, Headers, dead_letter_headers, header_map, parse_iso_micros
-from .log import StoredEvent
+from ..exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, PoisonRecordError
+from .config import KafkaSettings
+from .records import COMMAND_HEADER, HASH_HEADER, Headers, dead_letter_headers, header_map, parse_iso_micros
+from ..log import StoredEvent
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from .exceptions import KafkaUnavailableError
-from .kafka_config import KafkaSettings
-from .kafka_io import TopicFollower, new_admin, new_consumer, partition_of, partitions_of
-from .kafka_records import header_map
+from ..exceptions import KafkaUnavailableError
+from .config import KafkaSettings
+from .io import TopicFollower, new_admin, new_consumer, partition_of, partitions_of
+from .records import header_map
 
 #: History must not expire: the events are the record, the commands and outcomes its audit trail.
 FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}

@@ -9,13 +9,13 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 
-from .codec import AvroCodec
-from .domain.messages import EVENT_TYPES, Command, from_record, to_record
-from .domain.plan import Plan, evolve
-from .exceptions import WaitTimeoutError
-from .kafka_config import KafkaSettings
-from .kafka_io import Publisher, TopicFollower, new_consumer, partitions_of, topic_pages
-from .kafka_records import header_map, parse_iso_micros, record_headers, unwrap_oslo_envelope
+from ..codec import AvroCodec
+from ..domain.messages import EVENT_TYPES, Command, from_record, to_record
+from ..domain.plan import Plan, evolve
+from ..exceptions import WaitTimeoutError
+from .config import KafkaSettings
+from .io import Publisher, TopicFollower, new_consumer, partitions_of, topic_pages
+from .records import header_map, parse_iso_micros, record_headers, unwrap_oslo_envelope
 
 
 @dataclass(frozen=True)

@@ -18,17 +18,17 @@ from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from .codec import AvroCodec
-from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide, unchanged_reason
-from .domain.messages import COMMAND_TYPES, Command, Event, from_record, to_record
-from .domain.plan import Plan, evolve
-from .domain.validation import validate_command
-from .exceptions import CorruptRecordError, PoisonRecordError, SerializationError, UnknownSchemaError, CommandValidationError
-from .handler import decode_event
-from .kafka_config import KafkaSettings
-from .kafka_io import DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, stored_event, subscribe
-from .kafka_records import COMMAND_HEADER, HASH_HEADER, header_map, record_headers
-from .log import chain_hash
+from ..codec import AvroCodec
+from ..domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide, unchanged_reason
+from ..domain.messages import COMMAND_TYPES, Command, Event, from_record, to_record
+from ..domain.plan import Plan, evolve
+from ..domain.validation import validate_command
+from ..exceptions import CorruptRecordError, PoisonRecordError, SerializationError, UnknownSchemaError, CommandValidationError
+from ..handler import decode_event
+from .config import KafkaSettings
+from .io import DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, stored_event, subscribe
+from .records import COMMAND_HEADER, HASH_HEADER, header_map, record_headers
+from ..log import chain_hash
 
 log = logging.getLogger(__name__)
 
