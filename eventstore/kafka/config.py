@@ -64,6 +64,9 @@ class KafkaSettings:
             # An append is done only when every in-sync replica has it, once.
             "acks": "all",
             "enable.idempotence": True,
+            # Java's default partitioner (murmur2 of the key bytes): a plan's records land in the
+            # same partition whichever client, in whichever language, produced them.
+            "partitioner": "murmur2_random",
             "linger.ms": self._scoped("producer.").get("linger.ms", 1),
         }
 
