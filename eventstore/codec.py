@@ -99,6 +99,21 @@ class AvroCodec:
             self._fingerprints[name] = fp
             self._canonical[name] = canonical
             self._known[fp] = _Known.of(name, schema, None)
+        self._learn_released()
+
+    def _learn_released(self) -> None:
+        """Every schema ever released (``history/vN/``) reads too: a producer or log on an older release keeps working."""
+        for release in sorted(p for p in (self._directory / "history").glob("v*") if p.is_dir()):
+            for path in sorted(release.glob(f"{NAMESPACE}.*.avsc")):
+                name = path.name[len(NAMESPACE) + 1 : -len(".avsc")]
+                try:
+                    schema = load_schema(str(path), _write_hint=False)
+                    canonical = to_parsing_canonical_form(schema)
+                except Exception as exc:  # fastavro raises several unrelated types here
+                    raise SchemaError(f"cannot load released schema {release.name}/{path.name}: {exc}") from exc
+                fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+                if fp not in self._known and name in self._current:
+                    self._known[fp] = _Known.of(name, schema, self._current[name])
 
     @property
     def names(self) -> list[str]:

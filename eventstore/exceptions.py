@@ -78,3 +78,7 @@ class WaitTimeoutError(WatcherEsError):
 
 class StoreUnavailableError(WatcherEsError):
     """An embedded store's file cannot be opened (a missing folder, no permission, not SQLite)."""
+
+
+class StaleAppendError(WatcherEsError):
+    """An append on the Kafka events topic landed after another at the same plan version: it is skipped."""

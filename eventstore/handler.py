@@ -47,6 +47,35 @@ class HandlingResult:
         return [type(e).__name__ for e in self.events]
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What handling a command on a given state comes to, before anything is appended.
+
+    The one place a command's outcome is decided, whichever log it is then appended to.
+    """
+
+    outcome: Outcome
+    reason: str
+    events: list[Event]
+    #: The events encoded for the log, in order.
+    new_events: list[NewEvent]
+    #: The plan as the events leave it (the plan as it was for a rejection or no-op).
+    plan: Plan | None
+
+
+def decide_command(codec: AvroCodec, plan: Plan | None, command: Command, now: int, abort_timeout_us: int) -> Decision:
+    try:
+        events = decide(plan, command, now, abort_timeout_us)
+    except CommandRejected as rejected:
+        return Decision("rejected", rejected.reason, [], [], plan)
+    if not events:
+        return Decision("unchanged", unchanged_reason(plan, command), [], [], plan)
+    new = [NewEvent(e.event_id, type(e).__name__, e.occurred_at, codec.encode(type(e).__name__, to_record(e))) for e in events]
+    for e in events:
+        plan = evolve(plan, e)
+    return Decision("accepted", "", events, new, plan)
+
+
 def decode_event(codec: AvroCodec, stored: StoredEvent) -> Event:
     name, record = codec.decode(stored.body, stored.where)
     event: Event = from_record(EVENT_TYPES[name], record)
@@ -110,31 +139,18 @@ class CommandHandler:
 
     def _handle_once(self, command: Command, body: bytes) -> HandlingResult:
         plan = self.plan(command.plan_uuid)
-        version = plan.version if plan else 0
-        now = self._clock()
-        try:
-            events = decide(plan, command, now, self._abort_timeout_us)
-        except CommandRejected as rejected:
-            outcome: Outcome = "rejected"
-            reason = rejected.reason
-            events = []
-        else:
-            outcome = "accepted" if events else "unchanged"
-            reason = "" if events else unchanged_reason(plan, command)
-        new = [
-            NewEvent(e.event_id, type(e).__name__, e.occurred_at, self._codec.encode(type(e).__name__, to_record(e)))
-            for e in events
-        ]
+        decision = decide_command(self._codec, plan, command, self._clock(), self._abort_timeout_us)
         record = CommandRecord(
             command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
-            command.issued_at, body, outcome, reason,
+            command.issued_at, body, decision.outcome, decision.reason,
         )
-        stored = self._log.append(command.plan_uuid, version, new, record)
-        for e in events:
-            plan = evolve(plan, e)
-        if plan is not None and events:
-            self._remember(plan)
-        return HandlingResult(command.command_id, command.plan_uuid, outcome, reason, events, stored.first_position, stored.last_position)
+        stored = self._log.append(command.plan_uuid, plan.version if plan else 0, decision.new_events, record)
+        if decision.plan is not None and decision.events:
+            self._remember(decision.plan)
+        return HandlingResult(
+            command.command_id, command.plan_uuid, decision.outcome, decision.reason, decision.events,
+            stored.first_position, stored.last_position,
+        )
 
 
 def _from_record(r: CommandRecord, duplicate: bool) -> HandlingResult:

@@ -61,6 +61,20 @@ class CommandRecord:
     last_position: int | None = None
 
 
+@dataclass(frozen=True)
+class RejectedAppend:
+    """An append the log refused because another got to the plan's version first: the audit shows it."""
+
+    position: int
+    where: str
+    appended_at: int
+    command_id: str
+    command_type: str
+    writer: str
+    expected_version: int
+    reason: str
+
+
 def chain_hash(previous: str, body: bytes) -> str:
     """Each event's hash covers its bytes and the previous event of its plan: edits show."""
     return hashlib.sha256(previous.encode("ascii") + body).hexdigest()

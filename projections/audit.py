@@ -19,13 +19,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from eventstore.codec import AvroCodec, Record
-from eventstore.log import CommandRecord, StoredEvent
+from eventstore.log import CommandRecord, RejectedAppend, StoredEvent
 from eventstore.plan_file import format_time
 
 from .exceptions import NoSuchPlanError
 from .translator import Notification
 
-EntryKind = Literal["command", "event", "notification"]
+EntryKind = Literal["command", "event", "notification", "conflict"]
 
 #: Fields every command or event carries; the entry shows them as columns, not as details.
 _ENVELOPE_FIELDS = frozenset({"command_id", "event_id", "plan_uuid", "issued_at", "issued_by", "origin", "occurred_at"})
@@ -79,8 +79,10 @@ class PlanStory:
 
 def plan_story(
     plan_uuid: str, events: PlanStream, commands: CommandHistory, notifications: Sequence[Notification], codec: AvroCodec,
+    conflicts: Sequence[RejectedAppend] = (),
 ) -> PlanStory:
-    """The whole story of ``plan_uuid``, in the order it happened."""
+    """The whole story of ``plan_uuid``, in the order it happened; ``conflicts`` are appends the
+    log skipped because another writer got to the plan's version first (Kafka only)."""
     stream = events.read_plan(plan_uuid)
     received = commands.plan_commands(plan_uuid)
     if not stream and not received:
@@ -99,6 +101,12 @@ def plan_story(
         by_id[stored.event_id] = stored
     for note in notifications:
         keyed.append(((note.position, 2, 0), _notification_entry(note, by_id.get(note.event_id))))
+    for conflict in conflicts:
+        keyed.append(((conflict.position, 4, 0), AuditEntry(
+            "conflict", conflict.appended_at, conflict.position, conflict.command_type, conflict.command_id, conflict.command_id,
+            issued_by=conflict.writer, outcome="skipped", outcome_reason=conflict.reason,
+            details={"writer": conflict.writer, "expected_version": conflict.expected_version, "where": conflict.where},
+        )))
     keyed.sort(key=lambda pair: pair[0])
     return PlanStory(plan_uuid, [entry for _, entry in keyed])
 

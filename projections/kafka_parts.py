@@ -14,11 +14,13 @@ from collections.abc import Iterator, Sequence
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
 
+from eventstore.codec import AvroCodec
 from eventstore.exceptions import PoisonRecordError
+from eventstore.kafka.appends import Append, Fence, append_of, events_of
 from eventstore.kafka.client import delivered_notifications
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import (
-    DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, offset_of, partition_of, stored_event, subscribe,
+    DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, offset_of, partition_of, subscribe, topic_pages,
 )
 from eventstore.kafka.records import oslo_envelope, parse_iso_micros, record_headers
 from eventstore.log import StoredEvent
@@ -38,9 +40,11 @@ class _EventsPart:
 
     GROUP = ""
 
-    def __init__(self, settings: KafkaSettings, publisher: Publisher) -> None:
+    def __init__(self, settings: KafkaSettings, publisher: Publisher, codec: AvroCodec, fence: Fence) -> None:
         self._settings = settings
         self._publisher = publisher
+        self._codec = codec
+        self.fence = fence
         self._dead = DeadLetters(publisher, settings.topics.dead_letters)
         #: Records parked because their headers were unusable: never tracked, so remembered here.
         self._parked: set[tuple[str, int]] = set()
@@ -53,20 +57,32 @@ class _EventsPart:
     def close(self) -> None:
         self.consumer.close()
 
-    def _consume(self, timeout: float) -> tuple[list[Message], list[StoredEvent], dict[tuple[str, int], Message]]:
+    def _consume(self, timeout: float) -> tuple[list[Message], list[Append], dict[tuple[str, int], Message]]:
+        """One poll's records as appends; a record that is not one is parked and remembered."""
         messages = [m for m in self.consumer.consume(1000, timeout) if m.error() is None]
-        stored: list[StoredEvent] = []
+        appends: list[Append] = []
         by_place: dict[tuple[str, int], Message] = {}
         for msg in messages:
             try:
-                event = stored_event(msg)
+                append = append_of(self._codec, msg)
             except PoisonRecordError as exc:
                 self._dead.park(msg, self.GROUP, exc)
                 self._parked.add((f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1))
                 continue
-            stored.append(event)
-            by_place[(event.source, event.position)] = msg
-        return messages, stored, by_place
+            appends.append(append)
+            by_place[(append.source, append.position)] = msg
+        return messages, appends, by_place
+
+    def _standing(self, appends: list[Append]) -> list[Append]:
+        """The appends the fence lets through; a skipped one is remembered like a parked one."""
+        self.fence.prime(a.plan_uuid for a in appends)
+        out = []
+        for append in appends:
+            if self.fence.admit(append) is None:
+                out.append(append)
+            else:  # the handler whose append lost records it in the dead-letter topic; here it is only skipped
+                self._parked.add((append.source, append.position))
+        return out
 
     def _parker(self, by_place: dict[tuple[str, int], Message]):  # type: ignore[no-untyped-def]
         def park(event: StoredEvent, error: Exception) -> None:
@@ -77,9 +93,10 @@ class _EventsPart:
 class KafkaReadModelPart(_EventsPart):
     GROUP = "read-model"
 
-    def __init__(self, settings: KafkaSettings, publisher: Publisher, model: ReadModel) -> None:
+    def __init__(self, settings: KafkaSettings, publisher: Publisher, model: ReadModel, codec: AvroCodec) -> None:
         self.model = model
-        super().__init__(settings, publisher)
+        # Versions of plans not in this batch are the model's own: it resumes from its stored positions.
+        super().__init__(settings, publisher, codec, Fence(known=model.plan_versions))
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
@@ -87,8 +104,9 @@ class KafkaReadModelPart(_EventsPart):
         consumer.assign(partitions)
 
     def poll(self, timeout: float = 0.2) -> int:
-        messages, stored, by_place = self._consume(timeout)
-        fresh = self._in_sequence(stored, self._parked)
+        messages, appends, by_place = self._consume(timeout)
+        self.fence.forget()  # what the last batch did is in the model's tables now
+        fresh = events_of(self._standing(self._in_sequence(appends, self._parked)))
         if fresh:
             self.model.process(fresh, on_poison=self._parker(by_place))
         if messages:
@@ -97,15 +115,15 @@ class KafkaReadModelPart(_EventsPart):
         return len(messages)
 
 
-    def _in_sequence(self, events: list[StoredEvent], parked: set[tuple[str, int]]) -> list[StoredEvent]:
-        """The events that come next after the model's own tracked positions.
+    def _in_sequence(self, events: list[Append], parked: set[tuple[str, int]]) -> list[Append]:
+        """The appends that come next after the model's own tracked positions.
 
         The tracking row is the truth, not this consumer's fetch position: a replay may have
         swapped in a model that is further on (those events are skipped) or behind (the
         partition is re-read from where the model is, never leaving a gap).
         """
         tracked = self.model.positions()
-        fresh: list[StoredEvent] = []
+        fresh: list[Append] = []
         rewound: set[str] = set()
         for event in events:
             if event.source in rewound:
@@ -128,20 +146,22 @@ class KafkaReadModelPart(_EventsPart):
 class KafkaTranslatorPart(_EventsPart):
     GROUP = "translator"
 
-    def __init__(self, settings: KafkaSettings, publisher: Publisher, translator: Translator) -> None:
+    def __init__(self, settings: KafkaSettings, publisher: Publisher, translator: Translator, codec: AvroCodec) -> None:
         self.translator = translator
         self._emit_from: dict[str, int] = {}
-        super().__init__(settings, publisher)
+        super().__init__(settings, publisher, codec, Fence())
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         committed = consumer.committed(partitions, timeout=30)
         for tp, done in zip(partitions, committed, strict=True):
             self._emit_from[_source(tp)] = max(done.offset, 0) + 1  # positions are offset + 1
             tp.offset = OFFSET_BEGINNING
+        self.fence.forget()  # every partition is read again from its start
         consumer.assign(partitions)
 
     def poll(self, timeout: float = 0.2) -> int:
-        messages, stored, by_place = self._consume(timeout)
+        messages, appends, by_place = self._consume(timeout)
+        stored = events_of(self._standing(appends))
         park = self._parker(by_place)
         notes: list[Notification] = []
         for run, emit in _runs(stored, self._emit_from):
@@ -174,16 +194,14 @@ def recorded_on_topics(settings: KafkaSettings, plan_uuid: str | None = None) ->
     return lambda event_ids: {e: recorded[e] for e in event_ids if e in recorded}
 
 
-def replay_topic_notifications(settings: KafkaSettings, translator: Translator, plan_uuid: str | None = None) -> Iterator[Notification]:
+def replay_topic_notifications(
+    settings: KafkaSettings, translator: Translator, codec: AvroCodec, plan_uuid: str | None = None,
+) -> Iterator[Notification]:
     """Every notification the events topic causes, translated afresh: the same message_ids and bytes."""
-    follower = TopicFollower(settings, settings.topics.events)
-    try:
-        for page in follower.pages():
-            for note in translator.translate([stored_event(m) for m in page]):
-                if plan_uuid is None or note.plan_uuid == plan_uuid:
-                    yield note
-    finally:
-        follower.close()
+    for page in topic_pages(settings, codec):
+        for note in translator.translate(page):
+            if plan_uuid is None or note.plan_uuid == plan_uuid:
+                yield note
 
 
 def _runs(events: Sequence[StoredEvent], emit_from: dict[str, int]) -> list[tuple[list[StoredEvent], bool]]:

@@ -259,6 +259,16 @@ class ReadModel:
 
     # ---------------------------------------------------------------- queries
 
+    def plan_versions(self, uuids: Iterable[str]) -> dict[str, int]:
+        """The version each of these plans is at in the model (absent: not registered here)."""
+        found: dict[str, int] = {}
+        wanted = list(uuids)
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            rows = self.db.conn.execute(f"SELECT uuid, version FROM action_plans WHERE uuid IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((uuid, int(version)) for uuid, version in rows)
+        return found
+
     def plan(self, uuid: str) -> dict[str, Any] | None:
         rows = list(self.db.query("SELECT * FROM action_plans WHERE uuid = ?", [uuid]))
         return rows[0] if rows else None

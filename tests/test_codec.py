@@ -204,7 +204,7 @@ def test_encoding_an_unknown_record_type_is_refused(codec: AvroCodec) -> None:
 def evolved_schemas(tmp_path: Path) -> Path:
     """A copy of avro/ where CancelActionPlan gained an optional ``ticket`` with a default: a compatible change."""
     directory = tmp_path / "avro-next"
-    shutil.copytree(schema_dir(), directory, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    shutil.copytree(schema_dir(), directory, ignore=shutil.ignore_patterns("*.py", "__pycache__", "history"))
     path = directory / "watcher_es.CancelActionPlan.avsc"
     schema = json.loads(path.read_text())
     schema["fields"].append({"name": "ticket", "type": ["null", "string"], "default": None})

@@ -64,7 +64,8 @@ def open_events(settings: Settings) -> Iterator[tuple[EventLog | Iterable[list[S
         return
     if not settings.paths.model.exists():
         raise MissingLogError(f"no read model at {settings.paths.model}: run verify where `serve` keeps it (same --db)")
-    yield topic_pages(settings.kafka), AvroCodec()
+    codec = AvroCodec()
+    yield topic_pages(settings.kafka, codec), codec
 
 
 @friendly_errors
@@ -80,7 +81,8 @@ def replay(
     if settings.kafka is not None:
         kafka = settings.kafka
         with replay_progress(label) as progress:
-            result = replay_log(lambda: topic_pages(kafka), AvroCodec(), settings.paths, until, into, progress=progress)
+            codec = AvroCodec()
+            result = replay_log(lambda: topic_pages(kafka, codec), codec, settings.paths, until, into, progress=progress)
     else:
         with open_log(settings) as (events, codec), replay_progress(label) as progress:
             result = replay_log(events, codec, settings.paths, until, into, progress=progress)
@@ -106,7 +108,7 @@ def audit(ctx: typer.Context, plan: Annotated[str, typer.Argument(help="Action p
     if kafka is not None:
         codec = AvroCodec()
         history = KafkaPlanHistory(kafka, codec, plan)
-        story = plan_story(plan, history, history, history.notifications(), codec)
+        story = plan_story(plan, history, history, history.notifications(), codec, history.conflicts())
     else:
         with open_service(ctx) as service:
             service.catch_up()
@@ -118,7 +120,7 @@ def audit(ctx: typer.Context, plan: Annotated[str, typer.Argument(help="Action p
         f"Audit trail of action plan {plan}", ("#", "time", "position", "kind", "type", "id", "by / from", "details"),
         (_row(i + 1, e) for i, e in enumerate(story.entries)),
     ))
-    counts = {k: len(story.of_kind(k)) for k in ("command", "event", "notification")}
+    counts = {k: len(story.of_kind(k)) for k in ("command", "event", "notification", "conflict")}
     out.print(", ".join(f"{n} {k}s" for k, n in counts.items()))
 
 

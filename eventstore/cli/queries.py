@@ -190,7 +190,7 @@ def _replay_notifications(ctx: typer.Context, plan: str | None, first: int, last
         translator = translator_for(settings, codec, None, cache_size=None, recorded=recorded_on_topics(settings.kafka, plan))
         publisher = Publisher(settings.kafka)
         count = 0
-        for note in replay_topic_notifications(settings.kafka, translator, plan):
+        for note in replay_topic_notifications(settings.kafka, translator, codec, plan):
             if publish:
                 publish_notification(publisher, settings.kafka, note)
                 count += 1

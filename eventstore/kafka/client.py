@@ -135,7 +135,7 @@ class KafkaClient:
 
     def _fold(self, keep: Callable[[str], bool]) -> dict[str, Plan]:
         plans: dict[str, Plan] = {}
-        for page in topic_pages(self._settings):
+        for page in topic_pages(self._settings, self._codec):
             for stored in page:
                 if keep(stored.plan_uuid):
                     name, record = self._codec.decode(stored.body, stored.where)

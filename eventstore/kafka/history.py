@@ -14,11 +14,12 @@ from projections.translator import Notification, Priority
 
 from ..codec import AvroCodec
 from ..domain.messages import COMMAND_TYPES
-from ..exceptions import CorruptRecordError, UnknownSchemaError
+from ..exceptions import CorruptRecordError, StaleAppendError, UnknownSchemaError
 from .config import KafkaSettings
-from .io import TopicFollower, stored_event
+from .appends import Append, Fence, events_of, standing
+from .io import TopicFollower
 from .records import header_map, unwrap_oslo_envelope
-from ..log import CommandRecord, Outcome, StoredEvent
+from ..log import CommandRecord, Outcome, RejectedAppend, StoredEvent
 
 
 def _scan(settings: KafkaSettings, topic: str, plan_uuid: str) -> list:  # type: ignore[type-arg]
@@ -35,7 +36,16 @@ class KafkaPlanHistory:
     def __init__(self, settings: KafkaSettings, codec: AvroCodec, plan_uuid: str) -> None:
         self.plan_uuid = plan_uuid
         topics = settings.topics
-        self._events = sorted((stored_event(m) for m in _scan(settings, topics.events, plan_uuid)), key=lambda e: e.version)
+        self._conflicts: list[RejectedAppend] = []
+
+        def conflict(append: Append, error: StaleAppendError) -> None:
+            self._conflicts.append(RejectedAppend(
+                append.position, append.where, append.appended_at, append.command_id, append.command_type, append.writer,
+                append.expected_version, str(error),
+            ))
+
+        appends = standing(codec, _scan(settings, topics.events, plan_uuid), Fence(), on_poison=lambda m, e: None, on_conflict=conflict)
+        self._events = events_of(appends)
         positions: dict[str, list[int]] = {}
         for e in self._events:
             positions.setdefault(e.command_id, []).append(e.position)
@@ -81,3 +91,6 @@ class KafkaPlanHistory:
 
     def notifications(self) -> list[Notification]:
         return list(self._notifications)
+
+    def conflicts(self) -> list[RejectedAppend]:
+        return list(self._conflicts)

@@ -15,9 +15,11 @@ from typing import Any, TypeVar
 from confluent_kafka.admin import AdminClient
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from ..exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, PoisonRecordError
+from ..codec import AvroCodec
+from ..exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, StaleAppendError
 from .config import KafkaSettings
-from .records import COMMAND_HEADER, HASH_HEADER, Headers, dead_letter_headers, header_map, parse_iso_micros
+from .appends import Append, Fence, events_of, standing
+from .records import Headers, dead_letter_headers
 from ..log import StoredEvent
 
 log = logging.getLogger(__name__)
@@ -157,30 +159,25 @@ def offset_of(msg: Message) -> int:
     return -1 if offset is None else offset
 
 
-def stored_event(msg: Message) -> StoredEvent:
-    """An events-topic record as the log port's StoredEvent (position = offset + 1)."""
-    headers = header_map(msg.headers())
-    try:
-        return StoredEvent(
-            position=offset_of(msg) + 1, plan_uuid=(msg.key() or b"").decode(), version=int(headers["ce_sequence"]),
-            event_id=headers["ce_id"], event_type=headers["ce_type"], command_id=headers.get(COMMAND_HEADER, ""),
-            occurred_at=parse_iso_micros(headers["ce_time"]), body=msg.value() or b"", hash=headers.get(HASH_HEADER, ""),
-            source=f"{msg.topic()}/{msg.partition()}",
-        )
-    except KeyError as exc:
-        raise PoisonRecordError(f"{msg.topic()}/{msg.partition()} offset {msg.offset()}: header {exc.args[0]} is missing") from None
-    except ValueError as exc:
-        raise PoisonRecordError(f"{msg.topic()}/{msg.partition()} offset {msg.offset()}: bad header ({exc})") from None
+def topic_pages(
+    settings: KafkaSettings, codec: AvroCodec, on_conflict: Callable[[Append, StaleAppendError], None] | None = None,
+) -> Iterator[list[StoredEvent]]:
+    """The events topic from its start to its end, a page at a time, through the fence.
 
-
-def topic_pages(settings: KafkaSettings) -> Iterator[list[StoredEvent]]:
-    """The events topic from its start to its end, a page at a time, as the log port's events."""
+    What stands is what every reader applies; conflicts go to ``on_conflict``, and a record that
+    is not an append at all is logged and skipped (the live consumers dead-letter it).
+    """
+    fence = Fence()
     follower = TopicFollower(settings, settings.topics.events)
     try:
         for page in follower.pages():
-            yield [stored_event(m) for m in page]
+            yield events_of(standing(codec, page, fence, on_poison=_skip, on_conflict=on_conflict))
     finally:
         follower.close()
+
+
+def _skip(msg: Message, error: Exception) -> None:
+    log.warning("skipping %s/%s offset %s: %s", msg.topic(), msg.partition(), msg.offset(), error)
 
 
 class DeadLetters:
@@ -197,6 +194,13 @@ class DeadLetters:
             error=error, original=msg.headers(),
         )
         self._publisher.produce(self.topic, (msg.key() or b"").decode("utf-8", "replace"), msg.value() or b"", headers)
+
+    def park_record(self, source: str, offset: int, key: str, value: bytes, stage: str, error: BaseException) -> None:
+        """Park a record known by its place (``topic/partition``, offset) rather than as a consumed message."""
+        topic, _, partition = source.rpartition("/")
+        log.warning("dead-lettering %s offset %s (%s): %s", source, offset, stage, error)
+        headers = dead_letter_headers(topic=topic, partition=int(partition), offset=offset, stage=stage, error=error, original=None)
+        self._publisher.produce(self.topic, key, value, headers)
 
 
 def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> None:

@@ -20,8 +20,6 @@ ReceivedHeaders = Sequence[tuple[str, str | bytes | None]] | dict[str, str | byt
 
 SPEC_VERSION = "1.0"
 SOURCE = "watcher-es"
-HASH_HEADER = "watcher_es_hash"
-COMMAND_HEADER = "watcher_es_command_id"
 
 
 def dataschema(fingerprint: str) -> str:

@@ -56,10 +56,10 @@ class KafkaService:
                 self.parts[name] = self.handler
             elif name == "projections":
                 self.model = ReadModel(settings.paths.model, self._codec)
-                self.parts[name] = KafkaReadModelPart(kafka, self._publisher, self.model)
+                self.parts[name] = KafkaReadModelPart(kafka, self._publisher, self.model, self._codec)
             else:
                 translator = translator_for(settings, self._codec, None, cache_size=None)
-                self.parts[name] = KafkaTranslatorPart(kafka, self._publisher, translator)
+                self.parts[name] = KafkaTranslatorPart(kafka, self._publisher, translator, self._codec)
         self._deadlines = KafkaClient(kafka, self._codec) if self.handler is not None else None
         self._stopping = False
         self._next_deadline_pass = 0.0

@@ -12,7 +12,8 @@ from typing import Any
 from eventstore.codec import AvroCodec
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import Publisher
-from eventstore.kafka.records import COMMAND_HEADER, HASH_HEADER, record_headers
+from eventstore.kafka.appends import prepare_append
+from eventstore.log import NewEvent
 from projections.read_model import ReadModel
 
 from .conftest import Serve, cli_env, run_cli
@@ -73,14 +74,17 @@ def test_verify_checks_the_topic_chains_against_the_model_serve_keeps(kafka: Kaf
     assert report["verified"] is True and report["plans"] == 2
 
     # A forged event appended to a plan's stream: right type, right sequence number, wrong chain.
-    plan = json.loads(run_cli(env, "plans", "--json").stdout.splitlines()[0])["uuid"]
+    row = json.loads(run_cli(at_serve, "plans", "--json").stdout.splitlines()[0])
+    plan = row["uuid"]
     codec = AvroCodec()
     forged = codec.encode("ActionPlanCancelled", {"event_id": str(uuid.uuid4()), "command_id": "forged", "plan_uuid": plan, "occurred_at": 1})
+    append = prepare_append(
+        codec, command_id="forged", command_type="CancelActionPlan", plan_uuid=plan, expected_version=row["version"],
+        writer="forger", appended_at=1, outcome="accepted", reason="",
+        events=[NewEvent(str(uuid.uuid4()), "ActionPlanCancelled", 1, forged)], previous_hash="0" * 64,
+    )
     publisher = Publisher(kafka)
-    publisher.produce(kafka.topics.events, plan, forged, record_headers(
-        type_="ActionPlanCancelled", id_=str(uuid.uuid4()), subject=plan, time_us=1, content_type="application/avro",
-        sequence=17, extra=((HASH_HEADER, "0" * 64), (COMMAND_HEADER, "forged")),
-    ))
+    publisher.produce(kafka.topics.events, plan, append.value, append.headers)
     publisher.flush()
     failed = run_cli(at_serve, "verify", "--json")
     assert failed.returncode == 1, failed.stdout + failed.stderr

@@ -16,7 +16,7 @@ from eventstore.config import StorePaths
 from eventstore.domain.messages import Command
 from eventstore.kafka.client import KafkaClient, OutcomeWatcher
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import TopicFollower, stored_event
+from eventstore.kafka.io import TopicFollower, topic_pages
 from eventstore.kafka.records import header_map
 from projections.read_model import ReadModel
 
@@ -92,9 +92,7 @@ def test_sigkill_mid_run_then_restart(kafka: KafkaSettings, serve: Serve, tmp_pa
         assert states == {ongoing: "FAILED" if plan in failing else "CANCELLED", pending: "CANCELLED"}
 
     # The read model equals a from-scratch replay of the events topic.
-    events = TopicFollower(kafka, kafka.topics.events)
-    stored = sorted((stored_event(m) for m in events.drain()), key=lambda e: (e.source, e.position))
-    events.close()
+    stored = sorted((e for page in topic_pages(kafka, AvroCodec()) for e in page), key=lambda e: (e.source, e.position, e.version))
     assert len(stored) == PLANS * 7 + 1  # and the warm-up plan's registration
     fresh = ReadModel(":memory:", AvroCodec())
     fresh.process(stored)

@@ -15,7 +15,7 @@ from oslo_config import cfg
 
 from eventstore.codec import AvroCodec
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import Publisher, TopicFollower, stored_event
+from eventstore.kafka.io import Publisher, TopicFollower, topic_pages
 from eventstore.kafka.records import oslo_envelope
 from projections.translator import Translator
 
@@ -98,9 +98,7 @@ def test_oslo_listener_receives_every_demo_notification_at_its_priority(kafka: K
 
     # What the translator produces from the events topic, re-derived independently.
     codec = AvroCodec()
-    follower = TopicFollower(kafka, kafka.topics.events)
-    events = sorted((stored_event(m) for m in follower.drain()), key=lambda e: (e.source, e.position))
-    follower.close()
+    events = sorted((e for page in topic_pages(kafka, AvroCodec()) for e in page), key=lambda e: (e.source, e.position, e.version))
     translated = {n.message_id: n.envelope for n in Translator(codec, None, "infra-optim:tests", cache_size=None).translate(events)}
     assert set(translated) == ids
     for message_id, (_, event_type, payload, metadata) in got.items():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 from eventstore.codec import MARKER, AvroCodec
@@ -11,7 +12,9 @@ from eventstore.domain.messages import to_record
 from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import Publisher, TopicFollower
-from eventstore.kafka.records import header_map, record_headers
+from eventstore.kafka.appends import prepare_append
+from eventstore.kafka.records import header_map
+from eventstore.log import NewEvent
 
 from .. import factories as f
 from .conftest import Serve, cli_env, run_cli
@@ -41,12 +44,15 @@ def test_poison_records_are_parked_with_their_reason_and_good_ones_processed(kaf
     raw.produce(commands, before.plan_uuid, b"\xde\xad\xbe\xef not avro", [])
     raw.produce(commands, before.plan_uuid, unknown, [])
     raw.produce(commands, "not-a-uuid", codec.encode("CancelActionPlan", to_record(invalid)), [])
-    # On the events topic: a record without our headers, and one whose body is cut short.
+    # On the events topic: a record that is not an append, and an append whose event's body is cut short.
     raw.produce(kafka.topics.events, before.plan_uuid, b"junk", [])
-    body = codec.encode("ActionPlanCancelled", {"event_id": "e", "command_id": "c", "plan_uuid": before.plan_uuid, "occurred_at": 1})
-    raw.produce(kafka.topics.events, before.plan_uuid, body[:-3], record_headers(
-        type_="ActionPlanCancelled", id_="e", subject=before.plan_uuid, time_us=1, content_type="application/avro", sequence=2,
-    ))
+    broken = str(uuid.uuid4())
+    body = codec.encode("ActionPlanCancelled", {"event_id": "e", "command_id": "c", "plan_uuid": broken, "occurred_at": 1})
+    append = prepare_append(
+        codec, command_id="c", command_type="CancelActionPlan", plan_uuid=broken, expected_version=0, writer="tests",
+        appended_at=1, outcome="accepted", reason="", events=[NewEvent("e", "ActionPlanCancelled", 1, body[:-3])], previous_hash="",
+    )
+    raw.produce(kafka.topics.events, broken, append.value, append.headers)
     raw.flush()
     client.send(after)
 

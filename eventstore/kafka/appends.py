@@ -1,0 +1,221 @@
+"""One command's handling as one record on the events topic, and the fence every reader applies.
+
+*Atomic*: all the events one command causes travel in one ``EventsAppended`` record, so no crash,
+pause or broker without transactional isolation can make half of them visible.
+
+*Fenced*: a record names the plan version its decision was made on. Where it lands in the
+partition, it stands only if the plan is still at that version; otherwise another append got
+there first and this one is a conflict. Every reader (handler, read model, translator, replay,
+verify, audit) reads the same partition in the same order and applies the same rule, so they
+all skip the same records: a deposed or paused handler cannot fork a plan's history.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import Message
+
+from ..codec import AvroCodec
+from ..exceptions import CorruptRecordError, PoisonRecordError, StaleAppendError, UnknownSchemaError
+from ..log import NewEvent, StoredEvent, chain_hash
+from .records import Headers, record_headers
+
+RECORD = "EventsAppended"
+
+#: Test-only: ``WATCHER_ES_TEST_FAULT=kill-between-events`` kills the process after a command's
+#: first event is prepared and before the rest, to prove a crash there leaves none of them.
+FAULT_VARIABLE = "WATCHER_ES_TEST_FAULT"
+
+
+def fault_point(name: str) -> None:
+    if os.environ.get(FAULT_VARIABLE) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def new_writer_id() -> str:
+    """Who appends: what `audit` and `dlq` show for a conflict."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class Append:
+    """An ``EventsAppended`` record as read from a partition."""
+
+    append_id: str
+    command_id: str
+    command_type: str
+    plan_uuid: str
+    expected_version: int
+    writer: str
+    appended_at: int
+    outcome: str
+    reason: str
+    events: tuple[StoredEvent, ...]
+    source: str
+    offset: int
+
+    @property
+    def position(self) -> int:
+        """Where a consumer has got to once it has applied this record: offset + 1."""
+        return self.offset + 1
+
+    @property
+    def where(self) -> str:
+        return f"{self.source} offset {self.offset}"
+
+    @property
+    def last_hash(self) -> str | None:
+        return self.events[-1].hash if self.events else None
+
+
+@dataclass(frozen=True)
+class PreparedAppend:
+    """An append ready to produce: its record, headers, and the chain head it leaves."""
+
+    append_id: str
+    plan_uuid: str
+    command_id: str
+    value: bytes
+    headers: Headers
+    last_hash: str
+
+
+def prepare_append(
+    codec: AvroCodec, *, command_id: str, command_type: str, plan_uuid: str, expected_version: int, writer: str,
+    appended_at: int, outcome: str, reason: str, events: Sequence[NewEvent], previous_hash: str,
+) -> PreparedAppend:
+    """Encode one command's events as one record, chaining each event's hash to the previous one."""
+    items = []
+    head = previous_hash
+    for i, event in enumerate(events):
+        if i == 1:
+            fault_point("kill-between-events")
+        head = chain_hash(head, event.body)
+        items.append({
+            "event_id": event.event_id, "event_type": event.event_type, "occurred_at": event.occurred_at,
+            "body": event.body, "hash": head,
+        })
+    append_id = str(uuid.uuid4())
+    value = codec.encode(RECORD, {
+        "append_id": append_id, "command_id": command_id, "command_type": command_type, "plan_uuid": plan_uuid,
+        "expected_version": expected_version, "writer": writer, "appended_at": appended_at, "outcome": outcome,
+        "reason": reason, "events": items,
+    })
+    headers = record_headers(
+        type_=RECORD, id_=append_id, subject=plan_uuid, time_us=appended_at, content_type="application/avro",
+        fingerprint=codec.fingerprint_of(RECORD), sequence=expected_version + len(items),
+        extra=(("watcher_es_command_id", command_id), ("watcher_es_expected_version", str(expected_version)), ("watcher_es_writer", writer)),
+    )
+    return PreparedAppend(append_id, plan_uuid, command_id, value, headers, head)
+
+
+def read_append(codec: AvroCodec, value: bytes, source: str, offset: int) -> Append:
+    """An events-topic record as an ``Append``; a record that is not one raises PoisonRecordError."""
+    where = f"{source} offset {offset}"
+    try:
+        name, r = codec.decode(value, where)
+    except (CorruptRecordError, UnknownSchemaError) as exc:
+        raise PoisonRecordError(str(exc)) from None
+    if name != RECORD:
+        raise PoisonRecordError(f"{where}: a {name} record on the events topic, where every record is an {RECORD}")
+    position = offset + 1
+    first = r["expected_version"] + 1
+    events = tuple(
+        StoredEvent(
+            position=position, plan_uuid=r["plan_uuid"], version=first + i, event_id=e["event_id"], event_type=e["event_type"],
+            command_id=r["command_id"], occurred_at=e["occurred_at"], body=e["body"], hash=e["hash"], source=source,
+        )
+        for i, e in enumerate(r["events"])
+    )
+    return Append(
+        r["append_id"], r["command_id"], r["command_type"], r["plan_uuid"], r["expected_version"], r["writer"],
+        r["appended_at"], r["outcome"], r["reason"], events, source, offset,
+    )
+
+
+def message_source(msg: Message) -> tuple[str, int]:
+    partition, offset = msg.partition(), msg.offset()
+    return f"{msg.topic()}/{-1 if partition is None else partition}", -1 if offset is None else offset
+
+
+def append_of(codec: AvroCodec, msg: Message) -> Append:
+    source, offset = message_source(msg)
+    return read_append(codec, msg.value() or b"", source, offset)
+
+
+class Fence:
+    """The rule every reader applies, in partition order: an append stands at its plan's version.
+
+    ``known`` gives the versions of plans this reader has not seen in this process (a read
+    model resuming from its stored positions asks its own tables); without it a plan not seen is
+    at version 0. The versions it holds are only those seen since ``forget``.
+    """
+
+    def __init__(self, known: Callable[[Iterable[str]], Mapping[str, int]] | None = None) -> None:
+        self._known = known
+        self._versions: dict[str, int] = {}
+
+    def version(self, plan_uuid: str) -> int:
+        found = self._versions.get(plan_uuid)
+        if found is None:
+            found = (self._known([plan_uuid]).get(plan_uuid, 0)) if self._known else 0
+            self._versions[plan_uuid] = found
+        return found
+
+    def prime(self, plan_uuids: Iterable[str]) -> None:
+        """Look up many plans' versions at once (one query for a whole batch)."""
+        missing = {p for p in plan_uuids if p not in self._versions}
+        if missing and self._known is not None:
+            found = self._known(missing)
+            for p in missing:
+                self._versions[p] = found.get(p, 0)
+
+    def admit(self, append: Append) -> StaleAppendError | None:
+        """None if the append stands (and the plan moves on), else the conflict it is."""
+        current = self.version(append.plan_uuid)
+        if append.expected_version != current:
+            return StaleAppendError(
+                f"{append.where}: {append.command_type} {append.command_id} appended by {append.writer} at plan "
+                f"{append.plan_uuid} version {append.expected_version}, but the plan was at version {current}: "
+                "another append got there first; this one is skipped by every reader"
+            )
+        self._versions[append.plan_uuid] = current + len(append.events)
+        return None
+
+    def forget(self) -> None:
+        self._versions.clear()
+
+
+def standing(
+    codec: AvroCodec, messages: Iterable[Message], fence: Fence, *,
+    on_poison: Callable[[Message, Exception], None] | None = None,
+    on_conflict: Callable[[Append, StaleAppendError], None] | None = None,
+) -> list[Append]:
+    """The appends among these records that stand, in order; the rest go to the handlers."""
+    appends: list[Append] = []
+    for msg in messages:
+        try:
+            appends.append(append_of(codec, msg))
+        except PoisonRecordError as exc:
+            if on_poison is None:
+                raise
+            on_poison(msg, exc)
+    fence.prime(a.plan_uuid for a in appends)
+    out = []
+    for append in appends:
+        conflict = fence.admit(append)
+        if conflict is None:
+            out.append(append)
+        elif on_conflict is not None:
+            on_conflict(append, conflict)
+    return out
+
+
+def events_of(appends: Iterable[Append]) -> list[StoredEvent]:
+    return [e for a in appends for e in a.events]
