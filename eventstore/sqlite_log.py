@@ -18,6 +18,7 @@ from sqlite_utils.migrations import Migrations
 
 from .codec import WriterSchema
 from .exceptions import DuplicateCommandError, StaleVersionError
+from .faults import fault_point
 from .log import CommandRecord, NewEvent, StoredEvent, chain_hash
 from .sqlite_support import connect, write_transaction
 
@@ -119,12 +120,14 @@ class SqliteEventLog:
                         version += 1
                         previous = chain_hash(previous, e.body)
                         rows.append((plan_uuid, version, e.event_id, e.event_type, command.command_id, e.occurred_at, e.body, previous))
-                    cur = conn.executemany(
+                    insert = (
                         "INSERT INTO events (plan_uuid, version, event_id, event_type, command_id, occurred_at, body, hash)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows,
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     )
+                    first = conn.execute(insert, rows[0]).lastrowid
+                    fault_point("kill-between-events")  # a crash here must leave none of them: one transaction
+                    conn.executemany(insert, rows[1:])
                     last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-                    first = last - cur.rowcount + 1
                 recorded = replace(command, first_position=first, last_position=last)
                 conn.execute(f"INSERT INTO commands ({_COMMAND_COLUMNS}) VALUES ({', '.join('?' * 11)})", _command_row(recorded))
         except sqlite3.IntegrityError as exc:

@@ -13,7 +13,6 @@ all skip the same records: a deposed or paused handler cannot fork a plan's hist
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,21 +21,12 @@ from dataclasses import dataclass
 from confluent_kafka import Message
 
 from ..codec import AvroCodec
+from ..faults import fault_point
 from ..exceptions import CorruptRecordError, PoisonRecordError, StaleAppendError, UnknownSchemaError
 from ..log import NewEvent, StoredEvent, chain_hash
 from .records import Headers, record_headers
 
 RECORD = "EventsAppended"
-
-#: Test-only: ``WATCHER_ES_TEST_FAULT=kill-between-events`` kills the process after a command's
-#: first event is prepared and before the rest, to prove a crash there leaves none of them.
-FAULT_VARIABLE = "WATCHER_ES_TEST_FAULT"
-
-
-def fault_point(name: str) -> None:
-    if os.environ.get(FAULT_VARIABLE) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
 
 def new_writer_id() -> str:
     """Who appends: what `audit` and `dlq` show for a conflict."""
@@ -95,7 +85,7 @@ def prepare_append(
     head = previous_hash
     for i, event in enumerate(events):
         if i == 1:
-            fault_point("kill-between-events")
+            fault_point("kill-between-events")  # a crash here must leave none of them
         head = chain_hash(head, event.body)
         items.append({
             "event_id": event.event_id, "event_type": event.event_type, "occurred_at": event.occurred_at,

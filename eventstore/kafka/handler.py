@@ -27,6 +27,7 @@ from ..domain.messages import COMMAND_TYPES, Command, from_record
 from ..domain.plan import Plan, evolve
 from ..domain.validation import validate_command
 from ..exceptions import CommandValidationError, CorruptRecordError, PoisonRecordError, SerializationError, StaleAppendError, UnknownSchemaError
+from ..faults import fault_point
 from ..handler import Decision, decide_command, decode_event
 from ..log import Outcome
 from .appends import Append, Fence, PreparedAppend, new_writer_id, prepare_append, standing
@@ -190,6 +191,8 @@ class KafkaCommandHandler:
                 outcome=decision.outcome, reason=decision.reason, events=decision.new_events,
                 previous_hash=heads.get(uuid, self._hashes.get(uuid, "")),
             )
+            if not self._own:
+                fault_point("stop-before-append")  # a paused handler, deposed while it holds a decided batch
             self._publisher.produce(self._topics.events, uuid, prepared.value, prepared.headers)
             self._own[prepared.append_id] = _Pending(command, decision, prepared)
             working[uuid], heads[uuid] = decision.plan, prepared.last_hash
