@@ -38,6 +38,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 
 from eventstore.codec import AvroCodec
 from eventstore.config import StorePaths
+from eventstore.position import Position
 from eventstore.log import EventLog, StoredEvent
 
 from .exceptions import ReplayError, UnknownInstantError
@@ -70,12 +71,13 @@ class BulkLog(Protocol):
 
 @dataclass(frozen=True)
 class ReplayProgress:
-    """Where a replay is: ``events`` applied so far, up to ``position`` of ``target``."""
+    """Where a replay is: ``events`` applied so far, up to ``position`` of ``target`` (None: a
+    topic, whose end is not known up front)."""
 
     phase: Phase
     events: int
-    position: int
-    target: int
+    position: Position
+    target: Position | None
 
 
 ProgressCallback = Callable[[ReplayProgress], None]
@@ -86,7 +88,7 @@ class ReplayResult:
     """What a replay built: the file, the log position it reflects, and how long it took."""
 
     path: Path
-    position: int
+    position: Position
     events: int
     seconds: float
 
@@ -222,9 +224,9 @@ def _feed(
     """
     if isinstance(events, EventLog):
         batches: Iterable[Sequence[LoggedEvent]] = _pages(events, model.position(), until, batch_size)
-        target = until if until is not None else events.last_position()
+        target: Position | None = Position.at(until if until is not None else events.last_position())
     else:
-        batches, target = _until_time(events(), until), 0  # a topic's length is not known up front
+        batches, target = _until_time(events(), until), None  # a topic's length is not known up front
     done = 0
     with _collector_paused():
         for batch in batches:
@@ -232,13 +234,13 @@ def _feed(
             done += len(batch)
             if progress is not None:
                 position = reached(model)
-                progress(ReplayProgress("replay", done, position, max(target, position)))
+                progress(ReplayProgress("replay", done, position, target if target is None or target.covers(position) else position))
     return done
 
 
-def reached(model: ReadModel) -> int:
-    """How far a model has read: its log position, or the events read over every Kafka partition."""
-    return sum(model.positions().values())
+def reached(model: ReadModel) -> Position:
+    """How far a model has read: its log position, or its position in every Kafka partition."""
+    return Position.of(model.positions())
 
 
 @contextmanager
@@ -291,7 +293,7 @@ def build_as_of(
         os.replace(scratch, into)
     finally:
         _remove_files(scratch)
-    log.info("as-of model at position %d: %d events into %s", position, count, into)
+    log.info("as-of model at position %s: %d events into %s", position, count, into)
     return ReplayResult(into, position, count, time.monotonic() - started)
 
 
@@ -321,7 +323,7 @@ def rebuild_live(
         _copy_into(scratch, live, busy_timeout_s)
     finally:
         _remove_files(scratch)
-    log.info("rebuilt the read model at %s to position %d from %d events", live, position, count)
+    log.info("rebuilt the read model at %s to position %s from %d events", live, position, count)
     return ReplayResult(live, position, count, time.monotonic() - started)
 
 

@@ -27,6 +27,7 @@ from typing import Any, Final, NoReturn
 from eventstore.codec import AvroCodec
 from eventstore.domain.plan import UnexpectedEventError
 from eventstore.exceptions import WatcherEsError
+from eventstore.position import Position
 from eventstore.log import EventLog, StoredEvent, chain_hash, pages
 
 from .exceptions import VerificationFailed
@@ -52,8 +53,8 @@ class VerifyReport:
 
     events: int
     plans: int
-    log_position: int
-    model_position: int
+    log_position: Position
+    model_position: Position
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,7 @@ def verify(
         conn.execute("ROLLBACK")
     if difference is not None:
         raise difference
-    return VerifyReport(chains.events, chains.plans, sum(chains.last_positions.values()), sum(reached.values()))
+    return VerifyReport(chains.events, chains.plans, Position.of(chains.last_positions), Position.of(reached))
 
 
 def _tracked_positions(conn: sqlite3.Connection, consumer: str) -> dict[str, int]:

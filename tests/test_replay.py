@@ -52,7 +52,7 @@ def test_rebuild_equals_live_and_readers_see_it_without_reopening(store: Embedde
 
     result = replay(store.log, store.codec, store.settings.paths)
 
-    assert result.position == position == store.log.last_position()
+    assert result.position.sequence == position == store.log.last_position()
     assert result.events == position
     # the service's own connection, opened before the replay, reads the rebuilt model
     assert store.model.tables() == live_before
@@ -88,7 +88,7 @@ def test_until_timestamp_equals_the_live_state_captured_then(tmp_path: Path) -> 
         into = tmp_path / "then.db"
         result = replay(service.log, service.codec, service.settings.paths, until=format_time(moment), into=into)
 
-        assert result.position == len(captured["plan_history"])
+        assert result.position.sequence == len(captured["plan_history"])
         assert as_of(into, service) == captured
     finally:
         service.close()
@@ -152,7 +152,7 @@ def test_a_20k_event_log_rebuilds(tmp_path: Path) -> None:
     try:
         events: list[int] = []
         result = replay(service.log, service.codec, service.settings.paths, progress=lambda p: events.append(p.events))
-        assert result.events == written == result.position
+        assert result.events == written == result.position.sequence
         assert events[-1] == written and events == sorted(events)
         plans = service.model.db.conn.execute("SELECT count(*), count(DISTINCT state) FROM action_plans").fetchone()
         assert plans == (written // 15, 1)

@@ -87,7 +87,7 @@ def replay(
         with open_log(settings) as (events, codec), replay_progress(label) as progress:
             result = replay_log(events, codec, settings.paths, until, into, progress=progress)
     summary = {
-        "path": str(result.path), "position": result.position, "events": result.events,
+        "path": str(result.path), "position": result.position.to_json(), "events": result.events,
         "seconds": round(result.seconds, 3), "events_per_second": round(result.events_per_second),
         "as_of": until is not None,
     }
@@ -157,13 +157,16 @@ def verify(
         finally:
             model.close()
     if as_json:
-        json_line({"verified": True, "events": report.events, "plans": report.plans, "log_position": report.log_position, "model_position": report.model_position})
+        json_line({
+            "verified": True, "events": report.events, "plans": report.plans,
+            "log_position": report.log_position.to_json(), "model_position": report.model_position.to_json(),
+        })
         return
     out.print(f"log and read model verified: {report.events} events, {report.plans} plans")
-    if report.model_position < report.log_position:
+    if not report.model_position.covers(report.log_position):
         out.print(
-            f"(the read model is at position {report.model_position}; the {report.log_position - report.model_position} "
-            "later events were chain-checked only)", soft_wrap=True,
+            f"(the read model is at position {report.model_position}; the {report.model_position.behind(report.log_position)} "
+            "later positions were chain-checked only)", soft_wrap=True,
         )
 
 

@@ -43,7 +43,8 @@ def _bar(label: str) -> Iterator[ProgressCallback]:
         def update(p: ReplayProgress) -> None:
             elapsed = max(time.monotonic() - started, 1e-9)
             description = label if p.phase == "replay" else f"{label}: swapping in"
-            bar.update(task, description=description, completed=p.position, total=p.target, rate=f"{p.events / elapsed:,.0f} events/s")
+            done, total = _progress(p)
+            bar.update(task, description=description, completed=done, total=total, rate=f"{p.events / elapsed:,.0f} events/s")
 
         yield update
 
@@ -67,6 +68,17 @@ class _PlainLines:
         if p.phase == "swap":
             err.print(f"{self._label}: {p.events:,} events in {elapsed:.1f}s ({rate:,.0f} events/s); swapping the new model in", soft_wrap=True)
             return
-        share = p.position / p.target if p.target else 1.0
-        left = (p.target - p.position) / (p.position / elapsed) if p.position else 0.0
-        err.print(f"{self._label}: position {p.position:,}/{p.target:,} ({share:.0%}), {rate:,.0f} events/s, ETA {left:.0f}s", soft_wrap=True)
+        done, total = _progress(p)
+        if total is None:  # a topic: its end is only known when it is reached
+            err.print(f"{self._label}: {p.events:,} events, position {p.position}, {rate:,.0f} events/s", soft_wrap=True)
+            return
+        share = done / total if total else 1.0
+        left = (total - done) / (done / elapsed) if done else 0.0
+        err.print(f"{self._label}: position {done:,}/{total:,} ({share:.0%}), {rate:,.0f} events/s, ETA {left:.0f}s", soft_wrap=True)
+
+
+def _progress(p: ReplayProgress) -> tuple[int, int | None]:
+    """What a bar counts: the embedded log's positions, or events read when the end is not known."""
+    if p.target is not None and p.target.sequence is not None and p.position.sequence is not None:
+        return p.position.sequence, p.target.sequence
+    return p.events, None
