@@ -1,6 +1,6 @@
-"""The event log port: what the write side and every consumer need from a backend.
+"""The event log port and the records it deals in.
 
-``sqlite_log.py`` (the embedded default) and ``kafka_log.py`` implement it.
+``sqlite_log.py`` (the embedded default) and ``kafka/log.py`` implement it.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from .codec import WriterSchema
+from .position import Position
 
 #: "pending": on Kafka, a command read back before the handler has said what became of it.
 Outcome = Literal["accepted", "unchanged", "rejected", "pending"]
@@ -80,30 +81,40 @@ def chain_hash(previous: str, body: bytes) -> str:
     return hashlib.sha256(previous.encode("ascii") + body).hexdigest()
 
 
-def pages(log: EventLog, batch_size: int, after: int = 0) -> Iterator[list[StoredEvent]]:
-    """The log after ``after``, a page at a time: what replay and verify stream through."""
-    while batch := log.read(after=after, limit=batch_size):
+def pages(log: EventLog, batch_size: int, after: Position = Position()) -> Iterator[list[StoredEvent]]:
+    """The log after ``after``, a page at a time: what replay, verify and the projections stream through."""
+    while batch := log.events_after(after, limit=batch_size):
         yield batch
-        after = batch[-1].position
+        after = Position.of({**dict(after.sources), **{e.source: e.position for e in batch}})
 
 
 @runtime_checkable
 class EventLog(Protocol):
-    def append(self, plan_uuid: str, expected_version: int, events: Sequence[NewEvent], command: CommandRecord) -> CommandRecord:
-        """Append a plan's events and the command's outcome atomically.
+    """The event log port: what the write side and every consumer need from a backend.
 
-        Raises StaleVersionError if the plan is no longer at ``expected_version`` and
+    ``SqliteEventLog`` (eventstore/sqlite_log.py) and ``KafkaEventLog`` (eventstore/kafka/log.py)
+    implement it and pass one contract suite (tests/test_event_log_contract.py).
+    """
+
+    def append(self, plan_uuid: str, expected_version: int, events: Sequence[NewEvent], command: CommandRecord) -> CommandRecord:
+        """Append one command's events and its outcome atomically, at the plan's expected version.
+
+        Raises StaleVersionError if the plan is no longer at ``expected_version`` (another append
+        got there first: nothing of this one is ever applied by any reader) and
         DuplicateCommandError if the command id was already handled.
         """
 
-    def command_outcome(self, command_id: str) -> CommandRecord | None: ...
+    def command_outcome(self, command_id: str) -> CommandRecord | None:
+        """The command and what became of it, if it was handled."""
 
-    def read(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        """Events with position > after, in position order."""
+    def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
+        """One plan's events in version order (a plan lives in one source), up to a position of it."""
 
-    def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]: ...
+    def events_after(self, after: Position, limit: int = 1000) -> list[StoredEvent]:
+        """Events past ``after`` in log order, about ``limit`` of them: one command's events are never split."""
 
-    def last_position(self) -> int: ...
+    def head(self) -> Position:
+        """Where the log ends."""
 
     def writer_schemas(self) -> list[WriterSchema]: ...
 

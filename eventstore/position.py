@@ -22,12 +22,13 @@ class Position:
 
     @classmethod
     def of(cls, positions: Mapping[str, int]) -> Position:
-        return cls(tuple(sorted(positions.items())))
+        """Sources at 0 (nothing read) are left out, so every position has one spelling."""
+        return cls(tuple(sorted((s, p) for s, p in positions.items() if p)))
 
     @classmethod
     def at(cls, sequence: int) -> Position:
         """A position of the embedded log."""
-        return cls(((LOG, sequence),))
+        return cls.of({LOG: sequence})
 
     def __getitem__(self, source: str) -> int:
         return dict(self.sources).get(source, 0)

@@ -20,6 +20,7 @@ from .codec import WriterSchema
 from .exceptions import DuplicateCommandError, StaleVersionError
 from .faults import fault_point
 from .log import CommandRecord, NewEvent, StoredEvent, chain_hash
+from .position import LOG, Position
 from .sqlite_support import connect, write_transaction
 
 migrations = Migrations("watcher-es.log")
@@ -166,6 +167,12 @@ class SqliteEventLog:
             f"SELECT {_ROW_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
         ).fetchall()
         return list(map(LogRow._make, rows))
+
+    def events_after(self, after: Position, limit: int = 1000) -> list[StoredEvent]:
+        return self.read(after[LOG], limit)
+
+    def head(self) -> Position:
+        return Position.at(self.last_position())
 
     def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
         rows = self.db.conn.execute(

@@ -2,7 +2,7 @@
 
 A replay always builds a fresh SQLite file beside its target and only then makes it visible,
 so a half-built model is never read and the live one keeps serving until the new one is done.
-It streams the log ``BATCH_SIZE`` events at a time through the ``EventLog`` port (the SQLite
+It streams the log ``BATCH_SIZE`` events at a time (the SQLite
 log through its lighter ``scan``) and keeps nothing but the current batch in memory, so a log
 of any length replays in constant memory.
 
@@ -39,7 +39,8 @@ from typing import Final, Literal, Protocol, runtime_checkable
 from eventstore.codec import AvroCodec
 from eventstore.config import StorePaths
 from eventstore.position import Position
-from eventstore.log import EventLog, StoredEvent
+from eventstore.log import StoredEvent
+from eventstore.sqlite_log import SqliteEventLog
 
 from .exceptions import ReplayError, UnknownInstantError
 from .read_model import ReadModel
@@ -113,7 +114,7 @@ def parse_timestamp(text: str) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def position_at(events: EventLog, at_us: int, batch_size: int = BATCH_SIZE) -> int:
+def position_at(events: SqliteEventLog, at_us: int, batch_size: int = BATCH_SIZE) -> int:
     """The last position whose event occurred at or before ``at_us`` (0 if none did).
 
     A paged scan of the whole log through the port: ``occurred_at`` is stamped by whichever
@@ -128,7 +129,7 @@ def position_at(events: EventLog, at_us: int, batch_size: int = BATCH_SIZE) -> i
     return found
 
 
-def resolve_until(events: EventLog, until: str) -> int:
+def resolve_until(events: SqliteEventLog, until: str) -> int:
     """``--until``: a log position as given, or the last position at or before an ISO 8601 time."""
     text = until.strip()
     if not text.isdigit():
@@ -186,7 +187,7 @@ def _open_scratch(path: Path, codec: AvroCodec, page_size: int | None) -> ReadMo
     return model
 
 
-def _pages(events: EventLog, after: int, until: int | None, batch_size: int) -> Iterator[Sequence[LoggedEvent]]:
+def _pages(events: SqliteEventLog, after: int, until: int | None, batch_size: int) -> Iterator[Sequence[LoggedEvent]]:
     """The log after ``after`` (up to ``until``, inclusive), ``batch_size`` events at a time.
 
     A log that offers a bulk ``scan`` (the SQLite one) is read through it: the same events as
@@ -216,13 +217,13 @@ def _until_time(pages: Iterable[Sequence[StoredEvent]], until_us: int | None) ->
 
 
 def _feed(
-    events: EventLog | EventPages, model: ReadModel, until: int | None, batch_size: int, progress: ProgressCallback | None,
+    events: SqliteEventLog | EventPages, model: ReadModel, until: int | None, batch_size: int, progress: ProgressCallback | None,
 ) -> int:
     """Apply the log to ``model`` up to ``until`` (or its end), reporting after every batch.
 
     ``until`` is a position of the embedded log, or a time (UTC microseconds) for a stream.
     """
-    if isinstance(events, EventLog):
+    if isinstance(events, SqliteEventLog):
         batches: Iterable[Sequence[LoggedEvent]] = _pages(events, model.position(), until, batch_size)
         target: Position | None = Position.at(until if until is not None else events.last_position())
     else:
@@ -267,7 +268,7 @@ def _finish(model: ReadModel) -> None:
 
 
 def build_as_of(
-    events: EventLog | EventPages, codec: AvroCodec, until: int, into: Path, *, protected: tuple[Path, ...] = (),
+    events: SqliteEventLog | EventPages, codec: AvroCodec, until: int, into: Path, *, protected: tuple[Path, ...] = (),
     batch_size: int = BATCH_SIZE, progress: ProgressCallback | None = None,
 ) -> ReplayResult:
     """The read model as it was at position ``until``, as a file of its own; the live one is untouched.
@@ -298,7 +299,7 @@ def build_as_of(
 
 
 def rebuild_live(
-    events: EventLog | EventPages, codec: AvroCodec, live: Path, *, batch_size: int = BATCH_SIZE,
+    events: SqliteEventLog | EventPages, codec: AvroCodec, live: Path, *, batch_size: int = BATCH_SIZE,
     progress: ProgressCallback | None = None, busy_timeout_s: float = 60.0,
 ) -> ReplayResult:
     """Rebuild the live model from the start of the log and swap it in atomically when done.
@@ -346,7 +347,7 @@ def _copy_into(source: Path, live: Path, busy_timeout_s: float) -> None:
 
 
 def replay_notifications(
-    events: EventLog, translator: Translator, first: int = 1, last: int | None = None, *,
+    events: SqliteEventLog, translator: Translator, first: int = 1, last: int | None = None, *,
     plan_uuid: str | None = None, batch_size: int = BATCH_SIZE,
 ) -> Iterator[Notification]:
     """The notifications positions ``first``..``last`` (inclusive) cause, translated afresh.
@@ -375,7 +376,7 @@ def replay_notifications(
 
 
 def replay(
-    events: EventLog | EventPages, codec: AvroCodec, paths: StorePaths, until: str | None = None, into: Path | None = None, *,
+    events: SqliteEventLog | EventPages, codec: AvroCodec, paths: StorePaths, until: str | None = None, into: Path | None = None, *,
     batch_size: int = BATCH_SIZE, progress: ProgressCallback | None = None,
 ) -> ReplayResult:
     """``watcher-es replay``: rebuild the live model, or with ``until`` build the model as it was
@@ -389,7 +390,7 @@ def replay(
             raise ReplayError("--into needs --until: without it the live read model is rebuilt in place")
         return rebuild_live(events, codec, paths.model, batch_size=batch_size, progress=progress)
     protected = (paths.log, paths.model, paths.notifications)
-    if not isinstance(events, EventLog):
+    if not isinstance(events, SqliteEventLog):
         if until.strip().isdigit():
             raise UnknownInstantError(f"--until {until}: positions number the embedded log; on Kafka give an ISO 8601 time")
         at = parse_timestamp(until)

@@ -15,6 +15,7 @@ import sqlite_utils
 from eventstore.codec import AvroCodec, Record
 from eventstore.exceptions import CorruptRecordError, UnknownSchemaError
 from eventstore.log import EventLog, StoredEvent, pages
+from eventstore.position import Position
 
 #: Called with a record a consumer cannot use and why; it parks the record and the consumer goes on.
 PoisonHandler = Callable[[StoredEvent, Exception], None]
@@ -93,7 +94,7 @@ class LogConsumer(Protocol):
 def catch_up(log: EventLog, consumer: LogConsumer, batch_size: int = 2000) -> int:
     """Feed the consumer every event after its position; returns how many."""
     done = 0
-    for batch in pages(log, batch_size, after=consumer.position()):
+    for batch in pages(log, batch_size, after=Position.at(consumer.position())):
         consumer.process(batch)
         done += len(batch)
     return done

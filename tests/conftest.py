@@ -17,6 +17,7 @@ from eventstore.service import EmbeddedService
 from eventstore.sqlite_log import SqliteEventLog
 
 from . import factories as f
+from .kafka.conftest import broker, kafka  # noqa: F401  the contract suite runs one half on the broker
 
 
 class FakeClock:

@@ -38,7 +38,7 @@ FINGERPRINTS = {
     "CancelActionPlan": "83545508a3e2070b",
     "CommandHandled": "d57568cb1abf0c2a",
     "EnforceAbortDeadline": "b6830fe139c3f72a",
-    "EventsAppended": "0d15998de02d9059",  # version 1 (0.2.0): the Kafka events-topic record
+    "EventsAppended": "8a1b87603959ba3f",  # version 1 (0.2.0): the Kafka events-topic record
     "Fault": "14e6c1190b49081c",
     "RegisterActionPlan": "70c76a23e71edd7f",  # version 2
     "ReportAbortResult": "2693bafedf1943f5",  # version 2

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from eventstore.cli import app
+from eventstore.position import Position
 from eventstore.log import StoredEvent
 from eventstore.service import EmbeddedService
 from projections.exceptions import VerificationFailed
@@ -201,12 +202,12 @@ def test_verify_reads_the_model_in_one_snapshot(store: EmbeddedService) -> None:
         def __getattr__(self, name: str) -> Any:
             return getattr(store.log, name)
 
-        def read(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        def events_after(self, after: Position, limit: int = 1000) -> list[StoredEvent]:
             if not self.done:
                 self.done = True
                 store.handler.handle(f.register())
                 catch_up(store.log, other_model)
-            return store.log.read(after, limit)
+            return store.log.events_after(after, limit)
 
     before = store.model.position()
     report = verify(CatchesUpMeanwhile(), store.codec, store.model)

@@ -46,6 +46,7 @@ class Append:
     appended_at: int
     outcome: str
     reason: str
+    command: bytes
     events: tuple[StoredEvent, ...]
     source: str
     offset: int
@@ -78,7 +79,7 @@ class PreparedAppend:
 
 def prepare_append(
     codec: AvroCodec, *, command_id: str, command_type: str, plan_uuid: str, expected_version: int, writer: str,
-    appended_at: int, outcome: str, reason: str, events: Sequence[NewEvent], previous_hash: str,
+    appended_at: int, outcome: str, reason: str, events: Sequence[NewEvent], previous_hash: str, command: bytes = b"",
 ) -> PreparedAppend:
     """Encode one command's events as one record, chaining each event's hash to the previous one."""
     items = []
@@ -95,7 +96,7 @@ def prepare_append(
     value = codec.encode(RECORD, {
         "append_id": append_id, "command_id": command_id, "command_type": command_type, "plan_uuid": plan_uuid,
         "expected_version": expected_version, "writer": writer, "appended_at": appended_at, "outcome": outcome,
-        "reason": reason, "events": items,
+        "reason": reason, "command": command, "events": items,
     })
     headers = record_headers(
         type_=RECORD, id_=append_id, subject=plan_uuid, time_us=appended_at, content_type="application/avro",
@@ -125,7 +126,7 @@ def read_append(codec: AvroCodec, value: bytes, source: str, offset: int) -> App
     )
     return Append(
         r["append_id"], r["command_id"], r["command_type"], r["plan_uuid"], r["expected_version"], r["writer"],
-        r["appended_at"], r["outcome"], r["reason"], events, source, offset,
+        r["appended_at"], r["outcome"], r["reason"], r["command"], events, source, offset,
     )
 
 

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
@@ -26,13 +25,17 @@ from ..domain.decide import DEFAULT_ABORT_TIMEOUT_US
 from ..domain.messages import COMMAND_TYPES, Command, from_record
 from ..domain.plan import Plan, evolve
 from ..domain.validation import validate_command
-from ..exceptions import CommandValidationError, CorruptRecordError, PoisonRecordError, SerializationError, StaleAppendError, UnknownSchemaError
+from ..exceptions import (
+    CommandValidationError, CorruptRecordError, DuplicateCommandError, PoisonRecordError, SerializationError, StaleVersionError,
+    UnknownSchemaError,
+)
 from ..faults import fault_point
 from ..handler import Decision, decide_command, decode_event
-from ..log import Outcome
-from .appends import Append, Fence, PreparedAppend, new_writer_id, prepare_append, standing
+from ..log import CommandRecord
+from .appends import Append
 from .config import KafkaSettings
-from .io import DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, subscribe
+from .io import DeadLetters, Publisher, commit_offsets, new_consumer, subscribe
+from .log import AppendRequest, KafkaEventLog
 from .records import record_headers
 
 log = logging.getLogger(__name__)
@@ -58,42 +61,21 @@ def decode_command(codec: AvroCodec, msg: Message) -> Command:
     return command
 
 
-@dataclass(frozen=True)
-class _Applied:
-    outcome: Outcome
-    reason: str
-    event_types: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _Pending:
-    command: Command
-    decision: Decision
-    append: PreparedAppend
-
-
 class KafkaCommandHandler:
-    """One member of the handler group."""
+    """One member of the handler group: the pure decisions over the fenced Kafka event log."""
 
     GROUP = "handler"
 
     def __init__(self, settings: KafkaSettings, codec: AvroCodec, clock: Callable[[], int], abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US) -> None:
-        self._settings = settings
         self._topics = settings.topics
         self._codec = codec
         self._clock = clock
         self._abort_timeout_us = abort_timeout_us
-        self.writer = new_writer_id()
         self.plans: dict[str, Plan] = {}
-        self._hashes: dict[str, str] = {}
-        #: Command ids whose append stands, with the outcome it recorded (to say it again after a crash).
-        self._applied: dict[str, _Applied] = {}
-        self._own: dict[str, _Pending] = {}  # this attempt's appends, by append id
-        self._seen_appends: dict[str, bool] = {}  # our own appends read back: stood or lost
-        self._fence = Fence()
         self._publisher = Publisher(settings)
         self._dead = DeadLetters(self._publisher, self._topics.dead_letters)
-        self._events = TopicFollower(settings, self._topics.events)
+        self.log = KafkaEventLog(settings, codec, self._publisher)
+        self.log.listen(self._fold)
         self._stale = True
         self._consumer = new_consumer(settings.consumer_config(self.GROUP))
         subscribe(self._consumer, self._topics.commands, on_assign=self._on_assign)
@@ -103,23 +85,10 @@ class KafkaCommandHandler:
 
     def close(self) -> None:
         self._publisher.flush()
-        for c in (self._consumer, self._events.consumer):
-            c.close()
+        self._consumer.close()
+        self.log.close()
 
-    # ---------------------------------------------------------------- state from the topic
-
-    def refresh(self) -> None:
-        """Fold the events topic to its end through the fence."""
-        for page in self._events.pages():
-            for append in standing(self._codec, page, self._fence, on_poison=self._unusable, on_conflict=self._conflict):
-                self._apply(append)
-        self._stale = False
-
-    def _apply(self, append: Append) -> None:
-        outcome = cast(Outcome, append.outcome)
-        self._applied[append.command_id] = _Applied(outcome, append.reason, tuple(e.event_type for e in append.events))
-        if append.append_id in self._own:
-            self._seen_appends[append.append_id] = True
+    def _fold(self, append: Append) -> None:
         plan = self.plans.get(append.plan_uuid)
         try:
             for stored in append.events:
@@ -129,17 +98,6 @@ class KafkaCommandHandler:
             return
         if plan is not None:
             self.plans[append.plan_uuid] = plan
-        if append.last_hash is not None:
-            self._hashes[append.plan_uuid] = append.last_hash
-
-    def _conflict(self, append: Append, error: StaleAppendError) -> None:
-        pending = self._own.get(append.append_id)
-        if pending is not None:
-            self._seen_appends[append.append_id] = False  # ours lost: record it where operators look
-            self._dead.park_record(append.source, append.offset, append.plan_uuid, pending.append.value, "fence", error)
-
-    def _unusable(self, msg: Message, error: Exception) -> None:
-        log.error("events %s/%s offset %s cannot be read: %s", msg.topic(), msg.partition(), msg.offset(), error)
 
     # ---------------------------------------------------------------- handling
 
@@ -147,84 +105,77 @@ class KafkaCommandHandler:
         """Handle one batch of commands; returns how many records were consumed."""
         messages = [m for m in self._consumer.consume(500, timeout) if m.error() is None]
         if self._stale or messages:
-            self.refresh()
-        commands: list[Command] = []
+            self.log.refresh()
+            self._stale = False
+        commands: list[tuple[Command, bytes]] = []
         for msg in messages:
             try:
-                commands.append(decode_command(self._codec, msg))
+                commands.append((decode_command(self._codec, msg), msg.value() or b""))
             except POISON as exc:
                 self._dead.park(msg, "handler", exc)
         for _ in range(ATTEMPTS):
             if not commands:
                 break
             commands = self._attempt(commands)
-        for command in commands:
-            log.error("command %s lost to other writers %d times; it stays unhandled until redelivered", command.command_id, ATTEMPTS)
+        for command, _ in commands:
+            log.error("command %s lost to other writers %d times; it is handled again when redelivered", command.command_id, ATTEMPTS)
         if messages:
             self._publisher.flush()
             if not commands:
-                commit_offsets(self._consumer, messages)
-            else:  # redeliver from the first unhandled one: its command id keeps it from taking effect twice
+                if not commit_offsets(self._consumer, messages):
+                    self._stale = True  # deposed meanwhile: read the topic again before deciding anything
+            else:  # not committed: redelivered, and its command id keeps it from taking effect twice
                 self._stale = True
         return len(messages)
 
-    def _attempt(self, commands: list[Command]) -> list[Command]:
-        """Decide, append and confirm; returns the commands whose append lost (to decide again)."""
-        self._own = {}
+    def _attempt(self, commands: list[tuple[Command, bytes]]) -> list[tuple[Command, bytes]]:
+        """Decide on the state the log has, append the batch, report what stood; returns what lost."""
         working: dict[str, Plan | None] = {}
-        heads: dict[str, str] = {}
-        versions: dict[str, int] = {}  # the version each append expects: the fence's, moved on by this batch
-        for command in commands:
-            if command.command_id in self._own_commands():
-                continue  # the same command twice in one batch
-            done = self._applied.get(command.command_id)
+        versions: dict[str, int] = {}  # each plan's version as this batch's earlier appends leave it
+        requests: list[AppendRequest] = []
+        decided: list[tuple[Command, bytes, Decision]] = []
+        seen: set[str] = set()
+        for command, body in commands:
+            done = self.log.handled(command.command_id)
             if done is not None:  # appended before (a redelivery, or a crash before its outcome): say it again
-                plan = self.plans.get(command.plan_uuid)
-                self._publish_outcome(command, Decision(done.outcome, done.reason, [], [], plan), done.event_types)
+                self._publish_outcome(command, done.outcome, done.reason, self.plans.get(command.plan_uuid), [])
                 continue
+            if command.command_id in seen:
+                continue  # the same command twice in one batch
+            seen.add(command.command_id)
             uuid = command.plan_uuid
             plan = working[uuid] if uuid in working else self.plans.get(uuid)
             decision = decide_command(self._codec, plan, command, self._clock(), self._abort_timeout_us)
-            prepared = prepare_append(
-                self._codec, command_id=command.command_id, command_type=type(command).__name__, plan_uuid=uuid,
-                expected_version=versions.get(uuid, self._fence.version(uuid)), writer=self.writer, appended_at=self._clock(),
-                outcome=decision.outcome, reason=decision.reason, events=decision.new_events,
-                previous_hash=heads.get(uuid, self._hashes.get(uuid, "")),
+            expected = versions.get(uuid, self.log.version(uuid))
+            record = CommandRecord(
+                command.command_id, type(command).__name__, uuid, command.issued_by, command.origin, command.issued_at,
+                body, decision.outcome, decision.reason,
             )
-            if not self._own:
+            if not requests:
                 fault_point("stop-before-append")  # a paused handler, deposed while it holds a decided batch
-            self._publisher.produce(self._topics.events, uuid, prepared.value, prepared.headers)
-            self._own[prepared.append_id] = _Pending(command, decision, prepared)
-            working[uuid], heads[uuid] = decision.plan, prepared.last_hash
-            versions[uuid] = versions.get(uuid, self._fence.version(uuid)) + len(decision.new_events)
-        if not self._own:
+            requests.append(AppendRequest(uuid, expected, decision.new_events, record))
+            decided.append((command, body, decision))
+            working[uuid], versions[uuid] = decision.plan, expected + len(decision.new_events)
+        if not requests:
             return []
-        self._publisher.flush()
-        self._seen_appends = {}
-        while len(self._seen_appends) < len(self._own):
-            self.refresh()  # reads our own appends back: the partition order says which stood
-        lost: list[Command] = []
-        for append_id, pending in self._own.items():
-            if self._seen_appends[append_id]:
-                self._publish_outcome(pending.command, pending.decision)
+        lost: list[tuple[Command, bytes]] = []
+        for (command, body, decision), result in zip(decided, self.log.append_all(requests), strict=True):
+            if isinstance(result, StaleVersionError):
+                lost.append((command, body))  # decided again on the state that won
+            elif isinstance(result, DuplicateCommandError):
+                continue  # another writer's append of it stood meanwhile; its outcome is said on redelivery
             else:
-                lost.append(pending.command)
-        self._own = {}
+                self._publish_outcome(command, decision.outcome, decision.reason, decision.plan, [type(e).__name__ for e in decision.events])
         return lost
 
-    def _own_commands(self) -> set[str]:
-        return {p.command.command_id for p in self._own.values()}
-
-    def _publish_outcome(self, command: Command, decision: Decision, event_types: tuple[str, ...] | None = None) -> None:
-        plan, events = decision.plan, decision.events
-        types = list(event_types) if event_types is not None else [type(e).__name__ for e in events]
-        last = plan.version if plan and events else None
+    def _publish_outcome(self, command: Command, outcome: str, reason: str, plan: Plan | None, event_types: list[str]) -> None:
+        last = plan.version if plan and event_types else None
         record: dict[str, Any] = {
             "command_id": command.command_id, "command_type": type(command).__name__, "plan_uuid": command.plan_uuid,
             "issued_by": command.issued_by, "origin": command.origin, "issued_at": command.issued_at,
-            "handled_at": self._clock(), "outcome": decision.outcome, "reason": decision.reason,
-            "first_seq": (last - len(events) + 1) if last is not None else None, "last_seq": last,
-            "event_types": types,
+            "handled_at": self._clock(), "outcome": outcome, "reason": reason,
+            "first_seq": (last - len(event_types) + 1) if last is not None else None, "last_seq": last,
+            "event_types": event_types,
             "plan_state": plan.state if plan else None,
             "action_states": [{"uuid": a.uuid, "action_type": a.action_type, "state": a.state} for a in plan.actions] if plan else [],
         }

@@ -203,13 +203,30 @@ class DeadLetters:
         self._publisher.produce(self.topic, key, value, headers)
 
 
-def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> None:
-    """Commit the next offset of each partition seen; called only after the effects are durable."""
+#: A commit refused because this member lost its partitions (paused past its session, deposed).
+_LOST_PARTITIONS = frozenset({KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS})
+
+
+def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> bool:
+    """Commit the next offset of each partition seen; called only after the effects are durable.
+
+    A member that lost its partitions meanwhile cannot commit: its records go to their new owner,
+    which handles them again (every effect is idempotent). That is no error: returns False.
+    """
     last: dict[tuple[str, int], int] = {}
     for msg in messages:
         last[(msg.topic() or "", partition_of(msg))] = offset_of(msg)
-    if last:
+    if not last:
+        return True
+    try:
         consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError) and error.code() in _LOST_PARTITIONS:
+            log.warning("commit refused, this member lost its partitions (%s): their new owner takes the records over", error.str())
+            return False
+        raise
+    return True
 
 
 def subscribe(consumer: Consumer, topic: str, on_assign: Callable[[Consumer, list[TopicPartition]], Any] | None = None) -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Literal, Protocol
+
+from confluent_kafka import KafkaException
 
 from projections.kafka_parts import KafkaReadModelPart, KafkaTranslatorPart
 from projections.read_model import ReadModel
@@ -21,6 +24,7 @@ from projections.translator import translator_for
 from ..codec import AvroCodec
 from ..config import Settings, system_clock
 from ..domain.deadline import deadline_command, overdue
+from ..exceptions import WatcherEsError
 from .client import KafkaClient
 from .config import KafkaSettings
 from .handler import KafkaCommandHandler
@@ -72,12 +76,25 @@ class KafkaService:
             signal.signal(signal.SIGTERM, self.stop)
         try:
             while not self._stopping and not (until and until()):
-                busy = sum(part.poll(0.02) for part in self.parts.values())
-                self._deadline_pass()
+                busy = sum(self._poll(name, part) for name, part in self.parts.items())
+                self._isolated("deadline pass", self._deadline_pass)
                 if not busy:
                     time.sleep(0.01)
         finally:
             self.close()
+
+    def _poll(self, name: str, part: Part) -> int:
+        polled: list[int] = []
+        self._isolated(name, lambda: polled.append(part.poll(0.02)))
+        return polled[0] if polled else 0
+
+    def _isolated(self, name: str, work: Callable[[], object]) -> None:
+        """One part failing never takes the others down: it is logged and tried again (every effect is idempotent)."""
+        try:
+            work()
+        except (WatcherEsError, KafkaException, sqlite3.Error) as exc:
+            log.error("%s failed, retrying: %s", name, exc)
+            time.sleep(0.5)
 
     def _deadline_pass(self) -> None:
         if self.handler is None or self._deadlines is None or time.monotonic() < self._next_deadline_pass:

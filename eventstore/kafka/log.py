@@ -1,0 +1,189 @@
+"""The EventLog port on a Kafka events topic: atomic, fenced appends, read back through the fence.
+
+An append is one ``EventsAppended`` record (all of a command's events, its outcome and the
+command itself) produced at the plan's version and confirmed by the cluster; the log then reads
+its partitions to their end and reports whether the append stood (the first at its version) or
+lost to another writer's, which raises ``StaleVersionError`` exactly as the SQLite log's unique
+key does. ``append_all`` does the same for a whole batch with one flush and one read-back: the
+handler's path. Everything read goes through the same ``Fence`` as every other reader.
+
+State held: each plan's version and chain head, and each handled command's record (what the
+handler must recognise). Reads of history (``read_plan``, ``events_after``) scan the topic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from ..codec import AvroCodec, WriterSchema
+from ..exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
+from ..log import CommandRecord, NewEvent, Outcome, StoredEvent
+from ..position import Position
+from .appends import Append, Fence, PreparedAppend, events_of, new_writer_id, prepare_append, standing
+from .config import KafkaSettings
+from .io import DeadLetters, Publisher, TopicFollower, topic_pages
+
+#: Called with every append that stands, in partition order (a handler folds its plans with it).
+AppendListener = Callable[[Append], None]
+
+
+@dataclass(frozen=True)
+class AppendRequest:
+    plan_uuid: str
+    expected_version: int
+    events: Sequence[NewEvent]
+    command: CommandRecord
+
+
+def command_record(codec: AvroCodec, append: Append) -> CommandRecord:
+    """What a standing append says of its command: the audit trail's row."""
+    issued_by, origin, issued_at = "", "", append.appended_at
+    if append.command:
+        _, r = codec.decode(append.command, f"the command in {append.where}")
+        issued_by, origin, issued_at = r["issued_by"], r["origin"], r["issued_at"]
+    first = append.position if append.events else None
+    return CommandRecord(
+        append.command_id, append.command_type, append.plan_uuid, issued_by, origin, issued_at, append.command,
+        cast(Outcome, append.outcome), append.reason, first, first,
+    )
+
+
+class KafkaEventLog:
+    """One writer (and reader) of the events topic."""
+
+    def __init__(self, settings: KafkaSettings, codec: AvroCodec, publisher: Publisher | None = None, writer: str | None = None) -> None:
+        self._settings = settings
+        self._codec = codec
+        self.writer = writer or new_writer_id()
+        self._publisher = publisher or Publisher(settings)
+        self._dead = DeadLetters(self._publisher, settings.topics.dead_letters)
+        self._follower = TopicFollower(settings, settings.topics.events)
+        self._fence = Fence()
+        self._heads: dict[str, str] = {}
+        self._applied: dict[str, CommandRecord] = {}
+        self._pending: dict[str, PreparedAppend] = {}
+        self._results: dict[str, bool] = {}
+        self._listeners: list[AppendListener] = []
+
+    def close(self) -> None:
+        self._publisher.flush()
+        self._follower.close()
+
+    def listen(self, listener: AppendListener) -> None:
+        self._listeners.append(listener)
+
+    # ---------------------------------------------------------------- reading the topic forward
+
+    def refresh(self) -> None:
+        """Read every partition to its end through the fence."""
+        for page in self._follower.pages():
+            for append in standing(self._codec, page, self._fence, on_poison=lambda m, e: None, on_conflict=self._lost):
+                self._stood(append)
+
+    def _stood(self, append: Append) -> None:
+        self._applied[append.command_id] = command_record(self._codec, append)
+        if append.last_hash is not None:
+            self._heads[append.plan_uuid] = append.last_hash
+        if append.append_id in self._pending:
+            self._results[append.append_id] = True
+        for listener in self._listeners:
+            listener(append)
+
+    def _lost(self, append: Append, error: StaleAppendError) -> None:
+        mine = self._pending.get(append.append_id)
+        if mine is not None:  # ours lost: say so where operators look, once, from the writer that lost
+            self._results[append.append_id] = False
+            self._dead.park_record(append.source, append.offset, append.plan_uuid, mine.value, "fence", error)
+
+    def version(self, plan_uuid: str) -> int:
+        return self._fence.version(plan_uuid)
+
+    def handled(self, command_id: str) -> CommandRecord | None:
+        """The command's record if an append of it stands (as far as this log has read)."""
+        return self._applied.get(command_id)
+
+    # ---------------------------------------------------------------- the port
+
+    def append(self, plan_uuid: str, expected_version: int, events: Sequence[NewEvent], command: CommandRecord) -> CommandRecord:
+        [result] = self.append_all([AppendRequest(plan_uuid, expected_version, events, command)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def append_all(self, requests: Sequence[AppendRequest], timeout_s: float = 60.0) -> list[CommandRecord | StaleVersionError | DuplicateCommandError]:
+        """Append each request in order with one flush and one read-back; each result says whether it stood."""
+        self.refresh()
+        heads: dict[str, str] = {}
+        ids: list[str | DuplicateCommandError] = []
+        for r in requests:
+            if r.command.command_id in self._applied:
+                ids.append(DuplicateCommandError(r.command.command_id))
+                continue
+            prepared = prepare_append(
+                self._codec, command_id=r.command.command_id, command_type=r.command.command_type, plan_uuid=r.plan_uuid,
+                expected_version=r.expected_version, writer=self.writer, appended_at=time.time_ns() // 1000,
+                outcome=r.command.outcome, reason=r.command.reason, events=r.events,
+                previous_hash=heads.get(r.plan_uuid, self._heads.get(r.plan_uuid, "")), command=r.command.body,
+            )
+            self._publisher.produce(self._settings.topics.events, r.plan_uuid, prepared.value, prepared.headers)
+            self._pending[prepared.append_id] = prepared
+            heads[r.plan_uuid] = prepared.last_hash
+            ids.append(prepared.append_id)
+        if not self._pending:
+            return [i for i in ids if isinstance(i, DuplicateCommandError)]
+        self._publisher.flush()
+        deadline = time.monotonic() + timeout_s
+        while len(self._results) < len(self._pending):
+            if time.monotonic() > deadline:
+                raise KafkaUnavailableError(f"{len(self._pending) - len(self._results)} confirmed append(s) never read back from {self._settings.topics.events}")
+            self.refresh()  # our own appends, read back: the partition order says which stood
+        out: list[CommandRecord | StaleVersionError | DuplicateCommandError] = []
+        for r, i in zip(requests, ids, strict=True):
+            if isinstance(i, DuplicateCommandError):
+                out.append(i)
+            elif self._results[i]:
+                out.append(self._applied[r.command.command_id])
+            else:
+                out.append(StaleVersionError(r.plan_uuid, r.expected_version, self._fence.version(r.plan_uuid)))
+        self._pending, self._results = {}, {}
+        return out
+
+    def command_outcome(self, command_id: str) -> CommandRecord | None:
+        self.refresh()
+        return self._applied.get(command_id)
+
+    def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
+        """One plan's events (it lives in one partition), up to a position of that partition."""
+        return [
+            e for page in topic_pages(self._settings, self._codec) for e in page
+            if e.plan_uuid == plan_uuid and (until_position is None or e.position <= until_position)
+        ]
+
+    def events_after(self, after: Position, limit: int = 1000) -> list[StoredEvent]:
+        """Events past ``after`` in every partition, whole appends only (the topic is read from its start:
+        the fence needs every version before)."""
+        out: list[StoredEvent] = []
+        for page in topic_pages(self._settings, self._codec):
+            for event in page:
+                if event.position > after[event.source] and (len(out) < limit or out[-1].position == event.position):
+                    out.append(event)
+        return out
+
+    def head(self) -> Position:
+        positions: dict[str, int] = {}
+        for page in topic_pages(self._settings, self._codec):
+            for event in page:
+                positions[event.source] = event.position
+        return Position.of(positions)
+
+    def writer_schemas(self) -> list[WriterSchema]:
+        return self._codec.current_schemas()
+
+    def keep_schemas(self, schemas: Sequence[WriterSchema]) -> None:
+        """Every released schema ships with the code (avro/history): nothing to keep beside a topic."""
+
+
+__all__ = ["AppendRequest", "KafkaEventLog", "command_record", "events_of"]
