@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .domain.messages import Action, Audit, RegisterActionPlan, Strategy
+from .domain.validation import canonical_uuid
 from .exceptions import CommandValidationError
 
 
@@ -97,6 +98,9 @@ class _Doc:
             raise CommandValidationError(f"{self._name(key)}: must be a datetime, not null")
         return value
 
+    def uuid(self, key: str) -> str:
+        return canonical_uuid(self._name(key), self.text(key))
+
     def child(self, key: str) -> _Doc:
         return _Doc(self.get(key), self._name(key))
 
@@ -105,7 +109,7 @@ def parse_plan_document(data: Any, *, command_id: str, issued_at: int, issued_by
     doc = _Doc(data, "")
     a, s = doc.child("audit"), doc.child("strategy")
     audit = Audit(
-        uuid=a.text("uuid"), goal_uuid=a.text("goal_uuid"), strategy_uuid=a.text("strategy_uuid"),
+        uuid=a.uuid("uuid"), goal_uuid=a.uuid("goal_uuid"), strategy_uuid=a.uuid("strategy_uuid"),
         audit_type=a.text("audit_type", "ONESHOT"), state=a.text("state", "SUCCEEDED"), scope=a.json("scope", []),
         parameters=a.json("parameters", {}), interval=a.interval("interval"), created_at=a.required_time("created_at"),
         updated_at=a.time("updated_at", None), deleted_at=a.time("deleted_at", None),
@@ -113,7 +117,7 @@ def parse_plan_document(data: Any, *, command_id: str, issued_at: int, issued_by
         status_message=a.optional_text("status_message"),
     )
     strategy = Strategy(
-        uuid=s.text("uuid"), name=s.text("name"), display_name=s.text("display_name", s.text("name")),
+        uuid=s.uuid("uuid"), name=s.text("name"), display_name=s.text("display_name", s.text("name")),
         parameters_spec=s.json("parameters_spec", {}), created_at=s.required_time("created_at"),
         updated_at=s.time("updated_at", None), deleted_at=s.time("deleted_at", None),
     )
@@ -126,15 +130,16 @@ def parse_plan_document(data: Any, *, command_id: str, issued_at: int, issued_by
         parents = x.get("parents", [])
         if not isinstance(parents, list) or not all(isinstance(p, str) for p in parents):
             raise CommandValidationError(f"actions[{i}].parents: {parents!r} is not a list of action uuids")
+        parents = [canonical_uuid(f"actions[{i}].parents[{j}]", p) for j, p in enumerate(parents)]
         actions.append(Action(
-            uuid=x.text("uuid"), action_type=x.text("action_type"), input_parameters=x.json("input_parameters", {}),
+            uuid=x.uuid("uuid"), action_type=x.text("action_type"), input_parameters=x.json("input_parameters", {}),
             parents=tuple(parents), state=x.text("state", "PENDING"), created_at=x.required_time("created_at"),
             updated_at=x.time("updated_at", None), deleted_at=x.time("deleted_at", None),
             status_message=x.optional_text("status_message"),
         ))
     return RegisterActionPlan(
         command_id=command_id, issued_at=issued_at, issued_by=issued_by, origin=origin,
-        plan_uuid=doc.text("uuid"), state=doc.text("state", "RECOMMENDED"), global_efficacy=doc.efficacy("global_efficacy"),
+        plan_uuid=doc.uuid("uuid"), state=doc.text("state", "RECOMMENDED"), global_efficacy=doc.efficacy("global_efficacy"),
         created_at=doc.required_time("created_at"), updated_at=doc.time("updated_at", None), deleted_at=doc.time("deleted_at", None),
         audit=audit, strategy=strategy, actions=tuple(actions), status_message=doc.optional_text("status_message"),
     )

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from eventstore.exceptions import WatcherEsError
+from eventstore.exceptions import CommandValidationError, WatcherEsError
 
 
 class ReplayError(WatcherEsError):
     """A replay cannot run as asked (a bad --until, a target that would clobber the live model)."""
 
 
-class UnknownInstantError(ReplayError):
-    """``--until`` is neither a log position nor an ISO 8601 time, or lies past the end of the log."""
+class UnknownInstantError(ReplayError, CommandValidationError):
+    """``--until`` is neither a log position nor an ISO 8601 time, or lies past the end of the log: bad input."""
 
 
 class NoSuchPlanError(WatcherEsError):

@@ -13,7 +13,7 @@ import pytest
 
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings
-from eventstore.service import EmbeddedService
+from projections.embedded import EmbeddedService
 from eventstore.sqlite_log import SqliteEventLog
 
 from . import factories as f

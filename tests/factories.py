@@ -38,6 +38,7 @@ def register(
     audit_uuid: str = "10a47dd1-4874-4298-91cf-eff046dbdb8d", strategy_uuid: str = "cb3d0b58-4415-4d90-b75b-1e96878730e3",
     at: int = T0,
 ) -> RegisterActionPlan:
+    actions = tuple(actions) or (action(),)  # a plan has at least one action
     return RegisterActionPlan(
         command_id=cid(), issued_at=at, issued_by="watcher-decision-engine", origin="tests",
         plan_uuid=plan_uuid or str(uuid.uuid4()), state=state, global_efficacy="{}", created_at=T0, updated_at=None, deleted_at=None,

@@ -11,7 +11,7 @@ from eventstore.codec import AvroCodec
 from eventstore.config import Settings
 from eventstore.domain.messages import Command
 from eventstore.handler import HandlingResult
-from eventstore.service import EmbeddedService
+from projections.embedded import EmbeddedService
 
 from . import factories as f
 

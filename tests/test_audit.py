@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from eventstore.cli import app, context
-from eventstore.demo import OPERATOR, DemoReport, run_demo
-from eventstore.service import EmbeddedService
+from projections.demo import OPERATOR, DemoReport, run_demo
+from projections.embedded import EmbeddedService
 from projections.audit import PlanStory, plan_story
 from projections.exceptions import NoSuchPlanError
 from projections.outbox import stored_notifications

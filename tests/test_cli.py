@@ -425,3 +425,37 @@ def test_replay_reemits_each_notification_at_the_version_it_was_emitted_unless_t
     told = [json.loads(line) for line in cli("notifications", "--replay", "--json", options=("--payload-version", "1.0")).stdout.splitlines()]
     assert [n["message_id"] for n in told] == [n["message_id"] for n in emitted]
     assert {n["payload"]["watcher_object.version"] for n in told} == {"1.0"}
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda u: f"urn:uuid:{u}", lambda u: "{" + u + "}", lambda u: u.replace("-", "")])
+def test_any_spelling_of_a_uuid_names_the_same_plan(cli: Cli, tmp_path: Path, spelling: Any) -> None:
+    document = plan_document()
+    document["uuid"] = spelling(PLAN)
+    document["actions"][0]["uuid"] = spelling(A[0])
+    cli("register", write_plan(tmp_path, document))
+    assert cli.json("status", spelling(PLAN))["plan"]["uuid"] == PLAN
+    assert cli("register", write_plan(tmp_path, plan_document(), "again.json"), code=1).stderr.count("already registered") == 1
+    cancel = cli.json("cancel", spelling(PLAN), "--reason", "r")
+    assert (cancel["plan_uuid"], cancel["outcome"]) == (PLAN, "accepted")
+    assert {n["payload"]["watcher_object.data"]["uuid"] for n in cli.lines("notifications", "--plan", spelling(PLAN))} >= {PLAN}
+    assert [p["uuid"] for p in cli.lines("plans")] == [PLAN]
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda d: d["actions"][0].update(input_parameters="not-json-obj"), "actions[0].input_parameters"),
+    (lambda d: d["actions"][1].update(parents=["not-a-uuid"]), "actions[1].parents[0]"),
+    (lambda d: d["actions"][1].update(parents=["11111111-2222-4333-8444-555555555555"]), "actions[1].parents[0]"),
+    (lambda d: d["audit"].update(audit_type="WEIRD"), "audit.audit_type"),
+    (lambda d: d.update(actions=[]), "actions"),
+])
+def test_a_plan_watcher_would_not_hold_is_refused_naming_the_field(cli: Cli, tmp_path: Path, change: Any, field: str) -> None:
+    document = plan_document()
+    change(document)
+    assert field in cli("register", write_plan(tmp_path, document), code=2).stderr
+    assert cli.lines("plans") == []
+
+
+def test_bad_query_arguments_exit_2(cli: Cli, tmp_path: Path) -> None:
+    cli("register", write_plan(tmp_path, plan_document()))
+    assert "--state" in cli("plans", "--state", "NOPE", code=2).stderr
+    assert "--until" in cli("replay", "--until", "yesterday", code=2).stderr

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from eventstore.cli import app
 from eventstore.config import Settings
-from eventstore.service import EmbeddedService
+from projections.embedded import EmbeddedService
 
 from . import factories as f
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eventstore.service import EmbeddedService
+from projections.embedded import EmbeddedService
 
 from . import factories as f
 

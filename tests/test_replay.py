@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from eventstore.cli import app
 from eventstore.domain.messages import Command
 from eventstore.plan_file import format_time
-from eventstore.service import EmbeddedService
+from projections.embedded import EmbeddedService
 from projections.exceptions import ReplayError, UnknownInstantError
 from projections.read_model import ReadModel
 from projections.replay import ReplayProgress, parse_timestamp, replay, resolve_until
@@ -179,7 +179,7 @@ def test_cli_replay_prints_json_on_stdout_and_progress_on_stderr(tmp_path: Path)
     assert f"from {last} events" in result.stdout
 
     result = runner.invoke(app, ["--db", str(db), "replay", "--until", "not-a-time"])
-    assert result.exit_code == 1 and "ISO 8601" in " ".join(result.stderr.split()) and result.stdout == ""
+    assert result.exit_code == 2 and "ISO 8601" in " ".join(result.stderr.split()) and result.stdout == ""
 
     result = runner.invoke(app, ["--db", str(tmp_path / "none.db"), "replay"])
     assert result.exit_code == 1 and "no event log" in " ".join(result.stderr.split())

@@ -21,7 +21,7 @@ from eventstore.domain.messages import Command
 from eventstore.domain.states import ACTION_REGISTRABLE, ACTION_STATES, PLAN_REGISTRABLE, PLAN_STATES
 from eventstore.exceptions import CommandValidationError
 from eventstore.handler import load_plan
-from eventstore.service import EmbeddedService
+from projections.embedded import EmbeddedService
 from projections.outbox import NotificationOutbox, stored_notifications
 from projections.read_model import ReadModel
 from projections.tracking import catch_up
@@ -54,7 +54,7 @@ def some_state(states: frozenset[str], likely: str) -> st.SearchStrategy[str]:
 def registration(plan: st.SearchStrategy[int]) -> st.SearchStrategy[tuple[Any, ...]]:
     return st.tuples(
         st.just("register"), plan, some_state(PLAN_REGISTRABLE, "ONGOING"),
-        st.lists(some_state(ACTION_REGISTRABLE, "ONGOING"), max_size=MAX_ACTIONS),
+        st.lists(some_state(ACTION_REGISTRABLE, "ONGOING"), min_size=1, max_size=MAX_ACTIONS),
     )
 
 

@@ -20,7 +20,7 @@ from eventstore.domain.plan import Plan, fold
 from eventstore.exceptions import DuplicateCommandError, StaleVersionError
 from eventstore.handler import CommandHandler, load_plan
 from eventstore.log import CommandRecord, EventLog, NewEvent, chain_hash
-from eventstore.service import EmbeddedService
+from projections.embedded import EmbeddedService
 from eventstore.sqlite_log import SqliteEventLog
 
 from . import factories as f
@@ -106,7 +106,7 @@ def test_two_writers_on_one_file_cannot_both_append_a_version(tmp_path: Path, co
         w = Writer(first, codec, PLAN)
         w.send(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")]))
         plan = w.plan
-        one, two = f.cancel(PLAN), f.plan_progress(PLAN, "SUCCEEDED")
+        one, two = f.cancel(PLAN), f.plan_progress(PLAN, "FAILED")
         first.append(PLAN, 1, new_events(codec, plan, one)[1], record_of(codec, one))
         with pytest.raises(StaleVersionError):
             second.append(PLAN, 1, new_events(codec, plan, two)[1], record_of(codec, two))

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from eventstore.cli import app
 from eventstore.position import Position
 from eventstore.log import StoredEvent
-from eventstore.service import EmbeddedService
+from projections.embedded import EmbeddedService
 from projections.exceptions import VerificationFailed
 from projections.read_model import ReadModel
 from projections.tracking import catch_up

@@ -10,7 +10,7 @@ import typer
 from ..config import Settings
 from ..exceptions import ConfigurationError
 from ..kafka.config import KafkaSettings, Topics, parse_properties, read_properties_file
-from . import audit, demo, kafka_cmds, queries, writes
+from . import audit, demo, queries, topics, writes
 from .context import EXIT_INVALID, err
 
 app = typer.Typer(
@@ -65,5 +65,5 @@ def configure(
 writes.register_commands(app)
 queries.register_commands(app)
 demo.register_commands(app)
-kafka_cmds.register_commands(app)
+topics.register_commands(app)
 audit.register_commands(app)

@@ -2,70 +2,22 @@
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
 
-from projections.audit import AuditEntry, plan_story
+from projections.audit import AuditEntry
 from projections.exceptions import VerificationFailed
-from projections.outbox import stored_notifications
-from projections.read_model import ReadModel
-from projections.replay import replay as replay_log
-from projections.verify import verify as verify_store
 
-from ..codec import AvroCodec
-from ..config import Settings
-from ..exceptions import WatcherEsError
+from ..domain.validation import canonical_uuid
 from ..plan_file import format_time
-from ..kafka.history import KafkaPlanHistory
-from ..kafka.io import topic_pages
-from ..log import EventLog, StoredEvent
-from ..sqlite_log import SqliteEventLog
 from . import render
-from .context import EXIT_REJECTED, friendly_errors, json_line, kafka_of, open_service, out, settings_of
+from .context import EXIT_REJECTED, friendly_errors, json_line, open_store_of, out
 from .progress import replay_progress
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of text.")]
-
-
-class MissingLogError(WatcherEsError):
-    """There is no event log at the configured --db path."""
-
-
-@contextmanager
-def open_log(settings: Settings) -> Iterator[tuple[SqliteEventLog, AvroCodec]]:
-    """The embedded log and a codec that reads every schema it was written with; never creates a log."""
-    path = settings.paths.log
-    if not path.exists():
-        raise MissingLogError(f"no event log at {path} (set --db or WATCHER_ES_DB)")
-    events = SqliteEventLog(path)
-    try:
-        codec = AvroCodec()
-        codec.learn(events.writer_schemas())
-        yield events, codec
-    finally:
-        events.close()
-
-
-@contextmanager
-def open_events(settings: Settings) -> Iterator[tuple[EventLog | Iterable[list[StoredEvent]], AvroCodec]]:
-    """The record to check: the embedded log, or the events topic read to its end.
-
-    On Kafka the live read model is the one `serve` keeps beside --db on this host.
-    """
-    if settings.kafka is None:
-        with open_log(settings) as (events, codec):
-            yield events, codec
-        return
-    if not settings.paths.model.exists():
-        raise MissingLogError(f"no read model at {settings.paths.model}: run verify where `serve` keeps it (same --db)")
-    codec = AvroCodec()
-    yield topic_pages(settings.kafka, codec), codec
 
 
 @friendly_errors
@@ -76,16 +28,9 @@ def replay(
     as_json: JsonOpt = False,
 ) -> None:
     """Rebuild the read model from the start of the log and swap it in atomically when done."""
-    settings = settings_of(ctx)
     label = "replaying" if until is None else f"replaying until {until}"
-    if settings.kafka is not None:
-        kafka = settings.kafka
-        with replay_progress(label) as progress:
-            codec = AvroCodec()
-            result = replay_log(lambda: topic_pages(kafka, codec), codec, settings.paths, until, into, progress=progress)
-    else:
-        with open_log(settings) as (events, codec), replay_progress(label) as progress:
-            result = replay_log(events, codec, settings.paths, until, into, progress=progress)
+    with open_store_of(ctx) as store, replay_progress(label) as progress:
+        result = store.replay(until, into, progress)
     summary = {
         "path": str(result.path), "position": result.position.to_json(), "events": result.events,
         "seconds": round(result.seconds, 3), "events_per_second": round(result.events_per_second),
@@ -104,15 +49,8 @@ def replay(
 @friendly_errors
 def audit(ctx: typer.Context, plan: Annotated[str, typer.Argument(help="Action plan uuid.")], as_json: JsonOpt = False) -> None:
     """Show a plan's whole story: every command (who, from where, when, why), event and notification."""
-    kafka = kafka_of(ctx)
-    if kafka is not None:
-        codec = AvroCodec()
-        history = KafkaPlanHistory(kafka, codec, plan)
-        story = plan_story(plan, history, history, history.notifications(), codec, history.conflicts())
-    else:
-        with open_service(ctx) as service:
-            service.catch_up()
-            story = plan_story(plan, service.log, service.log, stored_notifications(service.outbox, plan), service.codec)
+    with open_store_of(ctx) as store:
+        story = store.audit(canonical_uuid("PLAN", plan))
     if as_json:
         json_line(story.to_json())
         return
@@ -144,18 +82,14 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute every plan's hash chain and rebuild the model in memory; exit 1 naming the first difference."""
-    settings = settings_of(ctx)
-    with open_events(settings) as (events, codec), tempfile.TemporaryDirectory(dir=settings.paths.model.parent, prefix=".verify-") as tmp:
-        model = ReadModel(settings.paths.model, codec)
+    with open_store_of(ctx) as store:
         try:
-            report = verify_store(events, codec, model, scratch=Path(tmp) / "fresh.db" if on_disk else ":memory:")
+            report = store.verify(on_disk)
         except VerificationFailed as failed:
             if not as_json:
                 raise
             json_line({"verified": False, "kind": failed.kind, "plan_uuid": failed.plan_uuid, "position": failed.position, "detail": failed.detail})
             raise typer.Exit(EXIT_REJECTED) from None
-        finally:
-            model.close()
     if as_json:
         json_line({
             "verified": True, "events": report.events, "plans": report.plans,

@@ -1,4 +1,4 @@
-"""What every command shares: settings resolved once, the service opened on demand, errors as one line."""
+"""What every command shares: settings resolved once, the store opened per command, errors as one line."""
 
 from __future__ import annotations
 
@@ -9,18 +9,18 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, Protocol, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from confluent_kafka import KafkaException
 from rich.console import Console
 
-from ..codec import AvroCodec
+from rich.markup import escape
+
+from projections.store import Store, Submitted, open_store
+
 from ..config import Settings
-from ..exceptions import CommandValidationError, ConfigurationError, WatcherEsError
-from ..kafka.client import KafkaClient
-from ..kafka.config import KafkaSettings
-from ..service import EmbeddedService
+from ..exceptions import CommandValidationError, WatcherEsError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -35,12 +35,6 @@ EXIT_INVALID = 2
 def settings_of(ctx: typer.Context) -> Settings:
     settings: Settings = ctx.ensure_object(dict)["settings"]
     return settings
-
-
-@contextmanager
-def open_service(ctx: typer.Context) -> Iterator[EmbeddedService]:
-    with EmbeddedService(settings_of(ctx)) as service:
-        yield service
 
 
 def origin() -> str:
@@ -59,13 +53,13 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except CommandValidationError as exc:
-            err.print(f"[red]invalid:[/red] {exc}", markup=True)
+            err.print(f"[red]invalid:[/red] {escape(str(exc))}", markup=True)
             raise typer.Exit(EXIT_INVALID) from None
         except WatcherEsError as exc:
-            err.print(f"[red]error:[/red] {exc}", markup=True)
+            err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
         except KafkaException as exc:  # the cluster said no; say what it said, not where we were
-            err.print(f"[red]kafka:[/red] {exc}", markup=True)
+            err.print(f"[red]kafka:[/red] {escape(str(exc))}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
 
     return wrapper
@@ -76,37 +70,17 @@ def json_line(value: Any) -> None:
     sys.stdout.flush()
 
 
-class CommandResult(Protocol):
-    """What `report` prints: a handled command on the embedded log, or an outcome read from Kafka."""
-
-    @property
-    def command_id(self) -> str: ...
-
-    @property
-    def plan_uuid(self) -> str: ...
-
-    @property
-    def outcome(self) -> str: ...
-
-    @property
-    def reason(self) -> str: ...
-
-    @property
-    def duplicate(self) -> bool: ...
-
-    @property
-    def event_types(self) -> list[str]: ...
-
-
-def report(result: CommandResult, as_json: bool, what: str) -> None:
+def report(result: Submitted, as_json: bool, what: str) -> None:
     """Print a command's outcome; a rejected command exits non-zero with its reason."""
     if as_json:
         json_line({
             "command_id": result.command_id, "plan_uuid": result.plan_uuid, "outcome": result.outcome,
             "reason": result.reason, "duplicate": result.duplicate, "events": result.event_types,
         })
+    elif result.outcome == "sent":
+        out.print(f"{what}: sent as command {result.command_id} (use --wait for the outcome)")
     elif result.outcome == "rejected":
-        err.print(f"[red]rejected:[/red] {result.reason}", markup=True)
+        err.print(f"[red]rejected:[/red] {escape(result.reason)}", markup=True)
     elif result.duplicate:
         out.print(f"{what}: command {result.command_id} was already handled ({result.outcome}); nothing done again")
     elif result.outcome == "unchanged":
@@ -117,17 +91,11 @@ def report(result: CommandResult, as_json: bool, what: str) -> None:
         raise typer.Exit(EXIT_REJECTED)
 
 
-def kafka_of(ctx: typer.Context) -> KafkaSettings | None:
-    return settings_of(ctx).kafka
-
-
 @contextmanager
-def open_client(ctx: typer.Context) -> Iterator[KafkaClient]:
-    kafka = kafka_of(ctx)
-    if kafka is None:
-        raise ConfigurationError("this needs a Kafka cluster: set --bootstrap-servers or WATCHER_ES_BOOTSTRAP_SERVERS")
-    client = KafkaClient(kafka, AvroCodec())
+def open_store_of(ctx: typer.Context) -> Iterator[Store]:
+    """The store the settings name, opened once per command and closed after it."""
+    store = open_store(settings_of(ctx))
     try:
-        yield client
+        yield store
     finally:
-        client.close()
+        store.close()

@@ -6,20 +6,15 @@ from typing import Annotated
 
 import typer
 
-from .. import demo as scenario
 from . import render
-from .context import friendly_errors, json_line, kafka_of, open_client, open_service, out
+from .context import friendly_errors, json_line, open_store_of, out
 
 
 @friendly_errors
 def demo(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Only the notifications, one envelope per line.")] = False) -> None:
     """Register two plans, cancel both (one abort fails), and show every notification emitted."""
-    if kafka_of(ctx) is not None:
-        with open_client(ctx) as client:
-            report = scenario.run_demo(scenario.KafkaDemo(client))
-    else:
-        with open_service(ctx) as service:
-            report = scenario.run_demo(service)
+    with open_store_of(ctx) as store:
+        report = store.demo()
     if as_json:
         for envelope in report.notifications:
             json_line(envelope)

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
-import time
 import uuid
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from ..config import system_clock
-from ..domain.deadline import deadline_command, overdue
-from ..kafka.service import PARTS, KafkaService
 from ..domain.messages import CancelActionPlan, Command, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
-from ..exceptions import CommandValidationError, WaitTimeoutError
-from ..handler import load_plan
-from ..service import EmbeddedService
+from ..domain.validation import canonical_uuid
+from ..exceptions import CommandValidationError
 from ..plan_file import parse_plan_document
-from .context import default_operator, err, settings_of, friendly_errors, json_line, kafka_of, open_client, open_service, origin, out, report
+from .context import default_operator, err, friendly_errors, json_line, open_store_of, origin, out, report
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON line.")]
 CommandIdOpt = Annotated[Optional[str], typer.Option("--command-id", help="Idempotency key; a command id seen before is not handled again.")]
@@ -38,44 +36,22 @@ def _command_id(given: str | None) -> str:
 
 
 def submit(ctx: typer.Context, command: Command, as_json: bool, what: str, wait: bool = False, timeout: float = 300.0) -> None:
-    """Hand a command to the configured backend, print its outcome, exit non-zero if it failed."""
-    if kafka_of(ctx) is None:
-        with open_service(ctx) as service:
-            report(service.submit(command), as_json, what)
-            if wait and isinstance(command, CancelActionPlan):
-                _settled(as_json, command.plan_uuid, *wait_embedded_settled(service, command.plan_uuid, timeout))
-        return
-    with open_client(ctx) as client:
-        follower = client.follow_outcomes(command.issued_at // 1000 - 5000) if wait else None
-        client.send(command)
-        if follower is None:
-            if as_json:
-                json_line({"command_id": command.command_id, "plan_uuid": command.plan_uuid, "outcome": "sent"})
-            else:
-                out.print(f"{what}: sent as command {command.command_id} (use --wait for the outcome)")
-            return
-        try:
-            outcome = client.wait_outcome(command.command_id, follower, timeout)
-            report(outcome, as_json, what)
-            if isinstance(command, CancelActionPlan) and outcome.plan_state == "CANCELLING":
-                outcome = client.wait_plan_settled(command.plan_uuid, follower, timeout)
-            if isinstance(command, CancelActionPlan):
-                plan = client.plan(command.plan_uuid) if outcome.plan_state == "FAILED" else None
-                _settled(as_json, command.plan_uuid, outcome.plan_state or "", plan.fault if plan else None)
-        finally:
-            follower.close()
+    """Hand a command to the store, print its outcome, exit non-zero if it failed (or, for a
+    waited cancel, unless the plan ends CANCELLED)."""
+    command = _canonical(command)
+    with open_store_of(ctx) as store:
+        report(store.submit(command, wait=wait, timeout=timeout), as_json, what)
+        if wait and isinstance(command, CancelActionPlan):
+            _settled(as_json, command.plan_uuid, *store.settled(command.plan_uuid, timeout))
 
 
-def wait_embedded_settled(service: EmbeddedService, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
-    """Another process reports the aborts: re-read the plan until its cancellation ends."""
-    deadline = time.monotonic() + timeout
-    while True:
-        plan = load_plan(service.codec, service.log.read_plan(plan_uuid))
-        if plan is None or plan.state != "CANCELLING":
-            return (plan.state if plan else "UNKNOWN"), (plan.fault if plan else None)
-        if time.monotonic() > deadline:
-            raise WaitTimeoutError(f"plan {plan_uuid} is still CANCELLING after {timeout:.0f} s")
-        time.sleep(0.2)
+def _canonical(command: Command) -> Command:
+    """Any spelling of a uuid a person types (upper case, braces, urn:uuid:) names the same plan."""
+    changes = {"plan_uuid": canonical_uuid("plan_uuid", command.plan_uuid)}
+    action = getattr(command, "action_uuid", None)
+    if action is not None:
+        changes["action_uuid"] = canonical_uuid("action_uuid", action)
+    return dataclasses.replace(command, **changes)  # type: ignore[arg-type]
 
 
 def _settled(as_json: bool, plan_uuid: str, state: str, fault: Fault | None) -> None:
@@ -84,7 +60,7 @@ def _settled(as_json: bool, plan_uuid: str, state: str, fault: Fault | None) -> 
     elif state == "CANCELLED":
         out.print(f"plan {plan_uuid} is CANCELLED")
     else:
-        err.print(f"[red]cancellation failed:[/red] plan {plan_uuid} is {state}" + (f": {fault.exception}: {fault.exception_message}" if fault else ""), markup=True)
+        err.print(f"[red]cancellation failed:[/red] plan {plan_uuid} is {state}" + (f": {escape(fault.exception)}: {escape(fault.exception_message)}" if fault else ""), markup=True)
     if state != "CANCELLED":
         raise typer.Exit(1)
 
@@ -172,26 +148,12 @@ def report_abort(
 @friendly_errors
 def enforce_deadlines(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Fail every abort that has not reported back by its deadline (the pass `serve` runs)."""
-    if kafka_of(ctx) is not None:
-        with open_client(ctx) as client:
-            now = system_clock()
-            late = overdue(client.plans(), now)
-            for plan in late:
-                command = deadline_command(plan, now, origin())
-                client.send(command)
-                if as_json:
-                    json_line({"command_id": command.command_id, "plan_uuid": plan.uuid, "outcome": "sent"})
-                else:
-                    out.print(f"deadline {plan.uuid}: sent as command {command.command_id}")
-        if not late and not as_json:
-            out.print("no abort is past its deadline")
-        return
-    with open_service(ctx) as service:
-        results = service.enforce_deadlines(origin())
-        for result in results:
-            report(result, as_json, f"deadline {result.plan_uuid}")
-        if not results and not as_json:
-            out.print("no abort is past its deadline")
+    with open_store_of(ctx) as store:
+        results = store.enforce_deadlines(origin())
+    for result in results:
+        report(result, as_json, f"deadline {result.plan_uuid}")
+    if not results and not as_json:
+        out.print("no abort is past its deadline")
 
 
 @friendly_errors
@@ -203,31 +165,9 @@ def serve(
 ) -> None:
     """Run the service: command handling, read model, translator and the abort-deadline pass."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_of(ctx)
-    if settings.kafka is not None:
-        parts = tuple(only or PARTS)
-        unknown = [p for p in parts if p not in PARTS]
-        if unknown:
-            raise CommandValidationError(f"--only: {', '.join(unknown)} is not one of {', '.join(PARTS)}")
-        err.print(f"serving {', '.join(parts)} on {settings.kafka.bootstrap_servers} with {settings.kafka.shown()}")
-        cluster = KafkaService(settings, settings.kafka, parts, deadline_interval_s=interval)  # type: ignore[arg-type]
+    with open_store_of(ctx) as store:
         try:
-            cluster.run()
-        except KeyboardInterrupt:
-            err.print("stopped")
-        return
-    if only:
-        raise CommandValidationError("--only: the embedded service runs as one part; --only needs --bootstrap-servers")
-    with open_service(ctx) as service:
-        err.print(f"serving {service.settings.db} (Ctrl-C to stop)")
-        try:
-            while True:
-                service.catch_up()
-                for result in service.enforce_deadlines(origin()):
-                    err.print(f"deadline pass: plan {result.plan_uuid}: {result.outcome}")
-                if once:
-                    return
-                time.sleep(interval)
+            store.serve(only or (), interval, once, lambda line: err.print(line, markup=False))
         except KeyboardInterrupt:
             err.print("stopped")
 

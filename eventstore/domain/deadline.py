@@ -25,3 +25,8 @@ def deadline_command(plan: Plan, now: int, origin: str) -> EnforceAbortDeadline:
         raise ValueError(f"plan {plan.uuid} has no cancellation")
     command_id = str(uuid.uuid5(_DEADLINE_IDS, plan.cancellation.started_event_id))
     return EnforceAbortDeadline(command_id, now, PASS_NAME, origin, plan.uuid)
+
+
+def deadline_commands(plans: Iterable[Plan], now: int, origin: str) -> list[EnforceAbortDeadline]:
+    """The deadline pass, whoever runs it: one command per cancellation past its abort deadline."""
+    return [deadline_command(plan, now, origin) for plan in overdue(plans, now)]

@@ -33,7 +33,7 @@ from .messages import (
     ReportActionProgress,
 )
 from .plan import Plan, evolve
-from .states import ACTION_PROGRESS, PLAN_PROGRESS, PLAN_TERMINAL
+from .states import ACTION_FINISHED, ACTION_PROGRESS, PLAN_PROGRESS, PLAN_TERMINAL
 
 #: Watcher's default: an abort that has not reported back in five minutes has failed.
 DEFAULT_ABORT_TIMEOUT_US = 5 * 60 * 1_000_000
@@ -179,6 +179,10 @@ def _plan_progress(out: _Emitter, plan: Plan, command: ReportActionPlanProgress)
         return
     if command.state not in PLAN_PROGRESS.get(plan.state, frozenset()):
         raise CommandRejected(f"action plan {plan.uuid} cannot go from {plan.state} to {command.state}")
+    unfinished = [a for a in plan.actions if a.state not in ACTION_FINISHED]
+    if command.state == "SUCCEEDED" and unfinished:
+        a = unfinished[0]
+        raise CommandRejected(f"action plan {plan.uuid} cannot be SUCCEEDED while action {a.uuid} is {a.state}")
     out.emit(ActionPlanStateChanged, state=command.state, status_message=command.status_message)
 
 

@@ -16,11 +16,25 @@ from .messages import (
 from .states import ACTION_REGISTRABLE, ACTION_STATES, PLAN_REGISTRABLE, PLAN_STATES
 
 
-def _uuid(field: str, value: str) -> None:
+def canonical_uuid(field: str, value: str) -> str:
+    """The one spelling of a uuid (lower-case, hyphenated): what the boundary turns any spelling into."""
     try:
-        uuid.UUID(value)
+        return str(uuid.UUID(value))
     except (ValueError, AttributeError, TypeError):
         raise CommandValidationError(f"{field}: {value!r} is not a UUID") from None
+
+
+def _uuid(field: str, value: str) -> None:
+    """Inside the log a uuid has one spelling, so one plan is one plan whatever a producer typed."""
+    canonical = canonical_uuid(field, value)
+    if canonical != value:
+        raise CommandValidationError(f"{field}: {value!r} is not a canonical UUID (lower-case, hyphenated: {canonical!r})")
+
+
+def _json_object(field: str, value: str) -> None:
+    _json(field, value)
+    if not isinstance(json.loads(value), dict):
+        raise CommandValidationError(f"{field}: {value!r} is not a JSON object")
 
 
 def _json(field: str, value: str) -> None:
@@ -54,8 +68,15 @@ def validate_command(command: Command) -> None:
             raise CommandValidationError("fault.exception: a failed abort must name its exception class")
 
 
+#: Watcher's audit types.
+AUDIT_TYPES = frozenset({"ONESHOT", "CONTINUOUS", "EVENT"})
+
+
 def _validate_register(c: RegisterActionPlan) -> None:
     _one_of("state", c.state, PLAN_REGISTRABLE)
+    _one_of("audit.audit_type", c.audit.audit_type, AUDIT_TYPES)
+    if not c.actions:
+        raise CommandValidationError("actions: a plan has at least one action (there is nothing to cancel otherwise)")
     _json("global_efficacy", c.global_efficacy)
     _uuid("audit.uuid", c.audit.uuid)
     _uuid("audit.goal_uuid", c.audit.goal_uuid)
@@ -72,6 +93,11 @@ def _validate_register(c: RegisterActionPlan) -> None:
             raise CommandValidationError(f"{where}.uuid: {a.uuid} appears twice in the plan")
         seen.add(a.uuid)
         _one_of(f"{where}.state", a.state, ACTION_REGISTRABLE)
-        _json(f"{where}.input_parameters", a.input_parameters)
+        _json_object(f"{where}.input_parameters", a.input_parameters)
         if not a.action_type:
             raise CommandValidationError(f"{where}.action_type: must not be empty")
+    for i, a in enumerate(c.actions):
+        for j, parent in enumerate(a.parents):
+            _uuid(f"actions[{i}].parents[{j}]", parent)
+            if parent not in seen:
+                raise CommandValidationError(f"actions[{i}].parents[{j}]: {parent} is not an action of this plan")

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from eventstore.config import Settings
-from eventstore.service import EmbeddedService
+from projections.embedded import EmbeddedService
 from eventstore.sqlite_support import connect
 from projections.tracking import catch_up
 

@@ -95,7 +95,7 @@ def test_the_deadline_pass_fails_an_abort_that_never_reports(kafka: KafkaSetting
 def test_status_shows_positions_and_lag(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
     env = cli_env(kafka, tmp_path / "client.db")
     for _ in range(3):
-        assert run_cli(env, "register", str(plan_file(tmp_path, [])[0])).returncode == 0
+        assert run_cli(env, "register", str(plan_file(tmp_path, [(str(uuid.uuid4()), "PENDING")])[0])).returncode == 0
     before = [json.loads(line) for line in run_cli(env, "status", "--json").stdout.splitlines()]
     assert sum(r["lag"] for r in before if r["part"] == "handler") == 3
     serve.start()

@@ -1,4 +1,4 @@
-"""Topics (`init`, on a cluster) and dead letters (`dlq`: the topic on Kafka, each consumer's table on the embedded log)."""
+"""Topics (`init`) and dead letters (`dlq`), whichever store the settings name."""
 
 from __future__ import annotations
 
@@ -6,11 +6,8 @@ from typing import Annotated
 
 import typer
 
-from projections.dead_letters import parked
-
-from ..kafka.admin import dead_letters, init_topics
 from . import render
-from .context import friendly_errors, json_line, kafka_of, open_service, out
+from .context import friendly_errors, json_line, open_store_of, out
 
 
 @friendly_errors
@@ -21,11 +18,11 @@ def init(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per topic.")] = False,
 ) -> None:
     """Create the topics (commands, events, outcomes and dead letters never expire); safe to run twice."""
-    kafka = kafka_of(ctx)
-    if kafka is None:
+    with open_store_of(ctx) as store:
+        results = store.init(partitions, replication_factor)
+    if results is None:
         out.print("nothing to create: the embedded store is created on first use (set --bootstrap-servers for Kafka)")
         return
-    results = init_topics(kafka, partitions, replication_factor)
     if as_json:
         for r in results:
             json_line({"topic": r.topic, "partitions": r.partitions, "created": r.created, "detail": r.detail})
@@ -40,16 +37,8 @@ def dlq(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON line per dead letter.")] = False,
 ) -> None:
     """List the records parked as unusable, with where they came from and why."""
-    kafka = kafka_of(ctx)
-    if kafka is None:
-        with open_service(ctx) as service:
-            service.catch_up()
-            rows = [
-                {"topic": "log", "partition": "", "offset": r["position"], "stage": r["consumer"], "error": r["error"], "message": r["message"], "plan_uuid": r["plan_uuid"]}
-                for r in parked(service.model.db) + parked(service.outbox.db)
-            ][:limit]
-    else:
-        rows = dead_letters(kafka, limit)
+    with open_store_of(ctx) as store:
+        rows = store.dead_letters(limit)
     if as_json:
         for row in rows:
             json_line(row)

@@ -6,18 +6,18 @@ cancel's first notification is readable as soon as the command returns.
 
 from __future__ import annotations
 
-from projections.dead_letters import ParkingLot
-from projections.outbox import NotificationOutbox
-from projections.read_model import ReadModel
-from projections.tracking import catch_up
-from projections.translator import translator_for
+from .dead_letters import ParkingLot
+from .outbox import NotificationOutbox
+from .read_model import ReadModel
+from .tracking import catch_up
+from .translator import translator_for
 
-from .codec import AvroCodec
-from .config import Settings, system_clock
-from .domain.deadline import deadline_command, overdue
-from .domain.messages import Command
-from .handler import Clock, CommandHandler, HandlingResult, load_plan
-from .sqlite_log import SqliteEventLog
+from eventstore.codec import AvroCodec
+from eventstore.config import Settings, system_clock
+from eventstore.domain.deadline import deadline_commands
+from eventstore.domain.messages import Command
+from eventstore.handler import Clock, CommandHandler, HandlingResult, load_plan
+from eventstore.sqlite_log import SqliteEventLog
 
 
 class EmbeddedService:
@@ -67,4 +67,4 @@ class EmbeddedService:
         now = self.clock()
         # From the log, not the handler's cache: another process may have cancelled a plan cached before.
         candidates = (load_plan(self.codec, self.log.read_plan(uuid)) for uuid in self.model.overdue_cancellations(now))
-        return [self.submit(deadline_command(plan, now, origin)) for plan in overdue((p for p in candidates if p), now)]
+        return [self.submit(command) for command in deadline_commands((p for p in candidates if p), now, origin)]

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from typing import cast
 
-from projections.translator import Notification, Priority
+from .translator import Notification, Priority
 
-from ..codec import AvroCodec
-from ..domain.messages import COMMAND_TYPES
-from ..exceptions import CorruptRecordError, StaleAppendError, UnknownSchemaError
-from .config import KafkaSettings
-from .appends import Append, Fence, events_of, standing
-from .io import TopicFollower
-from .records import header_map, unwrap_oslo_envelope
-from ..log import CommandRecord, Outcome, RejectedAppend, StoredEvent
+from eventstore.codec import AvroCodec
+from eventstore.domain.messages import COMMAND_TYPES
+from eventstore.exceptions import CorruptRecordError, StaleAppendError, UnknownSchemaError
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.appends import Append, Fence, events_of, standing
+from eventstore.kafka.io import TopicFollower
+from eventstore.kafka.records import header_map, unwrap_oslo_envelope
+from eventstore.log import CommandRecord, Outcome, RejectedAppend, StoredEvent
 
 
 def _scan(settings: KafkaSettings, topic: str, plan_uuid: str) -> list:  # type: ignore[type-arg]

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
-from ..domain.plan import Plan
+from eventstore.domain.plan import Plan
 
 
 def plan_row(plan: Plan) -> dict[str, Any]:

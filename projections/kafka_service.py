@@ -17,18 +17,18 @@ from typing import Literal, Protocol
 
 from confluent_kafka import KafkaException
 
-from projections.kafka_parts import KafkaReadModelPart, KafkaTranslatorPart
-from projections.read_model import ReadModel
-from projections.translator import translator_for
+from .kafka_parts import KafkaReadModelPart, KafkaTranslatorPart
+from .read_model import ReadModel
+from .translator import translator_for
 
-from ..codec import AvroCodec
-from ..config import Settings, system_clock
-from ..domain.deadline import deadline_command, overdue
-from ..exceptions import WatcherEsError
-from .client import KafkaClient
-from .config import KafkaSettings
-from .handler import KafkaCommandHandler
-from .io import Publisher
+from eventstore.codec import AvroCodec
+from eventstore.config import Settings, system_clock
+from eventstore.domain.deadline import deadline_commands
+from eventstore.exceptions import WatcherEsError
+from eventstore.kafka.client import KafkaClient
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.handler import KafkaCommandHandler
+from eventstore.kafka.io import Publisher
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,8 @@ class KafkaService:
         if self.handler is None or self._deadlines is None or time.monotonic() < self._next_deadline_pass:
             return
         self._next_deadline_pass = time.monotonic() + self._deadline_interval_s
-        now = self._clock()
-        for plan in overdue(self.handler.plans.values(), now):
-            # Sent again each pass until handled: its id is derived, so it takes effect once.
-            self._deadlines.send(deadline_command(plan, now, "watcher-es serve"))
+        for command in deadline_commands(self.handler.plans.values(), self._clock(), "watcher-es serve"):
+            self._deadlines.send(command)  # sent again each pass until handled: its id is derived, so it takes effect once
 
     def close(self) -> None:
         for part in self.parts.values():

@@ -11,11 +11,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .domain.messages import CancelActionPlan, Command, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
-from .exceptions import WatcherEsError
-from .kafka.client import KafkaClient
-from .plan_file import format_time, parse_plan_document
-from .service import EmbeddedService
+from eventstore.domain.messages import CancelActionPlan, Command, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
+from eventstore.exceptions import WatcherEsError
+from eventstore.kafka.client import KafkaClient
+from eventstore.plan_file import format_time, parse_plan_document
+from .embedded import EmbeddedService
 
 OPERATOR = "admin (project: admin)"
 
