@@ -459,3 +459,17 @@ def test_bad_query_arguments_exit_2(cli: Cli, tmp_path: Path) -> None:
     cli("register", write_plan(tmp_path, plan_document()))
     assert "--state" in cli("plans", "--state", "NOPE", code=2).stderr
     assert "--until" in cli("replay", "--until", "yesterday", code=2).stderr
+
+
+def test_user_text_is_data_never_markup_and_control_characters_stay_off_the_terminal(cli: Cli, tmp_path: Path) -> None:
+    running_plan(cli, tmp_path)
+    hostile = "host [compute-1] unreachable [/x] \x1b[31mred\x1b[0m\x07"
+    cli("cancel", PLAN, "--reason", hostile)
+    failed = cli("report-abort", PLAN, A[1], "--failed", "--exception", "Boom[/]", "--message", hostile)
+    assert "Traceback" not in failed.output
+    human = cli("plans").stdout
+    assert "host [compute-1] unreachable [/x]" in human and "\x1b" not in human and "\x07" not in human
+    assert "[/x]" in cli("status", PLAN).stdout
+    assert cli.lines("plans")[0]["cancel_reason"] == hostile, "--json keeps the text intact"
+    bad = cli("status", "[/x]", code=2)
+    assert "'[/x]' is not a UUID" in bad.stderr

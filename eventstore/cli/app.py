@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from ..config import Settings
 from ..exceptions import ConfigurationError
 from ..kafka.config import KafkaSettings, Topics, parse_properties, read_properties_file
 from . import audit, demo, queries, topics, writes
-from .context import EXIT_INVALID, err
+from .context import EXIT_INVALID, clean, err
 
 app = typer.Typer(
     name="watcher-es",
@@ -54,7 +55,7 @@ def configure(
         elif kafka_property or kafka_config:
             raise ConfigurationError("-X/--kafka-config need --bootstrap-servers (or WATCHER_ES_BOOTSTRAP_SERVERS)")
     except ConfigurationError as exc:
-        err.print(f"[red]invalid:[/red] {exc}", markup=True)
+        err.print(f"[red]invalid:[/red] {escape(clean(str(exc)))}", markup=True)
         raise typer.Exit(EXIT_INVALID) from None
     ctx.ensure_object(dict)["settings"] = Settings(
         db=db, publisher_id=publisher_id, notification_level=level, abort_timeout_us=int(abort_timeout * 1_000_000), kafka=kafka,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -25,8 +26,17 @@ from ..exceptions import CommandValidationError, WatcherEsError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-out = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, soft_wrap=True)
-err = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, soft_wrap=True)
+#: Text from the log or the user is data, never markup: markup is off unless a call turns it on
+#: for its own literal tags (and escapes whatever it interpolates).
+out = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, soft_wrap=True, markup=False)
+err = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, soft_wrap=True, markup=False)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean(text: str) -> str:
+    """User text as a terminal shows it: control characters and escape sequences removed (``--json`` keeps them)."""
+    return _CONTROL.sub("", text)
 
 EXIT_REJECTED = 1
 EXIT_INVALID = 2
@@ -53,13 +63,13 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except CommandValidationError as exc:
-            err.print(f"[red]invalid:[/red] {escape(str(exc))}", markup=True)
+            err.print(f"[red]invalid:[/red] {escape(clean(str(exc)))}", markup=True)
             raise typer.Exit(EXIT_INVALID) from None
         except WatcherEsError as exc:
-            err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
+            err.print(f"[red]error:[/red] {escape(clean(str(exc)))}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
         except KafkaException as exc:  # the cluster said no; say what it said, not where we were
-            err.print(f"[red]kafka:[/red] {escape(str(exc))}", markup=True)
+            err.print(f"[red]kafka:[/red] {escape(clean(str(exc)))}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
 
     return wrapper
@@ -78,15 +88,15 @@ def report(result: Submitted, as_json: bool, what: str) -> None:
             "reason": result.reason, "duplicate": result.duplicate, "events": result.event_types,
         })
     elif result.outcome == "sent":
-        out.print(f"{what}: sent as command {result.command_id} (use --wait for the outcome)")
+        out.print(clean(f"{what}: sent as command {result.command_id} (use --wait for the outcome)"))
     elif result.outcome == "rejected":
-        err.print(f"[red]rejected:[/red] {escape(result.reason)}", markup=True)
+        err.print(f"[red]rejected:[/red] {escape(clean(result.reason))}", markup=True)
     elif result.duplicate:
-        out.print(f"{what}: command {result.command_id} was already handled ({result.outcome}); nothing done again")
+        out.print(clean(f"{what}: command {result.command_id} was already handled ({result.outcome}); nothing done again"))
     elif result.outcome == "unchanged":
-        out.print(f"{what}: {result.reason}")
+        out.print(clean(f"{what}: {result.reason}"))
     else:
-        out.print(f"{what}: accepted ({', '.join(result.event_types)})")
+        out.print(clean(f"{what}: accepted ({', '.join(result.event_types)})"))
     if result.outcome == "rejected":
         raise typer.Exit(EXIT_REJECTED)
 

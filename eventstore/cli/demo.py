@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from . import render
-from .context import friendly_errors, json_line, open_store_of, out
+from .context import friendly_errors, json_line, open_store_of, out, settings_of
 
 
 @friendly_errors
@@ -33,7 +35,7 @@ def demo(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", hel
         out.print(f"  fault: {line}")
     kinds = sorted({n["event_type"] for n in report.notifications})
     out.print(f"{len(report.notifications)} notifications, {len(kinds)} kinds: {', '.join(kinds)}")
-    out.print("Full envelopes: [bold]watcher-es notifications --json[/bold]")
+    out.print(f"Full envelopes: [bold]watcher-es --db {escape(shlex.quote(str(settings_of(ctx).db)))} notifications --json[/bold]", markup=True)
 
 
 def register_commands(app: typer.Typer) -> None:

@@ -6,8 +6,10 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from rich.table import Table
+from rich.text import Text
 
 from ..plan_file import format_time
+from .context import clean
 
 STATE_STYLE = {
     "CANCELLED": "yellow", "CANCELLING": "magenta", "FAILED": "red", "SUCCEEDED": "green",
@@ -15,11 +17,8 @@ STATE_STYLE = {
 }
 
 
-def state(value: str | None) -> str:
-    if value is None:
-        return ""
-    style = STATE_STYLE.get(value)
-    return f"[{style}]{value}[/{style}]" if style else value
+def state(value: str | None) -> Text:
+    return Text("" if value is None else clean(value), style=STATE_STYLE.get(value or "", ""))
 
 
 #: Columns that must stay whole (people copy uuids into the next command).
@@ -31,7 +30,7 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> 
     for c in columns:
         t.add_column(c, no_wrap=c in WHOLE)
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*(v if isinstance(v, Text) else Text("" if v is None else clean(str(v))) for v in row))
     return t
 
 

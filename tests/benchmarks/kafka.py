@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -764,8 +765,13 @@ class Profiler:
         return top_frames(self.path)
 
 
-def top_frames(path: Path, n: int = 12) -> dict[str, Any]:
-    """Own and inclusive sample shares per function, from py-spy's collapsed stacks."""
+def top_frames(path: Path, n: int = 15) -> dict[str, Any]:
+    """Own and inclusive sample shares per function, from py-spy's collapsed stacks.
+
+    Idle samples are not recorded, so the shares are of serve's busy time. Frames in 80% of
+    the samples or more (the CLI and the service loop around everything) are left out of the
+    inclusive list.
+    """
     own: dict[str, int] = {}
     inclusive: dict[str, int] = {}
     total = 0
@@ -775,19 +781,21 @@ def top_frames(path: Path, n: int = 12) -> dict[str, Any]:
         return {"error": f"no profile at {path}"}
     for line in lines:
         stack, _, count_text = line.rpartition(" ")
-        if not stack:
+        if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [fr.split(" (")[0] + " (" + fr.split(" (")[-1].rsplit(":", 1)[0].split("/")[-1] for fr in stack.split(";") if fr]
+        frames = [re.sub(r":\d+\)$", ")", frame) for frame in stack.split(";") if frame]
         total += count
         own[frames[-1]] = own.get(frames[-1], 0) + count
-        for fr in set(frames):
-            inclusive[fr] = inclusive.get(fr, 0) + count
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + count
 
     def top(d: dict[str, int]) -> list[str]:
         return [f"{v * 100 / total:5.1f}% {k}" for k, v in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
 
-    return {"samples": total, "profile": str(path), "own": top(own), "inclusive": top(inclusive)} if total else {"samples": 0}
+    if not total:
+        return {"samples": 0}
+    return {"samples": total, "profile": str(path), "own": top(own), "inclusive": top({k: v for k, v in inclusive.items() if v < 0.8 * total})}
 
 
 def flat(prefix: str, value: Any) -> Iterable[tuple[str, str]]:
