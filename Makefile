@@ -33,11 +33,15 @@ test: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## Rebuild speed and memory on a generated log (EVENTS=1000000 for the full measure).
+## Embedded: rebuild speed and memory on a generated log (EVENTS=1000000 for the full measure) and a
+## cancel's first notification. Kafka (each on a fresh Tansu broker): commands/s end to end, latency,
+## restart, RSS and query times at KAFKA_SCALE plans.
 EVENTS ?= 200000
+KAFKA_SCALE ?= 30000
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.rebuild --events $(EVENTS)
 	$(BIN)/python -m tests.benchmarks.latency --plans 1000
+	$(BIN)/python -m tests.benchmarks.kafka --plans 3000 --scale-plans $(KAFKA_SCALE) --two-serves
 
 clean:
 	rm -rf $(VENV) demo *.egg-info .pytest_cache .mypy_cache .hypothesis

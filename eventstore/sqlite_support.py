@@ -59,3 +59,18 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
             db.conn.execute("ROLLBACK")
         raise
     db.conn.execute("COMMIT")
+
+
+def claim(db: sqlite_utils.Database, migration_set: str, what: str, path: Path | str) -> None:
+    """Refuse a file that is another kind of store (or no store of ours): ``--db`` pointed at the
+    read model must not grow log tables inside it. A new, empty file is claimed."""
+    try:
+        names = set(db.table_names())
+        if not names:
+            return
+        sets = {r[0] for r in db.conn.execute("SELECT DISTINCT migration_set FROM _sqlite_migrations")} if "_sqlite_migrations" in names else set()
+    except sqlite3.Error as exc:
+        raise StoreUnavailableError(f"cannot open {path}: {exc}") from None
+    if migration_set not in sets:
+        kind = ", ".join(sorted(s.removeprefix("watcher-es.") for s in sets if s.startswith("watcher-es."))) or "no watcher-es store"
+        raise StoreUnavailableError(f"{path} is not a {what}: it holds {kind}")

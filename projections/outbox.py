@@ -16,7 +16,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventstore.log import StoredEvent
-from eventstore.sqlite_support import checkpoint, connect, write_transaction
+from eventstore.sqlite_support import checkpoint, claim, connect, write_transaction
 
 from .tracking import PoisonHandler, ensure_tracking_table, last_positions, track, tracked_position
 from .payloads import DEFAULT_PAYLOAD_SET
@@ -56,6 +56,7 @@ class NotificationOutbox:
         # with its rows: losing the last transactions on power loss only means re-emitting them,
         # so it does without the log's second fsync per command (NORMAL, as the read model).
         self.db = connect(path, "NORMAL", checkpoint_on_commit=False)
+        claim(self.db, "watcher-es.notifications", "watcher-es notification store", path)
         migrations.apply(self.db)
         self.translator = translator
         #: Where events the translator cannot use go (None: the translator raises).

@@ -21,7 +21,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventstore.codec import AvroCodec, Record
-from eventstore.sqlite_support import connect, write_transaction
+from eventstore.sqlite_support import claim, connect, write_transaction
 
 from .exceptions import UnusableEventError
 from .tracking import LoggedEvent, decode_batch, ensure_tracking_table, last_positions, track, tracked_position
@@ -213,6 +213,7 @@ class ReadModel:
     def __init__(self, path: Path | str, codec: AvroCodec) -> None:
         self.path = path
         self.db = connect(path, "NORMAL")
+        claim(self.db, "watcher-es.read-model", "watcher-es read model", path)
         migrations.apply(self.db)
         self._codec = codec
         #: Where events this model cannot use go when `process` is given no handler (None: raise).

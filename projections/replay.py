@@ -155,8 +155,24 @@ def _remove_files(path: Path) -> None:
 
 
 def _scratch_path(target: Path) -> Path:
-    """Beside the target, so the final rename never crosses a file system."""
+    """Beside the target, so the final rename never crosses a file system; strays of replays that
+    were killed (their process is gone) are removed first, so none is left behind for good."""
+    for stray in target.parent.glob(f".{target.name}.rebuild-*.tmp"):
+        pid = stray.name.rsplit(".rebuild-", 1)[1].removesuffix(".tmp")
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            log.info("removing %s, left by a replay that did not finish", stray)
+            _remove_files(stray)
     return target.with_name(f".{target.name}.rebuild-{os.getpid()}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _page_size_of(path: Path) -> int | None:

@@ -473,3 +473,30 @@ def test_user_text_is_data_never_markup_and_control_characters_stay_off_the_term
     assert cli.lines("plans")[0]["cancel_reason"] == hostile, "--json keeps the text intact"
     bad = cli("status", "[/x]", code=2)
     assert "'[/x]' is not a UUID" in bad.stderr
+
+
+def test_db_refuses_a_file_that_is_not_a_log(cli: Cli, tmp_path: Path) -> None:
+    cli("register", write_plan(tmp_path, plan_document()))
+    model = tmp_path / "x.model.db"
+    before = model.read_bytes()
+    refused = cli.runner.invoke(app, ["--db", str(model), "plans"])
+    assert refused.exit_code == 1 and "is not a watcher-es event log" in refused.stderr and "read-model" in refused.stderr
+    assert model.read_bytes() == before and not (tmp_path / "x.model.model.db").exists()
+
+
+def test_a_damaged_or_read_only_store_is_one_readable_line(cli: Cli, tmp_path: Path) -> None:
+    cli("register", write_plan(tmp_path, plan_document()))
+    log = tmp_path / "x.db"
+    data = bytearray(log.read_bytes())
+    data[:16] = b"\x00" * 16  # the header: no longer an SQLite file
+    log.write_bytes(bytes(data))
+    damaged = cli("plans", code=1)
+    assert "Traceback" not in damaged.output and damaged.stderr.count("\n") == 1
+
+
+def test_replay_removes_what_a_killed_replay_left(cli: Cli, tmp_path: Path) -> None:
+    cli("register", write_plan(tmp_path, plan_document()))
+    stray = tmp_path / ".x.model.db.rebuild-999999999.tmp"
+    stray.write_bytes(b"half a model")
+    cli("replay")
+    assert not stray.exists()

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -55,6 +56,14 @@ def default_operator() -> str:
     return os.environ.get("OS_USERNAME") or os.environ.get("USER") or "unknown"
 
 
+def settings_in(args: Any) -> Any:
+    """The --db of the command being run, for error messages (its context is the first argument)."""
+    for arg in args:
+        if isinstance(arg, typer.Context):
+            return settings_of(arg).db
+    return "?"
+
+
 def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Known errors become one readable line on stderr and a non-zero exit; never a traceback."""
 
@@ -67,6 +76,9 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_INVALID) from None
         except WatcherEsError as exc:
             err.print(f"[red]error:[/red] {escape(clean(str(exc)))}", markup=True)
+            raise typer.Exit(EXIT_REJECTED) from None
+        except sqlite3.Error as exc:  # a damaged, read-only or locked file: say which, never a traceback
+            err.print(f"[red]store:[/red] {escape(clean(str(exc)))} (is --db {escape(str(settings_in(args)))} a readable, writable watcher-es store?)", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
         except KafkaException as exc:  # the cluster said no; say what it said, not where we were
             err.print(f"[red]kafka:[/red] {escape(clean(str(exc)))}", markup=True)

@@ -871,7 +871,7 @@ def main() -> None:
     parser.add_argument("--load-timeout", type=float, default=1800.0, help="seconds loading the scale plans may take (default 1800)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--workdir", type=Path, help="keep the logs and databases here instead of a temporary directory")
-    parser.add_argument("--py-spy", help="py-spy binary: profile serve during the throughput run and the restart (stacks in the workdir)")
+    parser.add_argument("--py-spy", help="py-spy binary: profile serve during the throughput run and the restart (stacks kept with --workdir)")
     args = parser.parse_args()
     if args.quick:
         args.plans, args.latency_samples, args.scale_plans = 300, 50, min(args.scale_plans, 1000) if args.scale_plans else 0
@@ -881,6 +881,7 @@ def main() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminated)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started from a script in the background
     procs = Processes()
     with tempfile.TemporaryDirectory(prefix="watcher-es-kafka-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
