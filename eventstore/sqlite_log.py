@@ -21,7 +21,7 @@ from .exceptions import DuplicateCommandError, StaleVersionError
 from .faults import fault_point
 from .log import CommandRecord, NewEvent, StoredEvent, chain_hash
 from .position import LOG, Position
-from .sqlite_support import claim, connect, write_transaction
+from .sqlite_support import claim, connect, migrate, write_transaction
 
 migrations = Migrations("watcher-es.log")
 
@@ -95,7 +95,7 @@ class SqliteEventLog:
         self.path = Path(path) if str(path) != ":memory:" else path
         self.db = connect(path, "FULL")
         claim(self.db, "watcher-es.log", "watcher-es event log", path)
-        migrations.apply(self.db)
+        migrate(self.db, migrations)
 
     def close(self) -> None:
         self.db.conn.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import sqlite_utils
+from sqlite_utils.migrations import Migrations
 
 from .exceptions import StoreUnavailableError
 
@@ -74,3 +75,12 @@ def claim(db: sqlite_utils.Database, migration_set: str, what: str, path: Path |
     if migration_set not in sets:
         kind = ", ".join(sorted(s.removeprefix("watcher-es.") for s in sets if s.startswith("watcher-es."))) or "no watcher-es store"
         raise StoreUnavailableError(f"{path} is not a {what}: it holds {kind}")
+
+
+def migrate(db: sqlite_utils.Database, migrations: Migrations) -> None:
+    """Apply pending migrations under the write lock, so processes opening a new store at the same
+    moment take turns: the second finds nothing pending (a deferred transaction would fail at once)."""
+    if not migrations.pending(db):
+        return
+    with write_transaction(db):
+        migrations.apply(db)

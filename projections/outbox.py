@@ -16,7 +16,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventstore.log import StoredEvent
-from eventstore.sqlite_support import checkpoint, claim, connect, write_transaction
+from eventstore.sqlite_support import checkpoint, claim, connect, migrate, write_transaction
 
 from .tracking import PoisonHandler, ensure_tracking_table, last_positions, track, tracked_position
 from .payloads import DEFAULT_PAYLOAD_SET
@@ -57,7 +57,7 @@ class NotificationOutbox:
         # so it does without the log's second fsync per command (NORMAL, as the read model).
         self.db = connect(path, "NORMAL", checkpoint_on_commit=False)
         claim(self.db, "watcher-es.notifications", "watcher-es notification store", path)
-        migrations.apply(self.db)
+        migrate(self.db, migrations)
         self.translator = translator
         #: Where events the translator cannot use go (None: the translator raises).
         self.on_poison: PoisonHandler | None = None
@@ -74,19 +74,23 @@ class NotificationOutbox:
         return tracked_position(self.db, self.CONSUMER)
 
     def process(self, batch: Sequence[StoredEvent]) -> None:
-        notes = self.translator.translate(batch, on_poison=self.on_poison)
         with write_transaction(self.db):
-            self.db.conn.executemany(
-                "INSERT OR IGNORE INTO notifications"
-                " (message_id, event_type, priority, plan_uuid, plan_seq, position, event_id, envelope, payload_set)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (n.message_id, n.event_type, n.priority, n.plan_uuid, n.plan_seq, n.position, n.event_id, n.to_json(), n.payload_set)
-                    for n in notes
-                ],
-            )
-            for source, position in last_positions(batch).items():
-                track(self.db, self.CONSUMER, position, source)
+            self.apply(batch)
+
+    def apply(self, batch: Sequence[StoredEvent]) -> None:
+        """Translate and store a batch with its position; call inside a write transaction of this file."""
+        notes = self.translator.translate(batch, on_poison=self.on_poison)
+        self.db.conn.executemany(
+            "INSERT OR IGNORE INTO notifications"
+            " (message_id, event_type, priority, plan_uuid, plan_seq, position, event_id, envelope, payload_set)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (n.message_id, n.event_type, n.priority, n.plan_uuid, n.plan_seq, n.position, n.event_id, n.to_json(), n.payload_set)
+                for n in notes
+            ],
+        )
+        for source, position in last_positions(batch).items():
+            track(self.db, self.CONSUMER, position, source)
 
     def read(self, after_seq: int = 0, limit: int = 1000, plan_uuid: str | None = None) -> list[tuple[int, dict[str, Any]]]:
         where, args = "seq > ?", [after_seq]

@@ -21,7 +21,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventstore.codec import AvroCodec, Record
-from eventstore.sqlite_support import claim, connect, write_transaction
+from eventstore.sqlite_support import claim, connect, migrate, write_transaction
 
 from .exceptions import UnusableEventError
 from .tracking import LoggedEvent, decode_batch, ensure_tracking_table, last_positions, track, tracked_position
@@ -214,7 +214,7 @@ class ReadModel:
         self.path = path
         self.db = connect(path, "NORMAL")
         claim(self.db, "watcher-es.read-model", "watcher-es read model", path)
-        migrations.apply(self.db)
+        migrate(self.db, migrations)
         self._codec = codec
         #: Where events this model cannot use go when `process` is given no handler (None: raise).
         self.on_poison: Callable[[LoggedEvent, Exception], None] | None = None
@@ -232,6 +232,11 @@ class ReadModel:
 
     def process(self, batch: Sequence[E], on_poison: Callable[[E, Exception], None] | None = None) -> None:
         """Apply a batch; an event that cannot be used goes to ``on_poison`` (or raises without one)."""
+        with write_transaction(self.db):
+            self.apply(batch, on_poison)
+
+    def apply(self, batch: Sequence[E], on_poison: Callable[[E, Exception], None] | None = None) -> None:
+        """``process`` inside a write transaction the caller holds (which also read the position)."""
         park = on_poison or self.on_poison
         decoded = decode_batch(self._codec, batch, park)
         rows = _Batch()
@@ -243,10 +248,9 @@ class ReadModel:
                 if park is None:
                     raise
                 park(stored, UnusableEventError(f"{stored.where}: {name} for unknown {exc}: an earlier event of the plan is missing"))
-        with write_transaction(self.db):
-            rows.write(self.db.conn)
-            for source, position in last_positions(batch).items():
-                track(self.db, self.CONSUMER, position, source)
+        rows.write(self.db.conn)
+        for source, position in last_positions(batch).items():
+            track(self.db, self.CONSUMER, position, source)
 
     def _load_known(self, rows: _Batch, plan_uuids: set[str]) -> None:
         uuids = list(plan_uuids)

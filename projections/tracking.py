@@ -14,7 +14,8 @@ import sqlite_utils
 
 from eventstore.codec import AvroCodec, Record
 from eventstore.exceptions import CorruptRecordError, UnknownSchemaError
-from eventstore.log import EventLog, StoredEvent, pages
+from eventstore.log import EventLog, StoredEvent
+from eventstore.sqlite_support import write_transaction
 from eventstore.position import Position
 
 #: Called with a record a consumer cannot use and why; it parks the record and the consumer goes on.
@@ -84,17 +85,31 @@ def last_positions(batch: Sequence[LoggedEvent]) -> dict[str, int]:
 
 
 class LogConsumer(Protocol):
+    """A projection of the embedded log into a SQLite file of its own."""
+
+    @property
+    def db(self) -> sqlite_utils.Database: ...
+
     def position(self) -> int:
         """The last log position whose effects are durable."""
 
-    def process(self, batch: Sequence[StoredEvent]) -> None:
-        """Apply a batch and record its last position, atomically."""
+    def apply(self, batch: Sequence[StoredEvent]) -> None:
+        """Apply a batch and record its last position, inside the caller's write transaction."""
 
 
 def catch_up(log: EventLog, consumer: LogConsumer, batch_size: int = 2000) -> int:
-    """Feed the consumer every event after its position; returns how many."""
+    """Feed the consumer every event after its position; returns how many.
+
+    Each batch's position is read, and the batch applied and tracked, inside one write
+    transaction of the consumer's file: any number of processes catching the same file up at
+    once never apply an event twice or skip one (the second waits, then finds nothing to do).
+    """
     done = 0
-    for batch in pages(log, batch_size, after=Position.at(consumer.position())):
-        consumer.process(batch)
+    while True:
+        with write_transaction(consumer.db):
+            batch = log.events_after(Position.at(consumer.position()), batch_size)
+            if batch:
+                consumer.apply(batch)
+        if not batch:
+            return done
         done += len(batch)
-    return done

@@ -56,9 +56,9 @@ def default_operator() -> str:
     return os.environ.get("OS_USERNAME") or os.environ.get("USER") or "unknown"
 
 
-def settings_in(args: Any) -> Any:
-    """The --db of the command being run, for error messages (its context is the first argument)."""
-    for arg in args:
+def settings_in(args: Any, kwargs: Any) -> Any:
+    """The --db of the command being run, for error messages."""
+    for arg in (*args, *kwargs.values()):
         if isinstance(arg, typer.Context):
             return settings_of(arg).db
     return "?"
@@ -78,7 +78,7 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             err.print(f"[red]error:[/red] {escape(clean(str(exc)))}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
         except sqlite3.Error as exc:  # a damaged, read-only or locked file: say which, never a traceback
-            err.print(f"[red]store:[/red] {escape(clean(str(exc)))} (is --db {escape(str(settings_in(args)))} a readable, writable watcher-es store?)", markup=True)
+            err.print(f"[red]store:[/red] {escape(clean(str(exc)))} (is --db {escape(str(settings_in(args, kwargs)))} a readable, writable watcher-es store?)", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
         except KafkaException as exc:  # the cluster said no; say what it said, not where we were
             err.print(f"[red]kafka:[/red] {escape(clean(str(exc)))}", markup=True)

@@ -1,0 +1,70 @@
+"""Several operators on one store at once: any number of CLI processes (and a `serve`) never
+crash, never apply an event twice, never lose a command.
+
+Real processes, in parallel: the positions each consumer advances are read inside the
+transaction that applies the batch, so a second process catching up the same file waits and
+then finds nothing left to do.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .test_cli import plan_document, write_plan
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_ES_")} | {"NO_COLOR": "1"}
+
+
+def _start(db: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "eventstore", "--db", str(db), "--publisher-id", "infra-optim:test", *args],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _document(plan: str) -> dict[str, Any]:
+    """A plan of its own, with action uuids of its own (the test plans share none)."""
+    document = plan_document()
+    document["uuid"] = plan
+    actions: list[dict[str, Any]] = document["actions"]
+    for i, action in enumerate(actions):
+        action["uuid"] = str(uuid.uuid4())
+        action["parents"] = [actions[i - 1]["uuid"]] if i else []
+    return document
+
+
+def test_registers_cancels_and_queries_in_parallel_on_one_store(tmp_path: Path) -> None:
+    db = tmp_path / "store.db"
+    plans = [str(uuid.uuid4()) for _ in range(12)]
+    files = [write_plan(tmp_path, _document(p), f"{p}.json") for p in plans]
+    serve = _start(db, "serve", "--interval", "0.05")
+    try:
+        writers = [_start(db, "register", f, "--json") for f in files]
+        readers = [_start(db, "plans", "--json") for _ in range(12)]
+        results = [(p, *p.communicate(timeout=180)) for p in writers + readers]
+        cancels = [_start(db, "cancel", plan, "--reason", "parallel", "--json") for plan in plans]
+        readers = [_start(db, "notifications", "--json") for _ in range(6)]
+        results += [(p, *p.communicate(timeout=180)) for p in cancels + readers]
+    finally:
+        serve.terminate()
+        _, serve_err = serve.communicate(timeout=60)
+    for proc, _, stderr in results:
+        assert "Traceback" not in stderr, stderr
+        assert proc.returncode == 0, stderr
+    assert "Traceback" not in serve_err, serve_err
+    audit = [json.loads(_start(db, "audit", plan, "--json").communicate(timeout=60)[0]) for plan in plans]
+    for story in audit:
+        commands = [e for e in story["entries"] if e["kind"] == "command"]
+        assert [c["outcome"] for c in commands] == ["accepted", "accepted"], "each command has exactly one outcome"
+    verified = subprocess.run(
+        [sys.executable, "-m", "eventstore", "--db", str(db), "verify"], env=_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
