@@ -125,4 +125,4 @@ def test_replay_on_kafka_rebuilds_under_a_running_serve_and_builds_past_states(k
     assert len(past.plans()) == 2 and {p["state"] for p in past.plans()} == {"CANCELLED", "FAILED"}
     past.close()
     by_position = run_cli(at_serve, "replay", "--until", "12")
-    assert by_position.returncode == 1 and "ISO 8601 time" in by_position.stderr
+    assert by_position.returncode == 2 and "ISO 8601 time" in by_position.stderr
