@@ -43,6 +43,7 @@ from eventstore.log import StoredEvent
 from eventstore.sqlite_log import SqliteEventLog
 
 from .exceptions import ReplayError, UnknownInstantError
+from .dead_letters import ParkingLot
 from .read_model import ReadModel
 from .tracking import LoggedEvent
 from .translator import Notification, Translator
@@ -194,6 +195,8 @@ def _open_scratch(path: Path, codec: AvroCodec, page_size: int | None) -> ReadMo
         conn.execute("PRAGMA journal_mode=WAL")  # writes the header: the page size is now fixed
         conn.close()
     model = ReadModel(path, codec)
+    # An unusable event is parked in the rebuilt model's own dead-letter table (`dlq` lists it) and the replay goes on.
+    model.on_poison = ParkingLot(model.db, ReadModel.CONSUMER)
     # A WAL writes every page twice (the log, then the checkpoint) and a page dirtied by several
     # batches once per batch: six times the writes of a journal kept in memory, which can
     # still roll a failed batch back (durability is moot here). The live model keeps its WAL.
@@ -385,7 +388,12 @@ def replay_notifications(
         after = batch[-1].position
         wanted = [e for e in batch if e.position <= end and (plan_uuid is None or e.plan_uuid == plan_uuid)]
         if wanted:
-            yield from translator.translate(wanted)
+            yield from translator.translate(wanted, on_poison=_skip_unusable)
+
+
+def _skip_unusable(event: LoggedEvent, error: Exception) -> None:
+    """Re-emission goes past an unusable event (the live consumers parked it; `verify` names it)."""
+    log.warning("not re-emitting from %s: %s", event.where, error)
 
 
 # ---------------------------------------------------------------- the command

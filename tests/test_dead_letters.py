@@ -41,3 +41,37 @@ def test_a_corrupt_event_is_parked_by_both_consumers_and_the_rest_goes_on(tmp_pa
     assert {letter["error"].rsplit(".", 1)[1] for letter in first} == {"CorruptRecordError"}
     later = [letter for letter in letters if letter["offset"] > 1]
     assert later and all("UnusableEventError" in letter["error"] for letter in later)
+
+
+def test_every_consumer_goes_past_a_poison_event_and_an_unrelated_overdue_plan_is_still_failed(tmp_path: Path) -> None:
+    """serve --once, enforce-deadlines, replay and re-emission all go on; verify names the event."""
+    db = tmp_path / "w.db"
+    service = EmbeddedService(Settings(db=db, publisher_id="infra-optim:tests", abort_timeout_us=1))
+    broken = f.register(state="ONGOING", actions=[f.action(state="ONGOING")])
+    overdue = f.register(state="ONGOING", actions=[f.action(state="ONGOING")])
+    service.handler.handle(broken)
+    service.log.db.conn.execute("DROP TRIGGER events_append_only_update")
+    service.log.db.conn.execute("UPDATE events SET body = X'C3010123456789ABCDEF00' WHERE plan_uuid = ?", (broken.plan_uuid,))
+    service.submit(overdue)
+    service.submit(f.cancel(overdue.plan_uuid))  # its abort deadline passes at once
+    service.close()
+
+    runner = CliRunner(env={"WATCHER_ES_DB": None, "WATCHER_ES_BOOTSTRAP_SERVERS": None})
+
+    def run(*args: str, code: int = 0) -> str:
+        result = runner.invoke(app, ["--db", str(db), "--publisher-id", "infra-optim:tests", *args])
+        assert result.exit_code == code, result.output
+        assert "Traceback" not in result.output
+        return result.stdout
+
+    run("serve", "--once")
+    status = json.loads(run("status", overdue.plan_uuid, "--json"))
+    assert status["plan"]["state"] == "FAILED", "the deadline pass failed the overdue abort"
+    run("enforce-deadlines")
+    assert "rebuilt the read model" in run("replay")
+    kinds = [json.loads(line)["event_type"] for line in run("notifications", "--replay", "--json").splitlines()]
+    assert kinds.count("action_plan.cancel.error") == 1
+    finding = json.loads(run("verify", "--json", code=1))
+    assert (finding["plan_uuid"], finding["position"]) == (broken.plan_uuid, 1), "verify names the event"
+    letters = [json.loads(line) for line in run("dlq", "--json").splitlines()]
+    assert letters and all(letter["plan_uuid"] == broken.plan_uuid for letter in letters)
