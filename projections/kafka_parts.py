@@ -20,7 +20,7 @@ from eventstore.kafka.appends import Append, Fence, append_of, events_of
 from eventstore.kafka.client import delivered_notifications
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import (
-    DeadLetters, Publisher, TopicFollower, commit_offsets, new_consumer, offset_of, partition_of, subscribe, topic_pages,
+    DeadLetters, Publisher, commit_offsets, new_consumer, offset_of, partition_of, subscribe, topic_pages,
 )
 from eventstore.kafka.records import oslo_envelope, parse_iso_micros, record_headers
 from eventstore.log import StoredEvent

@@ -15,31 +15,21 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from eventstore.codec import AvroCodec
-from eventstore.config import Settings, system_clock
-from eventstore.domain.deadline import deadline_commands
+from eventstore.config import Settings
 from eventstore.domain.messages import Command, Fault
-from eventstore.domain.validation import validate_command
-from eventstore.exceptions import CommandValidationError, ConfigurationError, WaitTimeoutError, WatcherEsError
+from eventstore.exceptions import CommandValidationError, WaitTimeoutError, WatcherEsError
 from eventstore.handler import HandlingResult, load_plan
-from eventstore.kafka.admin import TopicResult, consumer_positions, dead_letters, init_topics
-from eventstore.kafka.client import KafkaClient, OutcomeWatcher, delivered_notifications
-from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import Publisher, topic_pages
 from eventstore.sqlite_log import SqliteEventLog
 
 from .audit import PlanStory, plan_story
 from .dead_letters import parked
-from .demo import DemoReport, KafkaDemo, run_demo
+from .demo import DemoReport, run_demo
 from .embedded import EmbeddedService
-from .kafka_history import KafkaPlanHistory
-from .kafka_parts import publish_notification, recorded_on_topics, replay_topic_notifications
-from .kafka_service import PARTS, KafkaService
 from .outbox import stored_notifications
 from .read_model import ReadModel
 from .replay import ProgressCallback, ReplayResult, replay, replay_notifications
 from .translator import Notification, translator_for
 from .verify import VerifyReport, verify
-from .views import action_rows, plan_row
 
 Row = dict[str, Any]
 
@@ -98,11 +88,16 @@ class Store(Protocol):
     def verify(self, on_disk: bool) -> VerifyReport: ...
     def replay(self, until: str | None, into: Path | None, progress: ProgressCallback | None) -> ReplayResult: ...
     def dead_letters(self, limit: int) -> list[Row]: ...
-    def init(self, partitions: int, replication_factor: int) -> list[TopicResult] | None: ...
+    def init(self, partitions: int, replication_factor: int) -> list[Any] | None: ...
 
 
 def open_store(settings: Settings) -> Store:
-    return KafkaStore(settings, settings.kafka) if settings.kafka is not None else EmbeddedStore(settings)
+    """The one place that asks which backend the settings name (the Kafka side is loaded only for it)."""
+    if settings.kafka is None:
+        return EmbeddedStore(settings)
+    from .kafka_store import KafkaStore
+
+    return KafkaStore(settings, settings.kafka)
 
 
 # ---------------------------------------------------------------- the embedded store
@@ -114,16 +109,32 @@ class EmbeddedStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._service: EmbeddedService | None = None
+        self._model: ReadModel | None = None
 
     @property
     def service(self) -> EmbeddedService:
+        """The writer's side: log, handler and both projections (commands, and `serve`)."""
         if self._service is None:
             self._service = EmbeddedService(self.settings)
         return self._service
 
+    @property
+    def model(self) -> ReadModel:
+        """What read commands read: the model as `serve` and the writers keep it, never caught up here."""
+        if self._service is not None:
+            return self._service.model
+        if self._model is None:
+            if not self.settings.paths.log.exists():
+                raise MissingLogError(f"no event log at {self.settings.paths.log} (set --db or WATCHER_ES_DB)")
+            SqliteEventLog(self.settings.paths.log).close()  # refuses a file that is not a (readable) log
+            self._model = ReadModel(self.settings.paths.model, AvroCodec())
+        return self._model
+
     def close(self) -> None:
         if self._service is not None:
             self._service.close()
+        if self._model is not None:
+            self._model.close()
 
     def submit(self, command: Command, *, wait: bool, timeout: float) -> Submitted:
         return Submitted.of(self.service.submit(command))
@@ -140,18 +151,15 @@ class EmbeddedStore:
             time.sleep(0.2)
 
     def plan(self, uuid: str) -> tuple[Row, list[Row]]:
-        model = self.service.model
-        self.service.catch_up()
-        row = model.plan(uuid)
+        row = self.model.plan(uuid)
         if row is None:
             raise UnknownPlanError(f"action plan {uuid} is not registered")
-        return row, model.actions(uuid)
+        return row, self.model.actions(uuid)
 
     def plans(self, state: str | None) -> list[Row]:
-        self.service.catch_up()
-        rows = self.service.model.plans(state)
+        rows = self.model.plans(state)
         for row in rows:
-            row["action_count"] = len(self.service.model.actions(row["uuid"]))
+            row["action_count"] = len(self.model.actions(row["uuid"]))
         return rows
 
     def consumers(self) -> list[ConsumerPosition]:
@@ -163,8 +171,7 @@ class EmbeddedStore:
 
     def notifications(self, plan: str | None, after: int, follow: bool) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         seq = after
-        while True:
-            self.service.catch_up()
+        while True:  # writers and `serve` keep the notifications current; a reader only reads
             batch = self.service.outbox.read(seq, plan_uuid=plan)
             if batch:
                 seq = batch[-1][0]
@@ -201,7 +208,6 @@ class EmbeddedStore:
 
     def audit(self, plan: str) -> PlanStory:
         service = self.service
-        service.catch_up()
         return plan_story(plan, service.log, service.log, stored_notifications(service.outbox, plan), service.codec)
 
     def _log(self) -> tuple[SqliteEventLog, AvroCodec]:
@@ -217,7 +223,7 @@ class EmbeddedStore:
     def verify(self, on_disk: bool) -> VerifyReport:
         events, codec = self._log()
         try:
-            return _verify_against(events, codec, self.settings, on_disk)
+            return verify_against(events, codec, self.settings, on_disk)
         finally:
             events.close()
 
@@ -229,17 +235,16 @@ class EmbeddedStore:
             events.close()
 
     def dead_letters(self, limit: int) -> list[Row]:
-        self.service.catch_up()
         return [
             {"topic": "log", "partition": "", "offset": r["position"], "stage": r["consumer"], "error": r["error"], "message": r["message"], "plan_uuid": r["plan_uuid"]}
             for r in parked(self.service.model.db) + parked(self.service.outbox.db)
         ][:limit]
 
-    def init(self, partitions: int, replication_factor: int) -> list[TopicResult] | None:
+    def init(self, partitions: int, replication_factor: int) -> list[Any] | None:
         return None  # the embedded store is created on first use
 
 
-def _verify_against(events: Any, codec: AvroCodec, settings: Settings, on_disk: bool) -> VerifyReport:
+def verify_against(events: Any, codec: AvroCodec, settings: Settings, on_disk: bool) -> VerifyReport:
     with tempfile.TemporaryDirectory(dir=settings.paths.model.parent, prefix=".verify-") as tmp:
         model = ReadModel(settings.paths.model, codec)
         try:
@@ -248,132 +253,4 @@ def _verify_against(events: Any, codec: AvroCodec, settings: Settings, on_disk: 
             model.close()
 
 
-# ---------------------------------------------------------------- a cluster
-
-
-class KafkaStore:
-    """Commands go to the commands topic and `serve` handles them; answers come from the topics."""
-
-    def __init__(self, settings: Settings, kafka: KafkaSettings) -> None:
-        self.settings = settings
-        self.kafka = kafka
-        self._client: KafkaClient | None = None
-        self._outcomes: OutcomeWatcher | None = None  # opened by a waiting submit, followed by `settled`
-
-    @property
-    def client(self) -> KafkaClient:
-        if self._client is None:
-            self._client = KafkaClient(self.kafka, AvroCodec())
-        return self._client
-
-    def close(self) -> None:
-        if self._outcomes is not None:
-            self._outcomes.close()
-        if self._client is not None:
-            self._client.close()
-
-    def submit(self, command: Command, *, wait: bool, timeout: float) -> Submitted:
-        validate_command(command)  # refused here, naming the field, rather than dead-lettered by the handler
-        if not wait:
-            self.client.send(command)
-            return Submitted(command.command_id, command.plan_uuid, "sent")
-        self._outcomes = self._outcomes or self.client.follow_outcomes(command.issued_at // 1000 - 5000)
-        self.client.send(command)
-        outcome = self.client.wait_outcome(command.command_id, self._outcomes, timeout)
-        return Submitted(
-            outcome.command_id, outcome.plan_uuid, outcome.outcome, outcome.reason, outcome.duplicate,  # type: ignore[arg-type]
-            outcome.event_types, outcome.plan_state,
-        )
-
-    def settled(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
-        if self._outcomes is None:
-            self._outcomes = self.client.follow_outcomes(system_clock() // 1000 - 5000)
-        state = self.client.wait_plan_settled(plan_uuid, self._outcomes, timeout).plan_state or "UNKNOWN"
-        plan = self.client.plan(plan_uuid) if state == "FAILED" else None
-        return state, plan.fault if plan else None
-
-    def plan(self, uuid: str) -> tuple[Row, list[Row]]:
-        found = self.client.plan(uuid)
-        if found is None:
-            raise UnknownPlanError(f"action plan {uuid} is not registered")
-        return plan_row(found), action_rows(found)
-
-    def plans(self, state: str | None) -> list[Row]:
-        return [plan_row(p) for p in self.client.plans() if state in (None, p.state)]
-
-    def consumers(self) -> list[ConsumerPosition]:
-        model_positions = None
-        if self.settings.paths.model.exists():  # `serve` on this host: its own tracking is the truth
-            model = ReadModel(self.settings.paths.model, AvroCodec())
-            prefix = f"{self.kafka.topics.events}/"
-            model_positions = {k: v for k, v in model.positions().items() if k.startswith(prefix)} or None
-            model.close()
-        return [
-            ConsumerPosition(p.part, f"{p.topic}/{p.partition}", p.position, p.lag)
-            for p in consumer_positions(self.kafka, model_positions)
-        ]
-
-    def notifications(self, plan: str | None, after: int, follow: bool) -> Iterator[list[tuple[int, dict[str, Any]]]]:
-        if after:
-            raise CommandValidationError("--after numbers the embedded store's notifications; on Kafka use --plan or --follow")
-        for number, delivered in enumerate(delivered_notifications(self.kafka, {plan} if plan else None, follow=follow)):
-            if delivered or number == 0:
-                yield [(i + 1, d.envelope) for i, d in enumerate(delivered)]
-
-    def replayed_notifications(self, plan: str | None, first: int, last: int | None) -> Iterator[Notification]:
-        if first != 1 or last is not None:
-            raise CommandValidationError("--from-position/--to-position number the embedded log; on Kafka re-emit all, or one --plan")
-        codec = AvroCodec()
-        translator = translator_for(self.settings, codec, None, cache_size=None, recorded=recorded_on_topics(self.kafka, plan))
-        return replay_topic_notifications(self.kafka, translator, codec, plan)
-
-    def publish(self, notes: Iterator[Notification]) -> int:
-        publisher = Publisher(self.kafka)
-        count = 0
-        for note in notes:
-            publish_notification(publisher, self.kafka, note)
-            count += 1
-        publisher.flush()
-        return count
-
-    def enforce_deadlines(self, origin: str) -> list[Submitted]:
-        commands = deadline_commands(self.client.plans(), system_clock(), origin)
-        for command in commands:
-            self.client.send(command)
-        return [Submitted(c.command_id, c.plan_uuid, "sent") for c in commands]
-
-    def demo(self) -> DemoReport:
-        return run_demo(KafkaDemo(self.client))
-
-    def serve(self, only: Sequence[str], interval: float, once: bool, say: Any) -> None:
-        parts = tuple(only or PARTS)
-        unknown = [p for p in parts if p not in PARTS]
-        if unknown:
-            raise CommandValidationError(f"--only: {', '.join(unknown)} is not one of {', '.join(PARTS)}")
-        say(f"serving {', '.join(parts)} on {self.kafka.bootstrap_servers} with {self.kafka.shown()}")
-        KafkaService(self.settings, self.kafka, parts, deadline_interval_s=interval).run()  # type: ignore[arg-type]
-
-    def audit(self, plan: str) -> PlanStory:
-        codec = AvroCodec()
-        history = KafkaPlanHistory(self.kafka, codec, plan)
-        return plan_story(plan, history, history, history.notifications(), codec, history.conflicts())
-
-    def verify(self, on_disk: bool) -> VerifyReport:
-        if not self.settings.paths.model.exists():
-            raise MissingModelError(f"no read model at {self.settings.paths.model}: run verify where `serve` keeps it (same --db)")
-        codec = AvroCodec()
-        return _verify_against(topic_pages(self.kafka, codec), codec, self.settings, on_disk)
-
-    def replay(self, until: str | None, into: Path | None, progress: ProgressCallback | None) -> ReplayResult:
-        codec = AvroCodec()
-        kafka = self.kafka
-        return replay(lambda: topic_pages(kafka, codec), codec, self.settings.paths, until, into, progress=progress)
-
-    def dead_letters(self, limit: int) -> list[Row]:
-        return dead_letters(self.kafka, limit)
-
-    def init(self, partitions: int, replication_factor: int) -> list[TopicResult] | None:
-        return init_topics(self.kafka, partitions, replication_factor)
-
-
-__all__ = ["ConfigurationError", "EmbeddedStore", "KafkaStore", "Store", "Submitted", "open_store"]
+__all__ = ["EmbeddedStore", "Store", "Submitted", "open_store"]

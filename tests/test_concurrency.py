@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ def test_registers_cancels_and_queries_in_parallel_on_one_store(tmp_path: Path) 
     plans = [str(uuid.uuid4()) for _ in range(12)]
     files = [write_plan(tmp_path, _document(p), f"{p}.json") for p in plans]
     serve = _start(db, "serve", "--interval", "0.05")
+    deadline = time.monotonic() + 60
+    while not db.exists():  # serve creates the store; read commands never do
+        assert time.monotonic() < deadline and serve.poll() is None, "serve did not create the store"
+        time.sleep(0.05)
     try:
         writers = [_start(db, "register", f, "--json") for f in files]
         readers = [_start(db, "plans", "--json") for _ in range(12)]

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.markup import escape
 
-from projections.audit import AuditEntry
-from projections.exceptions import VerificationFailed
+if TYPE_CHECKING:
+    from projections.audit import AuditEntry
 
 from ..domain.validation import canonical_uuid
 from ..plan_file import format_time
@@ -82,6 +82,8 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Recompute every plan's hash chain and rebuild the model in memory; exit 1 naming the first difference."""
+    from projections.exceptions import VerificationFailed
+
     with open_store_of(ctx) as store:
         try:
             report = store.verify(on_disk)

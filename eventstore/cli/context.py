@@ -11,15 +11,15 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from confluent_kafka import KafkaException
 from rich.console import Console
 
 from rich.markup import escape
 
-from projections.store import Store, Submitted, open_store
+if TYPE_CHECKING:  # the store pulls in fastavro, sqlite-utils and the Kafka client: loaded on first use
+    from projections.store import Store, Submitted
 
 from ..config import Settings
 from ..exceptions import CommandValidationError, WatcherEsError
@@ -80,7 +80,11 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
         except sqlite3.Error as exc:  # a damaged, read-only or locked file: say which, never a traceback
             err.print(f"[red]store:[/red] {escape(clean(str(exc)))} (is --db {escape(str(settings_in(args, kwargs)))} a readable, writable watcher-es store?)", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
-        except KafkaException as exc:  # the cluster said no; say what it said, not where we were
+        except Exception as exc:
+            kafka = sys.modules.get("confluent_kafka")  # never imported: no KafkaException can have happened
+            if kafka is None or not isinstance(exc, kafka.KafkaException):
+                raise
+            # the cluster said no; say what it said, not where we were
             err.print(f"[red]kafka:[/red] {escape(clean(str(exc)))}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
 
@@ -116,6 +120,8 @@ def report(result: Submitted, as_json: bool, what: str) -> None:
 @contextmanager
 def open_store_of(ctx: typer.Context) -> Iterator[Store]:
     """The store the settings name, opened once per command and closed after it."""
+    from projections.store import open_store
+
     store = open_store(settings_of(ctx))
     try:
         yield store

@@ -11,9 +11,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from typing import TYPE_CHECKING
 
-from projections.replay import ProgressCallback, ReplayProgress
+if TYPE_CHECKING:
+    from projections.replay import ProgressCallback, ReplayProgress
 
 from .context import err
 
@@ -32,6 +33,8 @@ def replay_progress(label: str) -> Iterator[ProgressCallback]:
 
 @contextmanager
 def _bar(label: str) -> Iterator[ProgressCallback]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     columns = (
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),

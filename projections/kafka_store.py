@@ -1,0 +1,159 @@
+"""The store on a cluster: commands go to the commands topic and `serve` handles them.
+
+Answers come from the topics (and, for `verify` and `consumers`, from the read model `serve`
+keeps beside --db). See ``projections.store`` for the questions every store answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from eventstore.codec import AvroCodec
+from eventstore.config import Settings, system_clock
+from eventstore.domain.deadline import deadline_commands
+from eventstore.domain.messages import Command, Fault
+from eventstore.domain.validation import validate_command
+from eventstore.exceptions import CommandValidationError
+from eventstore.kafka.admin import TopicResult, consumer_positions, dead_letters, init_topics
+from eventstore.kafka.client import KafkaClient, OutcomeWatcher, delivered_notifications
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import Publisher, topic_pages
+
+from .audit import PlanStory, plan_story
+from .demo import DemoReport, KafkaDemo, run_demo
+from .kafka_history import KafkaPlanHistory
+from .kafka_parts import publish_notification, recorded_on_topics, replay_topic_notifications
+from .kafka_service import PARTS, KafkaService
+from .read_model import ReadModel
+from .replay import ProgressCallback, ReplayResult, replay
+from .store import ConsumerPosition, MissingModelError, Row, Submitted, UnknownPlanError, verify_against
+from .translator import Notification, translator_for
+from .verify import VerifyReport
+from .views import action_rows, plan_row
+
+
+class KafkaStore:
+    """Commands go to the commands topic and `serve` handles them; answers come from the topics."""
+
+    def __init__(self, settings: Settings, kafka: KafkaSettings) -> None:
+        self.settings = settings
+        self.kafka = kafka
+        self._client: KafkaClient | None = None
+        self._outcomes: OutcomeWatcher | None = None  # opened by a waiting submit, followed by `settled`
+
+    @property
+    def client(self) -> KafkaClient:
+        if self._client is None:
+            self._client = KafkaClient(self.kafka, AvroCodec())
+        return self._client
+
+    def close(self) -> None:
+        if self._outcomes is not None:
+            self._outcomes.close()
+        if self._client is not None:
+            self._client.close()
+
+    def submit(self, command: Command, *, wait: bool, timeout: float) -> Submitted:
+        validate_command(command)  # refused here, naming the field, rather than dead-lettered by the handler
+        if not wait:
+            self.client.send(command)
+            return Submitted(command.command_id, command.plan_uuid, "sent")
+        self._outcomes = self._outcomes or self.client.follow_outcomes(command.issued_at // 1000 - 5000)
+        self.client.send(command)
+        outcome = self.client.wait_outcome(command.command_id, self._outcomes, timeout)
+        return Submitted(
+            outcome.command_id, outcome.plan_uuid, outcome.outcome, outcome.reason, outcome.duplicate,  # type: ignore[arg-type]
+            outcome.event_types, outcome.plan_state,
+        )
+
+    def settled(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
+        if self._outcomes is None:
+            self._outcomes = self.client.follow_outcomes(system_clock() // 1000 - 5000)
+        state = self.client.wait_plan_settled(plan_uuid, self._outcomes, timeout).plan_state or "UNKNOWN"
+        plan = self.client.plan(plan_uuid) if state == "FAILED" else None
+        return state, plan.fault if plan else None
+
+    def plan(self, uuid: str) -> tuple[Row, list[Row]]:
+        found = self.client.plan(uuid)
+        if found is None:
+            raise UnknownPlanError(f"action plan {uuid} is not registered")
+        return plan_row(found), action_rows(found)
+
+    def plans(self, state: str | None) -> list[Row]:
+        return [plan_row(p) for p in self.client.plans() if state in (None, p.state)]
+
+    def consumers(self) -> list[ConsumerPosition]:
+        model_positions = None
+        if self.settings.paths.model.exists():  # `serve` on this host: its own tracking is the truth
+            model = ReadModel(self.settings.paths.model, AvroCodec())
+            prefix = f"{self.kafka.topics.events}/"
+            model_positions = {k: v for k, v in model.positions().items() if k.startswith(prefix)} or None
+            model.close()
+        return [
+            ConsumerPosition(p.part, f"{p.topic}/{p.partition}", p.position, p.lag)
+            for p in consumer_positions(self.kafka, model_positions)
+        ]
+
+    def notifications(self, plan: str | None, after: int, follow: bool) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+        if after:
+            raise CommandValidationError("--after numbers the embedded store's notifications; on Kafka use --plan or --follow")
+        for number, delivered in enumerate(delivered_notifications(self.kafka, {plan} if plan else None, follow=follow)):
+            if delivered or number == 0:
+                yield [(i + 1, d.envelope) for i, d in enumerate(delivered)]
+
+    def replayed_notifications(self, plan: str | None, first: int, last: int | None) -> Iterator[Notification]:
+        if first != 1 or last is not None:
+            raise CommandValidationError("--from-position/--to-position number the embedded log; on Kafka re-emit all, or one --plan")
+        codec = AvroCodec()
+        translator = translator_for(self.settings, codec, None, cache_size=None, recorded=recorded_on_topics(self.kafka, plan))
+        return replay_topic_notifications(self.kafka, translator, codec, plan)
+
+    def publish(self, notes: Iterator[Notification]) -> int:
+        publisher = Publisher(self.kafka)
+        count = 0
+        for note in notes:
+            publish_notification(publisher, self.kafka, note)
+            count += 1
+        publisher.flush()
+        return count
+
+    def enforce_deadlines(self, origin: str) -> list[Submitted]:
+        commands = deadline_commands(self.client.plans(), system_clock(), origin)
+        for command in commands:
+            self.client.send(command)
+        return [Submitted(c.command_id, c.plan_uuid, "sent") for c in commands]
+
+    def demo(self) -> DemoReport:
+        return run_demo(KafkaDemo(self.client))
+
+    def serve(self, only: Sequence[str], interval: float, once: bool, say: Any) -> None:
+        parts = tuple(only or PARTS)
+        unknown = [p for p in parts if p not in PARTS]
+        if unknown:
+            raise CommandValidationError(f"--only: {', '.join(unknown)} is not one of {', '.join(PARTS)}")
+        say(f"serving {', '.join(parts)} on {self.kafka.bootstrap_servers} with {self.kafka.shown()}")
+        KafkaService(self.settings, self.kafka, parts, deadline_interval_s=interval).run()  # type: ignore[arg-type]
+
+    def audit(self, plan: str) -> PlanStory:
+        codec = AvroCodec()
+        history = KafkaPlanHistory(self.kafka, codec, plan)
+        return plan_story(plan, history, history, history.notifications(), codec, history.conflicts())
+
+    def verify(self, on_disk: bool) -> VerifyReport:
+        if not self.settings.paths.model.exists():
+            raise MissingModelError(f"no read model at {self.settings.paths.model}: run verify where `serve` keeps it (same --db)")
+        codec = AvroCodec()
+        return verify_against(topic_pages(self.kafka, codec), codec, self.settings, on_disk)
+
+    def replay(self, until: str | None, into: Path | None, progress: ProgressCallback | None) -> ReplayResult:
+        codec = AvroCodec()
+        kafka = self.kafka
+        return replay(lambda: topic_pages(kafka, codec), codec, self.settings.paths, until, into, progress=progress)
+
+    def dead_letters(self, limit: int) -> list[Row]:
+        return dead_letters(self.kafka, limit)
+
+    def init(self, partitions: int, replication_factor: int) -> list[TopicResult] | None:
+        return init_topics(self.kafka, partitions, replication_factor)
