@@ -130,3 +130,29 @@ def test_librdkafka_properties_pass_through_and_secrets_never_show(kafka: KafkaS
     unknown = run_cli(env, "-X", "no.such.property=1", "plans")
     assert unknown.returncode != 0 and "no.such.property" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+def test_payload_version_on_kafka_and_reemission_at_the_version_emitted(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
+    """`serve` emits what Watcher 17 emits when told; re-emission keeps each one's version unless told otherwise."""
+    env = cli_env(kafka, tmp_path / "client.db")
+    serve.env["WATCHER_ES_PAYLOAD_VERSION"] = "latest"
+    serve.start()
+    path, plan = plan_file(tmp_path, [(str(uuid.uuid4()), "PENDING")], state="PENDING")
+    assert run_cli(env, "register", str(path), "--wait").returncode == 0, serve.log()
+    assert run_cli(env, "cancel", plan, "--reason", "r", "--wait").returncode == 0, serve.log()
+
+    def versions(*options: str) -> set[str]:
+        result = run_cli({**env, **dict(o.split("=", 1) for o in options)}, "notifications", "--replay", "--plan", plan, "--json")
+        assert result.returncode == 0, result.stderr
+        return {json.loads(line)["payload"]["watcher_object.version"] for line in result.stdout.splitlines()}
+
+    deadline = time.monotonic() + 60
+    while True:  # the translator publishes asynchronously
+        delivered = run_cli(env, "notifications", "--plan", plan, "--json").stdout.splitlines()
+        if len(delivered) == 4:
+            break
+        assert time.monotonic() < deadline, delivered
+        time.sleep(0.5)
+    assert {json.loads(line)["payload"]["watcher_object.version"] for line in delivered} == {"1.2", "1.1"}
+    assert versions() == {"1.2", "1.1"}, "re-emitted at the version each was emitted"
+    assert versions("WATCHER_ES_PAYLOAD_VERSION=1.0") == {"1.0"}, "unless told otherwise"
