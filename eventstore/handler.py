@@ -17,7 +17,7 @@ from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide, un
 from .domain.messages import EVENT_TYPES, Command, Event, from_record, to_record
 from .domain.plan import Plan, evolve
 from .domain.validation import validate_command
-from .exceptions import DuplicateCommandError, StaleVersionError
+from .exceptions import DuplicateCommandError, StaleVersionError, WatcherEsError
 from .log import CommandRecord, EventLog, NewEvent, Outcome, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,10 @@ class CommandHandler:
 
     def handle(self, command: Command, attempts: int = 5) -> HandlingResult:
         validate_command(command)
+        body = self._codec.encode(type(command).__name__, to_record(command))
         earlier = self._log.command_outcome(command.command_id)
         if earlier is not None:
-            return _from_record(earlier, duplicate=True)
-        body = self._codec.encode(type(command).__name__, to_record(command))
+            return self._seen_before(command, body, earlier)
         for _ in range(attempts):
             try:
                 return self._handle_once(command, body)
@@ -133,9 +133,20 @@ class CommandHandler:
             except DuplicateCommandError:
                 earlier = self._log.command_outcome(command.command_id)
                 if earlier is not None:
-                    return _from_record(earlier, duplicate=True)
+                    return self._seen_before(command, body, earlier)
                 raise
         raise StaleVersionError(command.plan_uuid, -1, -1)
+
+    def _seen_before(self, command: Command, body: bytes, earlier: CommandRecord) -> HandlingResult:
+        """The first outcome of a resent command; a refusal (kept for the audit) of another one under a used id."""
+        if same_command(self._codec, earlier, body):
+            return _from_record(earlier, duplicate=True)
+        reason = reused_id_reason(earlier)
+        self._log.record_refused(CommandRecord(
+            command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
+            command.issued_at, body, "rejected", reason,
+        ))
+        return HandlingResult(command.command_id, command.plan_uuid, "rejected", reason)
 
     def _handle_once(self, command: Command, body: bytes) -> HandlingResult:
         plan = self.plan(command.plan_uuid)
@@ -151,6 +162,28 @@ class CommandHandler:
             command.command_id, command.plan_uuid, decision.outcome, decision.reason, decision.events,
             stored.first_position, stored.last_position,
         )
+
+
+def same_command(codec: AvroCodec, earlier: CommandRecord, body: bytes) -> bool:
+    """A resend (the same id, the same request) rather than another command under a used id.
+
+    When and from where it was sent may differ (a retry); what is asked, of which plan, by whom, may not.
+    """
+    if earlier.body == body or not earlier.body:  # (a record that kept no body cannot tell: take it as the same)
+        return True
+    try:
+        (old_name, old), (new_name, new) = codec.decode(earlier.body), codec.decode(body)
+    except WatcherEsError:
+        return False
+    ignored = {"issued_at", "origin"}
+    return old_name == new_name and {k: v for k, v in old.items() if k not in ignored} == {k: v for k, v in new.items() if k not in ignored}
+
+
+def reused_id_reason(earlier: CommandRecord) -> str:
+    return (
+        f"command id {earlier.command_id} was already used by another command ({earlier.command_type} of plan "
+        f"{earlier.plan_uuid}, {earlier.outcome}); a new command needs a new id"
+    )
 
 
 def _from_record(r: CommandRecord, duplicate: bool) -> HandlingResult:

@@ -107,6 +107,9 @@ class EventLog(Protocol):
     def command_outcome(self, command_id: str) -> CommandRecord | None:
         """The command and what became of it, if it was handled."""
 
+    def record_refused(self, command: CommandRecord) -> None:
+        """Keep, for the audit, a command refused before any decision (an id already used by another command)."""
+
     def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
         """One plan's events in version order (a plan lives in one source), up to a position of it."""
 

@@ -55,6 +55,20 @@ def m001_events(db: sqlite_utils.Database) -> None:
         )
 
 
+@migrations()
+def m002_refused_commands(db: sqlite_utils.Database) -> None:
+    """Commands refused before any decision (an id already used by another command): the audit shows them."""
+    db["refused_commands"].create(  # type: ignore[union-attr]
+        {
+            "seq": int, "command_id": str, "command_type": str, "plan_uuid": str, "issued_by": str,
+            "origin": str, "issued_at": int, "body": bytes, "outcome": str, "reason": str,
+            "first_position": int, "last_position": int,
+        },
+        pk="seq",
+    )
+    db["refused_commands"].create_index(["plan_uuid"])  # type: ignore[union-attr]
+
+
 _EVENT_COLUMNS = "position, plan_uuid, version, event_id, event_type, command_id, occurred_at, body, hash"
 _COMMAND_COLUMNS = (
     "command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason, first_position, last_position"
@@ -195,8 +209,16 @@ class SqliteEventLog:
         return CommandRecord(*row) if row else None
 
     def plan_commands(self, plan_uuid: str) -> list[CommandRecord]:
-        rows = self.db.conn.execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE plan_uuid = ? ORDER BY seq", (plan_uuid,))
+        """The plan's commands in the order they were handled, then those refused under a used id."""
+        rows = [*self.db.conn.execute(f"SELECT {_COMMAND_COLUMNS} FROM commands WHERE plan_uuid = ? ORDER BY seq", (plan_uuid,))]
+        rows += self.db.conn.execute(f"SELECT {_COMMAND_COLUMNS} FROM refused_commands WHERE plan_uuid = ? ORDER BY seq", (plan_uuid,))
         return [CommandRecord(*r) for r in rows]
+
+    def record_refused(self, command: CommandRecord) -> None:
+        with write_transaction(self.db):
+            self.db.conn.execute(
+                f"INSERT INTO refused_commands ({_COMMAND_COLUMNS}) VALUES ({', '.join('?' * 11)})", _command_row(command),
+            )
 
     def plan_uuids(self) -> list[str]:
         return [r[0] for r in self.db.conn.execute("SELECT DISTINCT plan_uuid FROM events WHERE version = 1 ORDER BY position")]

@@ -507,3 +507,18 @@ def test_replay_removes_what_a_killed_replay_left(cli: Cli, tmp_path: Path) -> N
     stray.write_bytes(b"half a model")
     cli("replay")
     assert not stray.exists()
+
+
+def test_a_command_id_reused_for_another_command_is_refused_and_audited(cli: Cli, tmp_path: Path) -> None:
+    cli("register", write_plan(tmp_path, plan_document()), "--command-id", "c-1")
+    refused = cli("register", write_plan(tmp_path, plan_document(OTHER), "other.json"), "--command-id", "c-1", code=1)
+    assert "command id c-1 was already used by another command (RegisterActionPlan of plan " + PLAN in " ".join(refused.stderr.split())
+    assert nothing_registered(cli) is False and [p["uuid"] for p in cli.lines("plans")] == [PLAN]
+    story = cli.json("audit", OTHER)
+    [entry] = [e for e in story["entries"] if e["kind"] == "command"]
+    assert (entry["outcome"], entry["id"]) == ("rejected", "c-1") and "already used" in entry["outcome_reason"]
+
+    cli("cancel", PLAN, "--reason", "r", "--command-id", "c-2")
+    assert "already used" in cli("report-abort", PLAN, A[0], "--command-id", "c-2", code=1).stderr
+    again = cli.json("cancel", PLAN, "--reason", "r", "--command-id", "c-2")
+    assert (again["outcome"], again["duplicate"]) == ("accepted", True), "the same command again is a resend"

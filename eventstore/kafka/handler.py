@@ -30,7 +30,7 @@ from ..exceptions import (
     UnknownSchemaError,
 )
 from ..faults import fault_point
-from ..handler import Decision, decide_command, decode_event
+from ..handler import Decision, decide_command, decode_event, reused_id_reason, same_command
 from ..log import CommandRecord
 from .appends import Append
 from .config import KafkaSettings
@@ -137,6 +137,9 @@ class KafkaCommandHandler:
         seen: set[str] = set()
         for command, body in commands:
             done = self.log.handled(command.command_id)
+            if done is not None and not same_command(self._codec, done, body):  # another command under a used id
+                self._publish_outcome(command, "rejected", reused_id_reason(done), self.plans.get(command.plan_uuid), [])
+                continue
             if done is not None:  # appended before (a redelivery, or a crash before its outcome): say it again
                 self._publish_outcome(command, done.outcome, done.reason, self.plans.get(command.plan_uuid), [])
                 continue

@@ -155,6 +155,9 @@ class KafkaEventLog:
         self.refresh()
         return self._applied.get(command_id)
 
+    def record_refused(self, command: CommandRecord) -> None:
+        """On Kafka the refusal is the command's outcome record (the handler publishes it); nothing to append."""
+
     def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
         """One plan's events (it lives in one partition), up to a position of that partition."""
         return [
