@@ -81,6 +81,15 @@ def chain_hash(previous: str, body: bytes) -> str:
     return hashlib.sha256(previous.encode("ascii") + body).hexdigest()
 
 
+def command_hash(previous: str, c: CommandRecord) -> str:
+    """A command's hash covers everything `audit` shows of it, chained to the command stored before."""
+    fields = (
+        c.command_id, c.command_type, c.plan_uuid, c.issued_by, c.origin, str(c.issued_at), c.outcome, c.reason,
+        str(c.first_position), str(c.last_position),
+    )
+    return hashlib.sha256("\x1f".join((previous, *fields)).encode() + b"\x1e" + c.body).hexdigest()
+
+
 def pages(log: EventLog, batch_size: int, after: Position = Position()) -> Iterator[list[StoredEvent]]:
     """The log after ``after``, a page at a time: what replay, verify and the projections stream through."""
     while batch := log.events_after(after, limit=batch_size):

@@ -19,7 +19,7 @@ from sqlite_utils.migrations import Migrations
 from .codec import WriterSchema
 from .exceptions import DuplicateCommandError, StaleVersionError
 from .faults import fault_point
-from .log import CommandRecord, NewEvent, StoredEvent, chain_hash
+from .log import CommandRecord, NewEvent, StoredEvent, chain_hash, command_hash
 from .position import LOG, Position
 from .sqlite_support import claim, connect, migrate, write_transaction
 
@@ -67,6 +67,21 @@ def m002_refused_commands(db: sqlite_utils.Database) -> None:
         pk="seq",
     )
     db["refused_commands"].create_index(["plan_uuid"])  # type: ignore[union-attr]
+
+
+@migrations()
+def m003_command_chains(db: sqlite_utils.Database) -> None:
+    """Commands get a sha256 chain of their own (one per table), so an edited command shows in `verify`.
+
+    Rows written before are chained as they are now: the chain starts protecting them from here on.
+    """
+    for table in ("commands", "refused_commands"):
+        db[table].add_column("hash", str)  # type: ignore[union-attr]
+        previous = ""
+        rows = db.conn.execute(f"SELECT seq, {_COMMAND_COLUMNS} FROM {table} ORDER BY seq").fetchall()
+        for seq, *row in rows:
+            previous = command_hash(previous, CommandRecord(*row))
+            db.conn.execute(f"UPDATE {table} SET hash = ? WHERE seq = ?", (previous, seq))
 
 
 _EVENT_COLUMNS = "position, plan_uuid, version, event_id, event_type, command_id, occurred_at, body, hash"
@@ -145,7 +160,7 @@ class SqliteEventLog:
                     conn.executemany(insert, rows[1:])
                     last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
                 recorded = replace(command, first_position=first, last_position=last)
-                conn.execute(f"INSERT INTO commands ({_COMMAND_COLUMNS}) VALUES ({', '.join('?' * 11)})", _command_row(recorded))
+                _insert_chained(conn, "commands", recorded)
         except sqlite3.IntegrityError as exc:
             # Another writer got there first: same command id, or the same plan version.
             if "command_id" in str(exc):
@@ -216,12 +231,28 @@ class SqliteEventLog:
 
     def record_refused(self, command: CommandRecord) -> None:
         with write_transaction(self.db):
-            self.db.conn.execute(
-                f"INSERT INTO refused_commands ({_COMMAND_COLUMNS}) VALUES ({', '.join('?' * 11)})", _command_row(command),
-            )
+            _insert_chained(self.db.conn, "refused_commands", command)
+
+    def broken_command(self) -> tuple[str, int, CommandRecord] | None:
+        """The first command (table, row, record) whose chained hash does not match its content: an edit."""
+        for table in ("commands", "refused_commands"):
+            previous = ""
+            for seq, stored, *row in self.db.conn.execute(f"SELECT seq, hash, {_COMMAND_COLUMNS} FROM {table} ORDER BY seq"):
+                record = CommandRecord(*row)
+                previous = command_hash(previous, record)
+                if stored != previous:
+                    return table, seq, record
+        return None
 
     def plan_uuids(self) -> list[str]:
         return [r[0] for r in self.db.conn.execute("SELECT DISTINCT plan_uuid FROM events WHERE version = 1 ORDER BY position")]
+
+
+def _insert_chained(conn: sqlite3.Connection, table: str, record: CommandRecord) -> None:
+    """Insert a command chained to the previous one of its table; call under the write lock."""
+    row = conn.execute(f"SELECT hash FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
+    chained = command_hash(row[0] if row and row[0] else "", record)
+    conn.execute(f"INSERT INTO {table} ({_COMMAND_COLUMNS}, hash) VALUES ({', '.join('?' * 12)})", (*_command_row(record), chained))
 
 
 def _command_row(c: CommandRecord) -> tuple[object, ...]:

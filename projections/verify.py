@@ -28,6 +28,7 @@ from eventstore.codec import AvroCodec
 from eventstore.domain.plan import UnexpectedEventError
 from eventstore.exceptions import WatcherEsError
 from eventstore.position import Position
+from eventstore.sqlite_log import SqliteEventLog
 from eventstore.log import EventLog, StoredEvent, chain_hash, pages
 
 from .exceptions import VerificationFailed
@@ -134,6 +135,14 @@ def verify(
     first difference; ``scratch`` is where the fresh model is built (a file instead of memory
     for a log too big to hold its model in RAM).
     """
+    broken = events.broken_command() if isinstance(events, SqliteEventLog) else None
+    if broken is not None:
+        table, seq, command = broken
+        raise VerificationFailed(
+            "command", command.plan_uuid, None,
+            f"{table} row {seq}: command {command.command_id} ({command.command_type}) does not match its chained hash: it was edited",
+            f"{table} row {seq}",
+        )
     stream = pages(events, batch_size) if isinstance(events, EventLog) else events
     conn = live.db.conn
     conn.execute("BEGIN")  # one snapshot of the live model: its rows and its positions agree

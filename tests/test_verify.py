@@ -3,6 +3,7 @@ projection, fails and names the plan and the position."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from eventstore.cli import app
+from eventstore.config import Settings
 from eventstore.position import Position
 from eventstore.log import StoredEvent
 from projections.embedded import EmbeddedService
@@ -213,3 +215,17 @@ def test_verify_reads_the_model_in_one_snapshot(store: EmbeddedService) -> None:
     report = verify(CatchesUpMeanwhile(), store.codec, store.model)
     other_model.close()
     assert report.model_position.sequence == before < store.model.position()
+
+
+def test_an_edited_command_is_found_by_verify(tmp_path: Path) -> None:
+    """`audit` shows who asked for what: the commands are chained, so a patched `issued_by` shows."""
+    db = tmp_path / "w.db"
+    with EmbeddedService(Settings(db=db, publisher_id="infra-optim:tests")) as service:
+        register = f.register(state="ONGOING", actions=[f.action(state="ONGOING")])
+        service.submit(register)
+        service.submit(f.cancel(register.plan_uuid, by="alice"))
+        service.log.db.conn.execute("UPDATE commands SET issued_by = 'bobby' WHERE issued_by = 'alice'")
+    result = CliRunner().invoke(app, ["--db", str(db), "verify", "--json"])
+    assert result.exit_code == 1
+    finding = json.loads(result.stdout)
+    assert finding["kind"] == "command" and finding["plan_uuid"] == register.plan_uuid and "commands row 2" in finding["detail"]
