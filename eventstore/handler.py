@@ -13,11 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .codec import AvroCodec
-from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide, unchanged_reason
+from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide_and_fold, unchanged_reason
 from .domain.messages import EVENT_TYPES, Command, Event, from_record, to_record
 from .domain.plan import Plan, evolve
 from .domain.validation import validate_command
-from .exceptions import DuplicateCommandError, StaleVersionError, WatcherEsError
+from .exceptions import CommandValidationError, DuplicateCommandError, SerializationError, StaleVersionError, WatcherEsError
 from .log import CommandRecord, EventLog, NewEvent, Outcome, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -65,15 +65,13 @@ class Decision:
 
 def decide_command(codec: AvroCodec, plan: Plan | None, command: Command, now: int, abort_timeout_us: int) -> Decision:
     try:
-        events = decide(plan, command, now, abort_timeout_us)
+        events, after = decide_and_fold(plan, command, now, abort_timeout_us)
     except CommandRejected as rejected:
         return Decision("rejected", rejected.reason, [], [], plan)
     if not events:
         return Decision("unchanged", unchanged_reason(plan, command), [], [], plan)
     new = [NewEvent(e.event_id, type(e).__name__, e.occurred_at, codec.encode(type(e).__name__, to_record(e))) for e in events]
-    for e in events:
-        plan = evolve(plan, e)
-    return Decision("accepted", "", events, new, plan)
+    return Decision("accepted", "", events, new, after)
 
 
 def decode_event(codec: AvroCodec, stored: StoredEvent) -> Event:
@@ -120,7 +118,10 @@ class CommandHandler:
 
     def handle(self, command: Command, attempts: int = 5) -> HandlingResult:
         validate_command(command)
-        body = self._codec.encode(type(command).__name__, to_record(command))
+        try:
+            body = self._codec.encode(type(command).__name__, to_record(command))
+        except SerializationError as exc:  # a value no record can carry (text that is not Unicode, say): bad input
+            raise CommandValidationError(str(exc)) from None
         earlier = self._log.command_outcome(command.command_id)
         if earlier is not None:
             return self._seen_before(command, body, earlier)

@@ -29,6 +29,10 @@ def parse_time(field: str, value: Any) -> int | None:
         raise CommandValidationError(f"{field}: {value!r} is not an ISO 8601 datetime") from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
+    try:
+        dt = dt.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise CommandValidationError(f"{field}: {value!r} falls outside the years 1 to 9999 in UTC") from None
     return int(dt.timestamp()) * 1_000_000 + dt.microsecond
 
 
@@ -58,6 +62,10 @@ class _Doc:
         value = self.get(key, default)
         if not isinstance(value, str):
             raise CommandValidationError(f"{self._name(key)}: {value!r} is not a string")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CommandValidationError(f"{self._name(key)}: {value!r} is not valid Unicode text (a lone surrogate)") from None
         return value
 
     def optional_text(self, key: str) -> str | None:

@@ -6,6 +6,7 @@ import functools
 import json
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -522,3 +523,14 @@ def test_a_command_id_reused_for_another_command_is_refused_and_audited(cli: Cli
     assert "already used" in cli("report-abort", PLAN, A[0], "--command-id", "c-2", code=1).stderr
     again = cli.json("cancel", PLAN, "--reason", "r", "--command-id", "c-2")
     assert (again["outcome"], again["duplicate"]) == ("accepted", True), "the same command again is a resend"
+
+
+def test_register_refuses_plans_beyond_the_documented_limits(cli: Cli, tmp_path: Path) -> None:
+    document = plan_document()
+    document["actions"] = [
+        {"uuid": str(uuid.uuid4()), "action_type": "nop", "state": "PENDING", "created_at": "2016-10-18T09:52:05Z"} for _ in range(10_001)
+    ]
+    assert "more than the 10,000 a plan may have" in cli("register", write_plan(tmp_path, document), code=2).stderr
+    huge = tmp_path / "huge.json"
+    huge.write_text(" " * (16 * 1024 * 1024 + 1))
+    assert "a plan document may have" in cli("register", str(huge), code=2).stderr

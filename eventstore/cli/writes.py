@@ -21,6 +21,9 @@ from ..exceptions import CommandValidationError
 from ..plan_file import parse_plan_document
 from .context import default_operator, err, friendly_errors, json_line, open_store_of, origin, out, report
 
+#: The largest plan document `register` reads (far above the largest plan of MAX_ACTIONS actions Watcher makes).
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the outcome as one JSON line.")]
 CommandIdOpt = Annotated[Optional[str], typer.Option("--command-id", help="Idempotency key; a command id seen before is not handled again.")]
 ByOpt = Annotated[Optional[str], typer.Option("--by", help="Who is asking (default: $OS_USERNAME or $USER).")]
@@ -76,6 +79,9 @@ def register(
     timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Register an action plan from a JSON file."""
+    size = plan_file.stat().st_size
+    if size > MAX_DOCUMENT_BYTES:
+        raise CommandValidationError(f"{plan_file}: {size:,} bytes is more than the {MAX_DOCUMENT_BYTES:,} a plan document may have")
     try:
         data = json.loads(plan_file.read_text())
     except ValueError as exc:

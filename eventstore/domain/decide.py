@@ -32,7 +32,7 @@ from .messages import (
     ReportActionPlanProgress,
     ReportActionProgress,
 )
-from .plan import Plan, evolve
+from .plan import Plan, evolve, fold
 from .states import ACTION_FINISHED, ACTION_PROGRESS, PLAN_PROGRESS, PLAN_TERMINAL
 
 #: Watcher's default: an abort that has not reported back in five minutes has failed.
@@ -74,8 +74,16 @@ class _Emitter:
 
 
 def decide(plan: Plan | None, command: Command, now: int, abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US) -> list[Event]:
+    return decide_and_fold(plan, command, now, abort_timeout_us)[0]
+
+
+def decide_and_fold(
+    plan: Plan | None, command: Command, now: int, abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US,
+) -> tuple[list[Event], Plan | None]:
+    """``decide``, and the plan as its events leave it (folded once, while deciding)."""
     if isinstance(command, RegisterActionPlan):
-        return _register(plan, command, now)
+        events = _register(plan, command, now)
+        return events, fold(None, events)
     if plan is None:
         raise CommandRejected(f"action plan {command.plan_uuid} is not registered")
     out = _Emitter(plan, command, now)
@@ -90,7 +98,7 @@ def decide(plan: Plan | None, command: Command, now: int, abort_timeout_us: int 
             _plan_progress(out, plan, command)
         case ReportActionProgress():
             _action_progress(out, plan, command)
-    return out.events
+    return out.events, out.plan
 
 
 def unchanged_reason(plan: Plan | None, command: Command) -> str:

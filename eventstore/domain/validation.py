@@ -68,6 +68,10 @@ def validate_command(command: Command) -> None:
             raise CommandValidationError("fault.exception: a failed abort must name its exception class")
 
 
+#: The most actions a plan may have: a cancel appends about two events per action in one command,
+#: and a plan far beyond what Watcher's strategies produce is refused rather than stalling the store.
+MAX_ACTIONS = 10_000
+
 #: Watcher's audit types.
 AUDIT_TYPES = frozenset({"ONESHOT", "CONTINUOUS", "EVENT"})
 
@@ -77,6 +81,8 @@ def _validate_register(c: RegisterActionPlan) -> None:
     _one_of("audit.audit_type", c.audit.audit_type, AUDIT_TYPES)
     if not c.actions:
         raise CommandValidationError("actions: a plan has at least one action (there is nothing to cancel otherwise)")
+    if len(c.actions) > MAX_ACTIONS:
+        raise CommandValidationError(f"actions: {len(c.actions):,} actions is more than the {MAX_ACTIONS:,} a plan may have")
     _json("global_efficacy", c.global_efficacy)
     _uuid("audit.uuid", c.audit.uuid)
     _uuid("audit.goal_uuid", c.audit.goal_uuid)
