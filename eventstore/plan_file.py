@@ -10,12 +10,15 @@ list) are accepted, and everything is kept in the events so any payload version 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .domain.messages import Action, Audit, RegisterActionPlan, Strategy
 from .domain.validation import canonical_uuid
 from .exceptions import CommandValidationError
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_time(field: str, value: Any) -> int | None:
@@ -33,7 +36,7 @@ def parse_time(field: str, value: Any) -> int | None:
         dt = dt.astimezone(UTC)
     except (OverflowError, ValueError):
         raise CommandValidationError(f"{field}: {value!r} falls outside the years 1 to 9999 in UTC") from None
-    return int(dt.timestamp()) * 1_000_000 + dt.microsecond
+    return (dt - _EPOCH) // timedelta(microseconds=1)  # exact: a float timestamp rounds near the year 9999
 
 
 def format_time(us: int | None) -> str | None:
