@@ -35,7 +35,8 @@ class StorePaths:
 class Settings:
     db: Path = Path("watcher-es.db")
     publisher_id: str = ""
-    notification_level: str = "INFO"
+    #: The lowest priority sent ('' none); None when not told: an embedded store keeps its own.
+    notification_level: str | None = None
     abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US
     #: None: the embedded log; otherwise the cluster everything runs on.
     kafka: KafkaSettings | None = None

@@ -36,6 +36,8 @@ class EmbeddedService:
         self.handler = CommandHandler(self.log, self.codec, clock, settings.abort_timeout_us)
         self.model = ReadModel(paths.model, self.codec)
         self.outbox = NotificationOutbox(paths.notifications, translator_for(settings, self.codec, self.log))
+        # The level is the store's: set when it is created, changed only by a command that says so.
+        self.outbox.translator.set_level(self.outbox.notification_level(settings.notification_level))
         # A bad event is parked with its reason in each consumer's own file; they go on.
         self.model.on_poison = ParkingLot(self.model.db, ReadModel.CONSUMER)
         self.outbox.on_poison = ParkingLot(self.outbox.db, NotificationOutbox.CONSUMER)

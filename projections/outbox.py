@@ -46,6 +46,12 @@ def m002_payload_set(db: sqlite_utils.Database) -> None:
     db["notifications"].create_index(["event_id"])  # type: ignore[union-attr]
 
 
+@migrations()
+def m003_store_settings(db: sqlite_utils.Database) -> None:
+    """Settings that belong to the store, not to whichever process happens to catch it up."""
+    db["store_settings"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+
+
 class NotificationOutbox:
     """The translator as a log consumer whose output is this SQLite file."""
 
@@ -69,6 +75,21 @@ class NotificationOutbox:
     def checkpoint(self) -> None:
         """Called by the service after a command's work, off the path that makes notifications visible."""
         checkpoint(self.db)
+
+    def notification_level(self, told: str | None) -> str:
+        """The store's notification level: set when the store is created, changed only when told."""
+        with write_transaction(self.db):
+            row = self.db.conn.execute("SELECT value FROM store_settings WHERE key = 'notification_level'").fetchone()
+            if told is None:
+                if row is not None:
+                    return str(row[0])
+                told = "INFO"
+            if row is None or row[0] != told:
+                self.db.conn.execute(
+                    "INSERT INTO store_settings (key, value) VALUES ('notification_level', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (told,),
+                )
+            return told
 
     def position(self) -> int:
         return tracked_position(self.db, self.CONSUMER)

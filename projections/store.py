@@ -183,6 +183,7 @@ class EmbeddedStore:
     def replayed_notifications(self, plan: str | None, first: int, last: int | None) -> Iterator[Notification]:
         service = self.service
         translator = translator_for(service.settings, service.codec, service.log, recorded=service.outbox.payload_sets_of)
+        translator.set_level(service.outbox.translator.level)  # the store's level, as when first emitted
         return replay_notifications(service.log, translator, first, last, plan_uuid=plan)
 
     def publish(self, notes: Iterator[Notification]) -> int:

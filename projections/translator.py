@@ -148,11 +148,16 @@ class Translator:
         self._codec = codec
         self._log = log
         self.publisher_id = publisher_id
-        normal = parse_level(level)
-        self._min = LEVELS.index(normal) if normal else None  # None: notifications disabled
+        self.set_level(level)
         self._message_ids = message_ids
         self._plans: OrderedDict[str, Plan] = OrderedDict()
         self._cache_size = cache_size
+
+    def set_level(self, level: str) -> None:
+        """Watcher's ``notification_level``: '' sends none; otherwise the lowest priority sent."""
+        normal = parse_level(level)
+        self.level = normal
+        self._min = LEVELS.index(normal) if normal else None  # None: notifications disabled
 
     def translate(self, batch: Sequence[StoredEvent], emit: bool = True, on_poison: PoisonHandler | None = None) -> list[Notification]:
         """The notifications a batch causes; ``emit=False`` only folds (warming up after a restart)."""
@@ -207,7 +212,8 @@ def translator_for(
     """
     explicit = settings.payload_version is not None
     return Translator(
-        codec, log, settings.publisher_id or default_publisher_id(), settings.notification_level,
+        codec, log, settings.publisher_id or default_publisher_id(),
+        settings.notification_level if settings.notification_level is not None else "INFO",
         cache_size=cache_size, payloads=payload_set(settings.payload_version or DEFAULT_PAYLOAD_SET),
         recorded=None if explicit else recorded,
     )

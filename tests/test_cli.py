@@ -534,3 +534,16 @@ def test_register_refuses_plans_beyond_the_documented_limits(cli: Cli, tmp_path:
     huge = tmp_path / "huge.json"
     huge.write_text(" " * (16 * 1024 * 1024 + 1))
     assert "a plan document may have" in cli("register", str(huge), code=2).stderr
+
+
+def test_the_notification_level_is_the_stores_not_the_readers(cli: Cli, tmp_path: Path) -> None:
+    running_plan(cli, tmp_path)
+    cli("cancel", PLAN, "--reason", "r", options=("--notification-level", "error"))  # says so: the store's level is now error
+    cli("report-abort", PLAN, A[1], "--failed", "--message", "stuck")
+    cli("report-abort", PLAN, A[2])
+    kinds = [n["event_type"] for n in cli.lines("notifications")]
+    assert kinds == ["action.cancel.error", "action_plan.cancel.error"]
+    assert [n["event_type"] for n in cli.lines("notifications", "--replay")] == kinds, "re-emitted at the store's level"
+    cli("register", write_plan(tmp_path, plan_document(OTHER), "other.json"))
+    cli("cancel", OTHER, "--reason", "r")  # not told: the store keeps error
+    assert [n["event_type"] for n in cli.lines("notifications")] == kinds

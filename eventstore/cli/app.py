@@ -28,7 +28,7 @@ def configure(
     ctx: typer.Context,
     db: Annotated[Path, typer.Option(envvar="WATCHER_ES_DB", help="The embedded event log; the read model and notifications sit beside it.")] = Path("watcher-es.db"),
     publisher_id: Annotated[str, typer.Option(envvar="WATCHER_ES_PUBLISHER_ID", help="Notification publisher_id (default infra-optim:<host>).")] = "",
-    notification_level: Annotated[str, typer.Option(envvar="WATCHER_ES_NOTIFICATION_LEVEL", help="Lowest priority sent: debug, info, warning, error, critical; '' sends none.")] = "info",
+    notification_level: Annotated[Optional[str], typer.Option(envvar="WATCHER_ES_NOTIFICATION_LEVEL", help="Lowest priority sent: debug, info, warning, error, critical; '' sends none. An embedded store keeps the level it was created or last told with (default info).", show_default=False)] = None,
     abort_timeout: Annotated[float, typer.Option(envvar="WATCHER_ES_ABORT_TIMEOUT", help="Seconds an abort may take before the deadline pass fails it.")] = 300.0,
     bootstrap_servers: Annotated[str, typer.Option(envvar="WATCHER_ES_BOOTSTRAP_SERVERS", help="Kafka cluster (host:port,...); without it the embedded log is used.")] = "",
     kafka_property: Annotated[list[str], typer.Option("-X", "--kafka-property", help="Any librdkafka property, key=value (repeatable; producer./consumer./admin. prefixes scope it).")] = [],  # noqa: B006
@@ -42,7 +42,7 @@ def configure(
     from projections.translator import parse_level
 
     try:
-        level = parse_level(notification_level)
+        level = parse_level(notification_level) if notification_level is not None else None
         if payload_version is not None:
             payload_set(payload_version)  # refuse an unknown one here, naming the choices
         if abort_timeout <= 0:
