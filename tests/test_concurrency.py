@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -71,5 +72,58 @@ def test_registers_cancels_and_queries_in_parallel_on_one_store(tmp_path: Path) 
         assert [c["outcome"] for c in commands] == ["accepted", "accepted"], "each command has exactly one outcome"
     verified = subprocess.run(
         [sys.executable, "-m", "eventstore", "--db", str(db), "verify"], env=_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_eight_operators_for_thirty_seconds(tmp_path: Path) -> None:
+    """8 processes at a time issue commands and queries for 30 s beside a `serve`; then the store
+    verifies, every command has exactly one outcome in the audit, and nobody saw a traceback."""
+    db = tmp_path / "store.db"
+    serve = _start(db, "serve", "--interval", "0.05")
+    deadline = time.monotonic() + 60
+    while not db.exists():
+        assert time.monotonic() < deadline and serve.poll() is None, "serve did not create the store"
+        time.sleep(0.05)
+    failures: list[str] = []
+    sent: dict[str, list[str]] = {}
+    lock = threading.Lock()
+
+    def operator(n: int) -> None:
+        stop = time.monotonic() + 30
+        while time.monotonic() < stop:
+            plan = str(uuid.uuid4())
+            steps: list[tuple[str, ...]] = [
+                ("register", write_plan(tmp_path, _document(plan), f"{plan}.json"), "--json"),
+                ("plans", "--json"),
+                ("cancel", plan, "--reason", f"operator {n}", "--json"),
+                ("status", plan, "--json"),
+                ("notifications", "--plan", plan, "--json"),
+            ]
+            for step in steps:
+                out, err = _start(db, *step).communicate(timeout=120)
+                if "Traceback" in err or "Traceback" in out:
+                    with lock:
+                        failures.append(f"{step}: {err[-2000:]}")
+            with lock:
+                sent.setdefault(plan, []).extend(["register", "cancel"])
+
+    try:
+        workers = [threading.Thread(target=operator, args=(n,)) for n in range(8)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+    finally:
+        serve.terminate()
+        _, serve_err = serve.communicate(timeout=60)
+    assert failures == [] and "Traceback" not in serve_err, (failures, serve_err[-2000:])
+    assert len(sent) >= 8
+    for plan in sent:
+        story = json.loads(_start(db, "audit", plan, "--json").communicate(timeout=60)[0])
+        commands = [e for e in story["entries"] if e["kind"] == "command"]
+        assert [c["type"] for c in commands] == ["RegisterActionPlan", "CancelActionPlan"], "exactly one outcome each"
+    verified = subprocess.run(
+        [sys.executable, "-m", "eventstore", "--db", str(db), "verify"], env=_env(), capture_output=True, text=True, timeout=300,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
