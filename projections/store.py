@@ -119,6 +119,13 @@ class EmbeddedStore:
         return self._service
 
     @property
+    def existing(self) -> EmbeddedService:
+        """The service for a read command: a store that is not there is an error, never created."""
+        if self._service is None and not self.settings.paths.log.exists():
+            raise MissingLogError(f"no event log at {self.settings.paths.log} (set --db or WATCHER_ES_DB)")
+        return self.service
+
+    @property
     def model(self) -> ReadModel:
         """What read commands read: the model as `serve` and the writers keep it, never caught up here."""
         if self._service is not None:
@@ -163,16 +170,16 @@ class EmbeddedStore:
         return rows
 
     def consumers(self) -> list[ConsumerPosition]:
-        end = self.service.log.last_position()
+        end = self.existing.log.last_position()
         return [
             ConsumerPosition(part, str(self.settings.paths.log), position, end - position)
-            for part, position in (("read-model", self.service.model.position()), ("translator", self.service.outbox.position()))
+            for part, position in (("read-model", self.existing.model.position()), ("translator", self.existing.outbox.position()))
         ]
 
     def notifications(self, plan: str | None, after: int, follow: bool) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         seq = after
         while True:  # writers and `serve` keep the notifications current; a reader only reads
-            batch = self.service.outbox.read(seq, plan_uuid=plan)
+            batch = self.existing.outbox.read(seq, plan_uuid=plan)
             if batch:
                 seq = batch[-1][0]
                 yield batch
@@ -181,7 +188,7 @@ class EmbeddedStore:
             time.sleep(0.05)  # a cheap indexed read: followers see a cancel within ms
 
     def replayed_notifications(self, plan: str | None, first: int, last: int | None) -> Iterator[Notification]:
-        service = self.service
+        service = self.existing
         translator = translator_for(service.settings, service.codec, service.log, recorded=service.outbox.payload_sets_of)
         translator.set_level(service.outbox.translator.level)  # the store's level, as when first emitted
         return replay_notifications(service.log, translator, first, last, plan_uuid=plan)
@@ -208,7 +215,7 @@ class EmbeddedStore:
             time.sleep(interval)
 
     def audit(self, plan: str) -> PlanStory:
-        service = self.service
+        service = self.existing
         return plan_story(plan, service.log, service.log, stored_notifications(service.outbox, plan), service.codec)
 
     def _log(self) -> tuple[SqliteEventLog, AvroCodec]:
@@ -238,7 +245,7 @@ class EmbeddedStore:
     def dead_letters(self, limit: int) -> list[Row]:
         return [
             {"topic": "log", "partition": "", "offset": r["position"], "stage": r["consumer"], "error": r["error"], "message": r["message"], "plan_uuid": r["plan_uuid"]}
-            for r in parked(self.service.model.db) + parked(self.service.outbox.db)
+            for r in parked(self.existing.model.db) + parked(self.existing.outbox.db)
         ][:limit]
 
     def init(self, partitions: int, replication_factor: int) -> list[Any] | None:

@@ -90,6 +90,10 @@ class Writer:
         self.plan = plan
         return recorded
 
+    def register_and_cancel(self, actions: int = 2) -> None:
+        self.send(f.register(self.plan_uuid, "ONGOING", [f.action(A[i], "ONGOING") for i in range(actions)]))
+        self.send(f.cancel(self.plan_uuid))
+
 
 def everything(log: EventLog) -> list[StoredEvent]:
     return ordered(log.events_after(Position(), limit=100_000))

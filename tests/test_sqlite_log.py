@@ -6,7 +6,6 @@ The port's contract, which both backends pass, is tests/test_event_log_contract.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,53 +14,20 @@ import pytest
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings
 from eventstore.domain.decide import CommandRejected, decide
-from eventstore.domain.messages import Command, Event, to_record
-from eventstore.domain.plan import Plan, fold
-from eventstore.exceptions import DuplicateCommandError, StaleVersionError
+from eventstore.domain.messages import Event
+from eventstore.exceptions import StaleVersionError
 from eventstore.handler import CommandHandler, load_plan
-from eventstore.log import CommandRecord, EventLog, NewEvent, chain_hash
+from eventstore.log import chain_hash
 from projections.embedded import EmbeddedService
 from eventstore.sqlite_log import SqliteEventLog
 
 from . import factories as f
 from .conftest import FakeClock
+from .test_event_log_contract import Writer, new_events, record_of
 
 PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
 OTHER = "0b5f4b1e-5a53-4f0a-8d77-7f4d7d8c2a01"
 A = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)]
-
-
-def new_events(codec: AvroCodec, plan: Plan | None, command: Command) -> tuple[Plan | None, list[NewEvent]]:
-    events: list[Event] = decide(plan, command, f.T0)
-    encoded = [NewEvent(e.event_id, type(e).__name__, e.occurred_at, codec.encode(type(e).__name__, to_record(e))) for e in events]
-    return fold(plan, events), encoded
-
-
-def record_of(codec: AvroCodec, command: Command, outcome: str = "accepted", reason: str = "") -> CommandRecord:
-    body = codec.encode(type(command).__name__, to_record(command))
-    return CommandRecord(
-        command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
-        command.issued_at, body, outcome, reason,  # type: ignore[arg-type]
-    )
-
-
-class Writer:
-    """Appends a plan's commands to a log the way the handler would, tracking the plan's version."""
-
-    def __init__(self, log: EventLog, codec: AvroCodec, plan_uuid: str) -> None:
-        self.log, self.codec, self.plan_uuid = log, codec, plan_uuid
-        self.plan: Plan | None = None
-
-    def send(self, command: Command) -> CommandRecord:
-        version = self.plan.version if self.plan else 0
-        plan, events = new_events(self.codec, self.plan, command)
-        recorded = self.log.append(self.plan_uuid, version, events, record_of(self.codec, command))
-        self.plan = plan
-        return recorded
-
-    def register_and_cancel(self, actions: int = 2) -> None:
-        self.send(f.register(self.plan_uuid, "ONGOING", [f.action(A[i], "ONGOING") for i in range(actions)]))
-        self.send(f.cancel(self.plan_uuid))
 
 
 # ---------------------------------------------------------------- what only the SQLite log promises

@@ -118,15 +118,24 @@ class KafkaCommandHandler:
                 break
             commands = self._attempt(commands)
         for command, _ in commands:
-            log.error("command %s lost to other writers %d times; it is handled again when redelivered", command.command_id, ATTEMPTS)
+            log.error("command %s lost to other writers %d times; its batch is read again", command.command_id, ATTEMPTS)
         if messages:
             self._publisher.flush()
             if not commands:
                 if not commit_offsets(self._consumer, messages):
                     self._stale = True  # deposed meanwhile: read the topic again before deciding anything
-            else:  # not committed: redelivered, and its command id keeps it from taking effect twice
+            else:  # not committed, and read again from the batch's start: its handled ids keep them from taking effect twice
                 self._stale = True
+                self._rewind(messages)
         return len(messages)
+
+    def _rewind(self, messages: list[Message]) -> None:
+        first: dict[tuple[str, int], int] = {}
+        for msg in messages:
+            place = (msg.topic() or "", msg.partition() or 0)
+            first[place] = min(first.get(place, msg.offset() or 0), msg.offset() or 0)
+        for (topic, partition), offset in first.items():
+            self._consumer.seek(TopicPartition(topic, partition, offset))
 
     def _attempt(self, commands: list[tuple[Command, bytes]]) -> list[tuple[Command, bytes]]:
         """Decide on the state the log has, append the batch, report what stood; returns what lost."""
