@@ -118,11 +118,18 @@ class EmbeddedStore:
             self._service = EmbeddedService(self.settings)
         return self._service
 
+    def _require_log(self) -> Path:
+        """A read command's store must be there: it is an error, never created."""
+        path = self.settings.paths.log
+        if not path.exists():
+            raise MissingLogError(f"no event log at {path} (set --db or WATCHER_ES_DB)")
+        return path
+
     @property
     def existing(self) -> EmbeddedService:
-        """The service for a read command: a store that is not there is an error, never created."""
-        if self._service is None and not self.settings.paths.log.exists():
-            raise MissingLogError(f"no event log at {self.settings.paths.log} (set --db or WATCHER_ES_DB)")
+        """The service for a read command."""
+        if self._service is None:
+            self._require_log()
         return self.service
 
     @property
@@ -131,9 +138,7 @@ class EmbeddedStore:
         if self._service is not None:
             return self._service.model
         if self._model is None:
-            if not self.settings.paths.log.exists():
-                raise MissingLogError(f"no event log at {self.settings.paths.log} (set --db or WATCHER_ES_DB)")
-            SqliteEventLog(self.settings.paths.log).close()  # refuses a file that is not a (readable) log
+            SqliteEventLog(self._require_log()).close()  # refuses a file that is not a (readable) log
             self._model = ReadModel(self.settings.paths.model, AvroCodec())
         return self._model
 
@@ -220,10 +225,7 @@ class EmbeddedStore:
 
     def _log(self) -> tuple[SqliteEventLog, AvroCodec]:
         """The embedded log and a codec that reads every schema it was written with; never creates a log."""
-        path = self.settings.paths.log
-        if not path.exists():
-            raise MissingLogError(f"no event log at {path} (set --db or WATCHER_ES_DB)")
-        events = SqliteEventLog(path)
+        events = SqliteEventLog(self._require_log())
         codec = AvroCodec()
         codec.learn(events.writer_schemas())
         return events, codec

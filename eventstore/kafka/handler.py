@@ -34,7 +34,7 @@ from ..handler import Decision, decide_command, decode_event, reused_id_reason, 
 from ..log import CommandRecord
 from .appends import Append
 from .config import KafkaSettings
-from .io import DeadLetters, Publisher, commit_offsets, new_consumer, subscribe
+from .io import DeadLetters, Publisher, commit_offsets, new_consumer, offset_of, partition_of, subscribe
 from .log import AppendRequest, KafkaEventLog
 from .records import record_headers
 
@@ -132,8 +132,8 @@ class KafkaCommandHandler:
     def _rewind(self, messages: list[Message]) -> None:
         first: dict[tuple[str, int], int] = {}
         for msg in messages:
-            place = (msg.topic() or "", msg.partition() or 0)
-            first[place] = min(first.get(place, msg.offset() or 0), msg.offset() or 0)
+            place = (msg.topic() or "", partition_of(msg))
+            first[place] = min(first.get(place, offset_of(msg)), offset_of(msg))
         for (topic, partition), offset in first.items():
             self._consumer.seek(TopicPartition(topic, partition, offset))
 

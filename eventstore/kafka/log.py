@@ -22,7 +22,7 @@ from ..codec import AvroCodec, WriterSchema
 from ..exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
 from ..log import CommandRecord, NewEvent, Outcome, StoredEvent
 from ..position import Position
-from .appends import Append, Fence, PreparedAppend, events_of, new_writer_id, prepare_append, standing
+from .appends import Append, Fence, PreparedAppend, new_writer_id, prepare_append, standing
 from .config import KafkaSettings
 from .io import DeadLetters, Publisher, TopicFollower, topic_pages
 
@@ -189,4 +189,4 @@ class KafkaEventLog:
         """Every released schema ships with the code (avro/history): nothing to keep beside a topic."""
 
 
-__all__ = ["AppendRequest", "KafkaEventLog", "command_record", "events_of"]
+__all__ = ["AppendRequest", "KafkaEventLog", "command_record"]
