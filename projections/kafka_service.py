@@ -17,7 +17,8 @@ from typing import Literal, Protocol
 
 from confluent_kafka import KafkaException
 
-from .kafka_parts import KafkaReadModelPart, KafkaTranslatorPart
+from .kafka_parts import KafkaReadModelPart
+from .kafka_translator import KafkaTranslatorPart
 from .read_model import ReadModel
 from .translator import translator_for
 

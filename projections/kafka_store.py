@@ -24,7 +24,7 @@ from eventstore.kafka.io import Publisher, topic_pages
 from .audit import PlanStory, plan_story
 from .demo import DemoReport, KafkaDemo, run_demo
 from .kafka_history import KafkaPlanHistory
-from .kafka_parts import publish_notification, recorded_on_topics, replay_topic_notifications
+from .kafka_translator import publish_notification, recorded_on_topics, replay_topic_notifications
 from .kafka_service import PARTS, KafkaService
 from .read_model import ReadModel
 from .replay import ProgressCallback, ReplayResult, replay
