@@ -19,16 +19,25 @@ def system_clock() -> int:
 
 @dataclass(frozen=True)
 class StorePaths:
-    """The embedded store's files: the log is the record; the others are rebuilt from it."""
+    """The local files: the log is the record (embedded); the others are rebuilt from the log.
+
+    On Kafka the log is the events topic, and `serve` keeps its parts' state stores here too
+    (each plan's state and each partition's position, so a restart resumes instead of re-reading).
+    """
 
     log: Path
     model: Path
     notifications: Path
+    handler_state: Path
+    translator_state: Path
 
     @classmethod
     def beside(cls, db: Path) -> StorePaths:
         stem = db.with_suffix("") if db.suffix == ".db" else db
-        return cls(db, Path(f"{stem}.model.db"), Path(f"{stem}.notifications.db"))
+        return cls(
+            db, Path(f"{stem}.model.db"), Path(f"{stem}.notifications.db"),
+            Path(f"{stem}.handler-state.db"), Path(f"{stem}.translator-state.db"),
+        )
 
 
 @dataclass(frozen=True)
