@@ -1,57 +1,105 @@
 """The translator as a member of the translator consumer group on the events topic.
 
-Its output is Kafka itself, so it commits group offsets after its notifications are
-confirmed, and on (re)assignment folds each partition from the start without emitting up to
-its committed offset: a re-sent notification is then byte-identical to the first.
+Its output is Kafka itself. The plan states it builds payloads from and each partition's
+position are kept in a local ``PlanStateStore`` (``state_path``), committed in one transaction
+after the batch's notifications are confirmed (so each is emitted at least once); on
+(re)assignment it resumes each partition from its stored position. A new store (or a deleted
+one) folds a partition from its start without emitting up to the group's committed offset, which
+is committed after each batch too: a re-sent notification is byte-identical to the first either way.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from eventstore.codec import AvroCodec
-from eventstore.kafka.appends import Fence, events_of
+from eventstore.kafka.appends import Append, Fence, events_of
 from eventstore.kafka.client import delivered_notifications
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import Publisher, commit_offsets, topic_pages
+from eventstore.kafka.io import Publisher, commit_offsets, positions_reached, topic_pages
 from eventstore.kafka.records import oslo_envelope, parse_iso_micros, record_headers
+from eventstore.kafka.state_store import PlanStateStore
 from eventstore.log import StoredEvent
 
 from .kafka_parts import EventsPart, source_of
 from .translator import Notification, RecordedPayloads, Translator
 
 
+log = logging.getLogger(__name__)
+
+
 class KafkaTranslatorPart(EventsPart):
     GROUP = "translator"
 
-    def __init__(self, settings: KafkaSettings, publisher: Publisher, translator: Translator, codec: AvroCodec) -> None:
+    def __init__(
+        self, settings: KafkaSettings, publisher: Publisher, translator: Translator, codec: AvroCodec,
+        *, state_path: Path | None = None, cache_size: int = 10_000,
+    ) -> None:
         self.translator = translator
+        # The translator caches the plans it folds; the store only reads them back on a miss.
+        self.state = PlanStateStore(state_path, cache_size=0)
+        translator.load_plans_from(self.state.plan, cache_size)
         self._emit_from: dict[str, int] = {}
-        super().__init__(settings, publisher, codec, Fence())
+        super().__init__(settings, publisher, codec, Fence(known=self.state.versions))
+
+    def close(self) -> None:
+        super().close()
+        self.state.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         committed = consumer.committed(partitions, timeout=30)
         for tp, done in zip(partitions, committed, strict=True):
-            self._emit_from[source_of(tp)] = max(done.offset, 0) + 1  # positions are offset + 1
-            tp.offset = OFFSET_BEGINNING
-        self.fence.forget()  # every partition is read again from its start
+            source = source_of(tp)
+            self._emit_from[source] = max(done.offset, 0) + 1  # positions are offset + 1
+            tp.offset = self.state.position(source) or OFFSET_BEGINNING  # position = next offset
+        self.fence.forget()
         consumer.assign(partitions)
 
     def poll(self, timeout: float = 0.2) -> int:
         messages, appends, by_place = self._consume(timeout)
-        stored = events_of(self._standing(appends))
+        if not messages:
+            return 0
+        try:
+            self._apply(messages, [a for a in appends if a.position > self.state.position(a.source)], by_place)
+        except BaseException:
+            self._resume_from_store()
+            raise
+        commit_offsets(self.consumer, messages)  # informative, and where a rebuilt store starts emitting
+        return len(messages)
+
+    def _apply(self, messages: list[Message], appends: list[Append], by_place: dict[tuple[str, int], Message]) -> None:
+        """Translate, publish and confirm a batch, then store the plan states and positions it reaches."""
+        standing = self._standing(appends)
+        stored = events_of(standing)
         park = self._parker(by_place)
         notes: list[Notification] = []
         for run, emit in _runs(stored, self._emit_from):
             notes.extend(self.translator.translate(run, emit=emit, on_poison=park))
         for note in notes:
             publish_notification(self._publisher, self._settings, note)
-        if messages:
-            self._publisher.flush()
-            commit_offsets(self.consumer, messages)
-        return len(messages)
+        self._publisher.flush()  # notifications (and dead letters) confirmed before the positions move
+        for append in standing:
+            self.state.mark(append.plan_uuid, self.fence.version(append.plan_uuid))
+        for plan in self.translator.changed_plans():
+            self.state.put_plan(plan)
+        self.state.commit(positions_reached(messages))
+        self.fence.forget()  # the versions are in the store now
+
+    def _resume_from_store(self) -> None:
+        """A batch that failed is read again from the stored positions, on the stored states."""
+        self.state.discard()
+        self.fence.forget()
+        self.translator.forget()
+        for tp in self.consumer.assignment():
+            tp.offset = self.state.position(source_of(tp)) or OFFSET_BEGINNING
+            try:
+                self.consumer.seek(tp)
+            except KafkaException as exc:
+                log.warning("cannot rewind %s to its stored position (%s): it is read again on the next assignment", source_of(tp), exc)
 
 
 def publish_notification(publisher: Publisher, settings: KafkaSettings, note: Notification) -> None:

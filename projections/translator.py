@@ -125,6 +125,9 @@ def build_notification(
     return Notification(message_id, event_type, priority, plan.uuid, plan_seq, position, event.event_id, envelope, payloads.name)
 
 
+#: A plan's state by uuid, from wherever a part keeps them (None: not known).
+PlanLoader = Callable[[str], Plan | None]
+
 #: Given a batch's event ids, the payload set each one's notification was first emitted with.
 RecordedPayloads = Callable[[Sequence[str]], Mapping[str, str]]
 
@@ -133,7 +136,8 @@ class Translator:
     """Turns batches of stored events into notifications, keeping each plan's state as it goes.
 
     The plan states are a bounded cache; a plan not in it is folded from the log up to the
-    event at hand, so the translator can start at any position. Notifications are built with
+    event at hand, or, once ``load_plans_from`` has given it a loader (a Kafka part's state
+    store), read from there, so the translator can start at any position. Notifications are built with
     ``payloads``; a re-emission passes ``recorded`` so that each one is built with the payload set
     it was first emitted with, and only notifications never emitted take ``payloads``.
     """
@@ -152,6 +156,25 @@ class Translator:
         self._message_ids = message_ids
         self._plans: OrderedDict[str, Plan] = OrderedDict()
         self._cache_size = cache_size
+        self._load: PlanLoader | None = None
+        #: With a loader: the plans changed since ``changed_plans`` was last called (the part stores them).
+        self._changed: dict[str, Plan] = {}
+
+    def load_plans_from(self, loader: PlanLoader, cache_size: int) -> None:
+        """Read a plan missing from the cache with ``loader`` (its state as the events before the one at
+        hand left it), not from the log, and keep at most ``cache_size`` plans in memory."""
+        self._load = loader
+        self._cache_size = cache_size if self._cache_size is None else min(self._cache_size, cache_size)
+
+    def changed_plans(self) -> list[Plan]:
+        """With a loader: each plan's state as the batches translated since the last call left it."""
+        changed, self._changed = list(self._changed.values()), {}
+        return changed
+
+    def forget(self) -> None:
+        """Drop every cached plan state and change (what was folded is being read again)."""
+        self._plans.clear()
+        self._changed.clear()
 
     def set_level(self, level: str) -> None:
         """Watcher's ``notification_level``: '' sends none; otherwise the lowest priority sent."""
@@ -190,11 +213,18 @@ class Translator:
             return plan
         if stored.version == 1:
             return None
+        if self._load is not None:  # changed since the part last stored its plans (evicted meanwhile), else stored
+            loaded = self._changed.get(stored.plan_uuid) or self._load(stored.plan_uuid)
+            if loaded is not None and loaded.version == stored.version - 1:
+                return loaded
+            raise UnexpectedEventError(f"{stored.where}: plan {stored.plan_uuid} event {stored.version} does not follow its stored state")
         if self._log is None:
             raise UnexpectedEventError(f"{stored.where}: plan {stored.plan_uuid} event {stored.version} arrived without its predecessors")
         return load_plan(self._codec, self._log.read_plan(stored.plan_uuid, until_position=stored.position - 1))
 
     def _remember(self, plan: Plan) -> None:
+        if self._load is not None:
+            self._changed[plan.uuid] = plan
         self._plans[plan.uuid] = plan
         self._plans.move_to_end(plan.uuid)
         while self._cache_size is not None and len(self._plans) > self._cache_size:

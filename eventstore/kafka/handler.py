@@ -1,7 +1,12 @@
 """The command handler on Kafka: commands topic in, fenced appends and outcomes out.
 
-State comes from the events topic itself, read through the same fence as every other reader:
-at start, after a rebalance and before every batch the handler folds the topic to its end. For
+State comes from the events topic itself, read through the same fence as every other reader,
+and is kept in a local ``PlanStateStore`` (``state_path``): each plan's state, version and chain
+head, the command records and the position of every events partition, committed together. At
+start, after a rebalance and before every batch the handler folds the topic to its end from those
+positions (only a new store reads it from its start). It follows every events partition, not
+only those of its commands partitions: a foreign producer may put a plan's command in another
+partition, and the fence needs every plan's true version to decide which append stands. For
 each command it decides on that state (``decide``, the same pure rules as the embedded log),
 appends one ``EventsAppended`` record at the plan's version (an append for a rejection or a
 no-op too: a decision made on a stale state must not stand either), confirms delivery, then
@@ -9,13 +14,15 @@ reads the topic back to its end. An append of its own that stands is reported in
 topic; one that lost to another writer (a deposed or paused handler, a second group member the
 same plan's commands reached) is recorded in the dead-letter topic and decided again on the
 state that won. Command offsets are committed only after that. A command id already applied is
-not handled again, so redelivery after a crash takes effect once.
+not handled again, so redelivery after a crash takes effect once. An append of its own that
+stands is folded as its decision's plan, not decoded again.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Message, TopicPartition
@@ -36,6 +43,7 @@ from .appends import Append
 from .config import KafkaSettings
 from .io import DeadLetters, Publisher, commit_offsets, new_consumer, offset_of, partition_of, subscribe
 from .log import AppendRequest, KafkaEventLog
+from .state_store import KnownPlans, PlanStateStore
 from .records import record_headers
 
 log = logging.getLogger(__name__)
@@ -66,19 +74,31 @@ class KafkaCommandHandler:
 
     GROUP = "handler"
 
-    def __init__(self, settings: KafkaSettings, codec: AvroCodec, clock: Callable[[], int], abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US) -> None:
+    def __init__(
+        self, settings: KafkaSettings, codec: AvroCodec, clock: Callable[[], int], abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US,
+        *, state_path: Path | None = None, cache_size: int = 10_000,
+    ) -> None:
         self._topics = settings.topics
         self._codec = codec
         self._clock = clock
         self._abort_timeout_us = abort_timeout_us
-        self.plans: dict[str, Plan] = {}
         self._publisher = Publisher(settings)
         self._dead = DeadLetters(self._publisher, self._topics.dead_letters)
-        self.log = KafkaEventLog(settings, codec, self._publisher)
+        self._state = PlanStateStore(state_path, cache_size)
+        self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state)
         self.log.listen(self._fold)
         self._stale = True
         self._consumer = new_consumer(settings.consumer_config(self.GROUP))
         subscribe(self._consumer, self._topics.commands, on_assign=self._on_assign)
+
+    @property
+    def plans(self) -> Mapping[str, Plan]:
+        """Every plan this handler knows, by uuid (read from its store; ``values()`` streams them)."""
+        return KnownPlans(self._state)
+
+    def cancelling_plans(self) -> Iterator[Plan]:
+        """The plans whose cancellation is in progress: what the deadline pass looks at, without reading the others."""
+        return self._state.plans("CANCELLING")
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._stale = True  # plans may have moved to us: fold the topic to its end before deciding
@@ -88,8 +108,14 @@ class KafkaCommandHandler:
         self._consumer.close()
         self.log.close()
 
-    def _fold(self, append: Append) -> None:
-        plan = self.plans.get(append.plan_uuid)
+    def _fold(self, append: Append, known: Plan | None) -> None:
+        """Fold a standing append into the plan's state; ``known`` is the plan our own decision produced."""
+        if not append.events:
+            return
+        if known is not None and known.version == append.expected_version + len(append.events):
+            self._state.put_plan(known)
+            return
+        plan = self._state.plan(append.plan_uuid)
         try:
             for stored in append.events:
                 plan = evolve(plan, decode_event(self._codec, stored))
@@ -97,13 +123,22 @@ class KafkaCommandHandler:
             log.error("%s cannot be folded: %s", append.where, exc)
             return
         if plan is not None:
-            self.plans[append.plan_uuid] = plan
+            self._state.put_plan(plan)
 
     # ---------------------------------------------------------------- handling
 
     def poll(self, timeout: float = 0.2) -> int:
         """Handle one batch of commands; returns how many records were consumed."""
         messages = [m for m in self._consumer.consume(500, timeout) if m.error() is None]
+        try:
+            return self._handle(messages)
+        except BaseException:  # nothing of the batch is committed: it is read again, and its handled ids keep it from acting twice
+            self._stale = True
+            if messages:
+                self._rewind(messages)
+            raise
+
+    def _handle(self, messages: list[Message]) -> int:
         if self._stale or messages:
             self.log.refresh()
             self._stale = False
@@ -147,16 +182,16 @@ class KafkaCommandHandler:
         for command, body in commands:
             done = self.log.handled(command.command_id)
             if done is not None and not same_command(self._codec, done, body):  # another command under a used id
-                self._publish_outcome(command, "rejected", reused_id_reason(done), self.plans.get(command.plan_uuid), [])
+                self._publish_outcome(command, "rejected", reused_id_reason(done), self._state.plan(command.plan_uuid), [])
                 continue
             if done is not None:  # appended before (a redelivery, or a crash before its outcome): say it again
-                self._publish_outcome(command, done.outcome, done.reason, self.plans.get(command.plan_uuid), [])
+                self._publish_outcome(command, done.outcome, done.reason, self._state.plan(command.plan_uuid), [])
                 continue
             if command.command_id in seen:
                 continue  # the same command twice in one batch
             seen.add(command.command_id)
             uuid = command.plan_uuid
-            plan = working[uuid] if uuid in working else self.plans.get(uuid)
+            plan = working[uuid] if uuid in working else self._state.plan(uuid)
             decision = decide_command(self._codec, plan, command, self._clock(), self._abort_timeout_us)
             expected = versions.get(uuid, self.log.version(uuid))
             record = CommandRecord(
@@ -165,7 +200,7 @@ class KafkaCommandHandler:
             )
             if not requests:
                 fault_point("stop-before-append")  # a paused handler, deposed while it holds a decided batch
-            requests.append(AppendRequest(uuid, expected, decision.new_events, record))
+            requests.append(AppendRequest(uuid, expected, decision.new_events, record, decision.plan if decision.new_events else None))
             decided.append((command, body, decision))
             working[uuid], versions[uuid] = decision.plan, expected + len(decision.new_events)
         if not requests:

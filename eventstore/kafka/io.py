@@ -159,6 +159,14 @@ def offset_of(msg: Message) -> int:
     return -1 if offset is None else offset
 
 
+def positions_reached(messages: Iterable[Message]) -> dict[str, int]:
+    """The position (``topic/partition`` -> offset + 1 of its last record) each partition of a batch reaches."""
+    out: dict[str, int] = {}
+    for msg in messages:
+        out[f"{msg.topic()}/{partition_of(msg)}"] = offset_of(msg) + 1
+    return out
+
+
 def topic_pages(
     settings: KafkaSettings, codec: AvroCodec, on_conflict: Callable[[Append, StaleAppendError], None] | None = None,
 ) -> Iterator[list[StoredEvent]]:

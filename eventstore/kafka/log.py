@@ -7,27 +7,38 @@ lost to another writer's, which raises ``StaleVersionError`` exactly as the SQLi
 key does. ``append_all`` does the same for a whole batch with one flush and one read-back: the
 handler's path. Everything read goes through the same ``Fence`` as every other reader.
 
-State held: each plan's version and chain head, and each handled command's record (what the
-handler must recognise). Reads of history (``read_plan``, ``events_after``) scan the topic.
+State held, in a ``PlanStateStore`` (``state_store.py``): each plan's version and chain head, each
+handled command's record (what the handler must recognise) and the position of every partition
+they reflect, committed together a page at a time. The topic is read from those positions, so a
+log opened on a store that exists reads only what was appended since; without a file the store
+is in memory and the topic is read from its start. Reads of history (``read_plan``,
+``events_after``) scan the topic.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import cast
 
+from confluent_kafka import OFFSET_BEGINNING
+
 from ..codec import AvroCodec, WriterSchema
+from ..domain.plan import Plan
 from ..exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
 from ..log import CommandRecord, NewEvent, Outcome, StoredEvent
 from ..position import Position
 from .appends import Append, Fence, PreparedAppend, new_writer_id, prepare_append, standing
 from .config import KafkaSettings
-from .io import DeadLetters, Publisher, TopicFollower, topic_pages
+from .io import DeadLetters, Publisher, TopicFollower, positions_reached, topic_pages
+from .state_store import PlanStateStore
 
-#: Called with every append that stands, in partition order (a handler folds its plans with it).
-AppendListener = Callable[[Append], None]
+
+#: Called with every append that stands, in partition order, and the plan it leaves when this
+#: writer knows it already (its own append: the decision's plan, not decoded again); a handler
+#: folds its plans with it into the same store, in the same transaction.
+AppendListener = Callable[[Append, Plan | None], None]
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,8 @@ class AppendRequest:
     expected_version: int
     events: Sequence[NewEvent]
     command: CommandRecord
+    #: The plan as these events leave it, if the writer has it (its decision's): read-back keeps it.
+    plan: Plan | None = None
 
 
 def command_record(codec: AvroCodec, append: Append) -> CommandRecord:
@@ -52,25 +65,35 @@ def command_record(codec: AvroCodec, append: Append) -> CommandRecord:
 
 
 class KafkaEventLog:
-    """One writer (and reader) of the events topic."""
+    """One writer (and reader) of the events topic, its state in ``state`` (in memory if not given)."""
 
-    def __init__(self, settings: KafkaSettings, codec: AvroCodec, publisher: Publisher | None = None, writer: str | None = None) -> None:
+    def __init__(
+        self, settings: KafkaSettings, codec: AvroCodec, publisher: Publisher | None = None, writer: str | None = None,
+        state: PlanStateStore | None = None,
+    ) -> None:
         self._settings = settings
         self._codec = codec
         self.writer = writer or new_writer_id()
         self._publisher = publisher or Publisher(settings)
         self._dead = DeadLetters(self._publisher, settings.topics.dead_letters)
-        self._follower = TopicFollower(settings, settings.topics.events)
-        self._fence = Fence()
-        self._heads: dict[str, str] = {}
-        self._applied: dict[str, CommandRecord] = {}
-        self._pending: dict[str, PreparedAppend] = {}
+        self.state = state if state is not None else PlanStateStore(None)
+        self._follower: TopicFollower | None = self._follow()
+        self._fence = Fence(known=self.state.versions)
+        self._pending: dict[str, tuple[PreparedAppend, AppendRequest]] = {}
         self._results: dict[str, bool] = {}
         self._listeners: list[AppendListener] = []
+        #: Records read from the events topic by this log (what a restart on a stored state saves).
+        self.records_read = 0
+
+    def _follow(self) -> TopicFollower:
+        topic = self._settings.topics.events
+        return TopicFollower(self._settings, topic, start=lambda p: self.state.position(f"{topic}/{p}") or OFFSET_BEGINNING)
 
     def close(self) -> None:
         self._publisher.flush()
-        self._follower.close()
+        if self._follower is not None:
+            self._follower.close()
+        self.state.close()
 
     def listen(self, listener: AppendListener) -> None:
         self._listeners.append(listener)
@@ -78,32 +101,54 @@ class KafkaEventLog:
     # ---------------------------------------------------------------- reading the topic forward
 
     def refresh(self) -> None:
-        """Read every partition to its end through the fence."""
-        for page in self._follower.pages():
-            for append in standing(self._codec, page, self._fence, on_poison=lambda m, e: None, on_conflict=self._lost):
-                self._stood(append)
+        """Read every partition to its end through the fence, folding each page into the state in one commit.
+
+        A page that cannot be committed is dropped with everything pending, and the topic is read
+        again from the stored positions.
+        """
+        if self._follower is None:
+            self._follower = self._follow()
+        try:
+            for page in self._follower.pages():
+                self.records_read += len(page)
+                for append in standing(self._codec, page, self._fence, on_poison=lambda m, e: None, on_conflict=self._lost):
+                    self._stood(append)
+                self.state.commit(positions_reached(page))
+                self._fence.forget()  # the versions are in the store now
+        except BaseException:
+            self.state.discard()
+            self._fence.forget()
+            follower, self._follower = self._follower, None  # opened again at the stored positions
+            follower.close()
+            raise
 
     def _stood(self, append: Append) -> None:
-        self._applied[append.command_id] = command_record(self._codec, append)
-        if append.last_hash is not None:
-            self._heads[append.plan_uuid] = append.last_hash
-        if append.append_id in self._pending:
+        mine = self._pending.get(append.append_id)
+        first = append.position if append.events else None
+        if mine is not None:  # our own append: its record and plan are known, nothing to decode
             self._results[append.append_id] = True
+            record = replace(mine[1].command, first_position=first, last_position=first)
+        else:
+            record = command_record(self._codec, append)
+        self.state.put_command(record)
+        if append.last_hash is not None:
+            self.state.mark(append.plan_uuid, append.expected_version + len(append.events), append.last_hash)
+        known = mine[1].plan if mine is not None else None
         for listener in self._listeners:
-            listener(append)
+            listener(append, known)
 
     def _lost(self, append: Append, error: StaleAppendError) -> None:
         mine = self._pending.get(append.append_id)
         if mine is not None:  # ours lost: say so where operators look, once, from the writer that lost
             self._results[append.append_id] = False
-            self._dead.park_record(append.source, append.offset, append.plan_uuid, mine.value, "fence", error)
+            self._dead.park_record(append.source, append.offset, append.plan_uuid, mine[0].value, "fence", error)
 
     def version(self, plan_uuid: str) -> int:
         return self._fence.version(plan_uuid)
 
     def handled(self, command_id: str) -> CommandRecord | None:
         """The command's record if an append of it stands (as far as this log has read)."""
-        return self._applied.get(command_id)
+        return self.state.command(command_id)
 
     # ---------------------------------------------------------------- the port
 
@@ -116,20 +161,26 @@ class KafkaEventLog:
     def append_all(self, requests: Sequence[AppendRequest], timeout_s: float = 60.0) -> list[CommandRecord | StaleVersionError | DuplicateCommandError]:
         """Append each request in order with one flush and one read-back; each result says whether it stood."""
         self.refresh()
+        try:
+            return self._append_all(requests, timeout_s)
+        finally:
+            self._pending, self._results = {}, {}
+
+    def _append_all(self, requests: Sequence[AppendRequest], timeout_s: float) -> list[CommandRecord | StaleVersionError | DuplicateCommandError]:
         heads: dict[str, str] = {}
         ids: list[str | DuplicateCommandError] = []
         for r in requests:
-            if r.command.command_id in self._applied:
+            if self.state.command(r.command.command_id) is not None:
                 ids.append(DuplicateCommandError(r.command.command_id))
                 continue
             prepared = prepare_append(
                 self._codec, command_id=r.command.command_id, command_type=r.command.command_type, plan_uuid=r.plan_uuid,
                 expected_version=r.expected_version, writer=self.writer, appended_at=time.time_ns() // 1000,
                 outcome=r.command.outcome, reason=r.command.reason, events=r.events,
-                previous_hash=heads.get(r.plan_uuid, self._heads.get(r.plan_uuid, "")), command=r.command.body,
+                previous_hash=heads[r.plan_uuid] if r.plan_uuid in heads else self.state.head(r.plan_uuid), command=r.command.body,
             )
             self._publisher.produce(self._settings.topics.events, r.plan_uuid, prepared.value, prepared.headers)
-            self._pending[prepared.append_id] = prepared
+            self._pending[prepared.append_id] = (prepared, r)
             heads[r.plan_uuid] = prepared.last_hash
             ids.append(prepared.append_id)
         if not self._pending:
@@ -145,15 +196,14 @@ class KafkaEventLog:
             if isinstance(i, DuplicateCommandError):
                 out.append(i)
             elif self._results[i]:
-                out.append(self._applied[r.command.command_id])
+                out.append(cast(CommandRecord, self.state.command(r.command.command_id)))
             else:
                 out.append(StaleVersionError(r.plan_uuid, r.expected_version, self._fence.version(r.plan_uuid)))
-        self._pending, self._results = {}, {}
         return out
 
     def command_outcome(self, command_id: str) -> CommandRecord | None:
         self.refresh()
-        return self._applied.get(command_id)
+        return self.state.command(command_id)
 
     def record_refused(self, command: CommandRecord) -> None:
         """On Kafka the refusal is the command's outcome record (the handler publishes it); nothing to append."""

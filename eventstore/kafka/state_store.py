@@ -1,0 +1,328 @@
+"""A Kafka part's local state store: each plan's state, version and chain head, where each partition got to.
+
+The Kafka Streams model: the events topic is the changelog, this SQLite file is the state
+partitioned like it. A part folds what it reads into the store and commits every change of a
+batch together with the positions (offset + 1 per ``topic/partition``) the batch reaches, in
+one transaction; on start it reads the topic only from those positions, so a restart costs
+the records written since it stopped, not the whole history. The handler keeps here too the
+command records it must recognise (a redelivered command, a reused id). Memory holds a
+bounded LRU of plans; a miss reads the row.
+
+The file is rebuildable: deleting it makes the next start fold the topic from its beginning
+and reach the same state, and a file written with another plan serialization (``FORMAT``) is
+emptied and rebuilt rather than misread. It runs with ``synchronous=NORMAL`` for that reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import fields
+from operator import attrgetter
+from pathlib import Path
+from typing import Any, Final, cast
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from ..domain.messages import Audit, Fault, Strategy
+from ..domain.plan import ActionView, Cancellation, Plan
+from ..exceptions import WatcherEsError
+from ..log import CommandRecord, Outcome
+from ..sqlite_support import claim, connect, migrate, write_transaction
+
+log = logging.getLogger(__name__)
+
+migrations = Migrations("watcher-es.plan-state")
+
+#: SQLite's limit on bound variables is 999 in old builds: look rows up this many at a time.
+_CHUNK: Final = 500
+
+_SHAPES = (Plan, ActionView, Cancellation, Audit, Strategy, Fault)
+
+#: How plan states are written. It changes with any field of the classes a plan is made of, so
+#: a store written by code with another shape of ``Plan`` is rebuilt instead of misread; bump the
+#: leading number for a change of the encoding itself.
+FORMAT: Final = "1:" + hashlib.sha256(
+    "|".join(f"{c.__name__}({','.join(f.name for f in fields(c))})" for c in _SHAPES).encode()
+).hexdigest()[:16]
+
+
+class CorruptStateError(WatcherEsError):
+    """A row of a state store cannot be read: the file is damaged (delete it; the next start rebuilds it)."""
+
+
+@migrations()
+def m001_tables(db: sqlite_utils.Database) -> None:
+    db["meta"].create({"key": str, "value": str}, pk="key")  # type: ignore[union-attr]
+    db["positions"].create({"source": str, "position": int}, pk="source", not_null={"position"})  # type: ignore[union-attr]
+    db["plans"].create(  # type: ignore[union-attr]
+        {"uuid": str, "version": int, "head": str, "state": str, "abort_deadline": int, "plan": str},
+        pk="uuid", not_null={"version", "head"}, defaults={"version": 0, "head": ""},
+    )
+    db["plans"].create_index(["state"])  # type: ignore[union-attr]
+    db["commands"].create(  # type: ignore[union-attr]
+        {
+            "command_id": str, "command_type": str, "plan_uuid": str, "issued_by": str, "origin": str, "issued_at": int,
+            "body": bytes, "outcome": str, "reason": str, "first_position": int, "last_position": int,
+        },
+        pk="command_id",
+    )
+
+
+# ---------------------------------------------------------------------------- plan states as rows
+
+_AUDIT, _STRATEGY, _FAULT = (attrgetter(*(f.name for f in fields(c))) for c in (Audit, Strategy, Fault))
+_ACTION = attrgetter("uuid", "action_type", "input_parameters", "parents", "state", "created_at", "updated_at", "deleted_at")
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_decode_json = json.JSONDecoder().decode
+
+
+def _fault(fault: Fault | None) -> Any:
+    return None if fault is None else _FAULT(fault)
+
+
+def _fault_of(row: Any) -> Fault | None:
+    return None if row is None else Fault(*row)
+
+
+def encode_plan(plan: Plan) -> str:
+    """A plan as compact JSON: positional lists, the field order fixed by ``FORMAT``."""
+    c = plan.cancellation
+    return _encode_json([
+        plan.uuid, plan.state, plan.global_efficacy, plan.created_at, plan.updated_at, plan.deleted_at,
+        _AUDIT(plan.audit), _STRATEGY(plan.strategy),
+        [(*_ACTION(a), _fault(a.fault), a.status_message) for a in plan.actions],
+        plan.version,
+        None if c is None else (c.requested_by, c.reason, c.started_at, c.abort_deadline, c.started_event_id, _fault(c.fault)),
+        _fault(plan.fault), plan.status_message,
+    ])
+
+
+def decode_plan(text: str) -> Plan:
+    (uuid, state, efficacy, created, updated, deleted, audit, strategy, actions, version, c, fault, message) = _decode_json(text)
+    return Plan(
+        uuid, state, efficacy, created, updated, deleted, Audit(*audit), Strategy(*strategy),
+        tuple(ActionView(a[0], a[1], a[2], tuple(a[3]), a[4], a[5], a[6], a[7], _fault_of(a[8]), a[9]) for a in actions),
+        version,
+        None if c is None else Cancellation(c[0], c[1], c[2], c[3], c[4], _fault_of(c[5])),
+        _fault_of(fault), message,
+    )
+
+
+def _chunks(items: list[str]) -> Iterator[list[str]]:
+    for i in range(0, len(items), _CHUNK):
+        yield items[i : i + _CHUNK]
+
+
+_COMMAND_COLUMNS = (
+    "command_id", "command_type", "plan_uuid", "issued_by", "origin", "issued_at", "body", "outcome", "reason",
+    "first_position", "last_position",
+)
+_MARK = "INSERT INTO plans (uuid, version, head) VALUES (?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET version = excluded.version, head = excluded.head"
+_PLAN = (
+    "INSERT INTO plans (uuid, state, abort_deadline, plan) VALUES (?, ?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET "
+    "state = excluded.state, abort_deadline = excluded.abort_deadline, plan = excluded.plan"
+)
+_COMMAND = f"INSERT OR REPLACE INTO commands ({', '.join(_COMMAND_COLUMNS)}) VALUES ({', '.join('?' * len(_COMMAND_COLUMNS))})"
+_POSITION = "INSERT INTO positions (source, position) VALUES (?, ?) ON CONFLICT (source) DO UPDATE SET position = excluded.position"
+
+
+class PlanStateStore:
+    """One part's state: plans, versions, chain heads, command records, positions; changed a batch at a time.
+
+    Changes (``mark``, ``put_plan``, ``put_command``) are pending until ``commit`` writes them
+    with the batch's positions in one transaction; reads see pending changes first. ``discard``
+    drops them (a batch that failed is read again from the stored positions). ``path=None`` is a
+    store in memory: a part that is given no file rebuilds at every start, as before.
+    """
+
+    def __init__(self, path: Path | None = None, cache_size: int = 10_000) -> None:
+        self.path = path
+        self.db = connect(":memory:" if path is None else path, "NORMAL")
+        claim(self.db, migrations.name, "plan-state store", path or ":memory:")
+        migrate(self.db, migrations)
+        self._conn: sqlite3.Connection = self.db.conn
+        self._check_format()
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, Plan] = OrderedDict()
+        self._marks: dict[str, tuple[int, str]] = {}
+        self._plans: dict[str, Plan] = {}
+        self._commands: dict[str, CommandRecord] = {}
+        self._positions: dict[str, int] = dict(self._conn.execute("SELECT source, position FROM positions").fetchall())
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    def _check_format(self) -> None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        if row is not None and row[0] == FORMAT:
+            return
+        if row is not None:
+            log.warning("%s holds plan states written as format %s, not %s: rebuilding it from the topic", self.path, row[0], FORMAT)
+        with write_transaction(self.db):
+            for table in ("positions", "plans", "commands"):
+                self._conn.execute(f"DELETE FROM {table}")
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)", (FORMAT,))
+
+    # ---------------------------------------------------------------- reading
+
+    def position(self, source: str) -> int:
+        """Where this store's state of ``source`` (``topic/partition``) stands: offset + 1 of the last record folded, 0 if none."""
+        return self._positions.get(source, 0)
+
+    def positions(self) -> dict[str, int]:
+        return dict(self._positions)
+
+    def versions(self, plan_uuids: Iterable[str]) -> dict[str, int]:
+        """Each plan's version (the events of its standing appends), for the fence; 0 for a plan not seen."""
+        out: dict[str, int] = {}
+        missing: list[str] = []
+        for uuid in plan_uuids:
+            mark = self._marks.get(uuid)
+            if mark is not None:
+                out[uuid] = mark[0]
+            else:
+                missing.append(uuid)
+        for chunk in _chunks(missing):
+            out.update(self._conn.execute(f"SELECT uuid, version FROM plans WHERE uuid IN ({', '.join('?' * len(chunk))})", chunk).fetchall())
+        return out
+
+    def version(self, plan_uuid: str) -> int:
+        return self.versions([plan_uuid]).get(plan_uuid, 0)
+
+    def head(self, plan_uuid: str) -> str:
+        """The hash of the plan's last event ('' before its first): where its next append chains on."""
+        mark = self._marks.get(plan_uuid)
+        if mark is not None:
+            return mark[1]
+        row = self._conn.execute("SELECT head FROM plans WHERE uuid = ?", (plan_uuid,)).fetchone()
+        return "" if row is None else cast(str, row[0])
+
+    def plan(self, plan_uuid: str) -> Plan | None:
+        """The plan as the events folded so far leave it (pending changes included)."""
+        pending = self._plans.get(plan_uuid)
+        if pending is not None:
+            return pending
+        cached = self._cache.get(plan_uuid)
+        if cached is not None:
+            self._cache.move_to_end(plan_uuid)
+            return cached
+        row = self._conn.execute("SELECT plan FROM plans WHERE uuid = ?", (plan_uuid,)).fetchone()
+        if row is None or row[0] is None:
+            return None
+        plan = self._decode(plan_uuid, row[0])
+        self._remember(plan)
+        return plan
+
+    def _decode(self, plan_uuid: str, text: str) -> Plan:
+        try:
+            return decode_plan(text)
+        except (ValueError, TypeError) as exc:
+            raise CorruptStateError(f"{self.path}: the state of plan {plan_uuid} cannot be read ({exc}); delete the file to rebuild it") from None
+
+    def plans(self, state: str | None = None) -> Iterator[Plan]:
+        """Every plan with a state (in one ``state``), read from the file a page at a time: memory stays flat."""
+        where, args = ("WHERE plan IS NOT NULL", ()) if state is None else ("WHERE state = ? AND plan IS NOT NULL", (state,))
+        after = ""
+        while True:
+            rows = self._conn.execute(
+                f"SELECT uuid, plan FROM plans {where} AND uuid > ? ORDER BY uuid LIMIT 1000", (*args, after),
+            ).fetchall()
+            for uuid, text in rows:
+                yield self._plans.get(uuid) or self._decode(uuid, text)
+            if len(rows) < 1000:
+                return
+            after = rows[-1][0]
+
+    def count(self) -> int:
+        return cast(int, self._conn.execute("SELECT count(*) FROM plans WHERE plan IS NOT NULL").fetchone()[0])
+
+    def command(self, command_id: str) -> CommandRecord | None:
+        """The record of a command whose append stands, if this store has folded it."""
+        pending = self._commands.get(command_id)
+        if pending is not None:
+            return pending
+        row = self._conn.execute(f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM commands WHERE command_id = ?", (command_id,)).fetchone()
+        if row is None:
+            return None
+        return CommandRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], cast(Outcome, row[7]), row[8], row[9], row[10])
+
+    # ---------------------------------------------------------------- changing, a batch at a time
+
+    def mark(self, plan_uuid: str, version: int, head: str = "") -> None:
+        """The plan's version and chain head after an append that stands."""
+        self._marks[plan_uuid] = (version, head)
+
+    def put_plan(self, plan: Plan) -> None:
+        self._plans[plan.uuid] = plan
+
+    def put_command(self, record: CommandRecord) -> None:
+        self._commands[record.command_id] = record
+
+    def commit(self, positions: Mapping[str, int]) -> None:
+        """Write every pending change and the positions they bring each source to, in one transaction."""
+        positions = {s: p for s, p in positions.items() if p > self._positions.get(s, 0)}
+        if not (positions or self._marks or self._plans or self._commands):
+            return
+        try:
+            with write_transaction(self.db):
+                self._conn.executemany(_MARK, [(u, v, h) for u, (v, h) in self._marks.items()])
+                self._conn.executemany(_PLAN, [
+                    (p.uuid, p.state, p.cancellation.abort_deadline if p.cancellation else None, encode_plan(p))
+                    for p in self._plans.values()
+                ])
+                self._conn.executemany(_COMMAND, [
+                    (c.command_id, c.command_type, c.plan_uuid, c.issued_by, c.origin, c.issued_at, c.body, c.outcome,
+                     c.reason, c.first_position, c.last_position)
+                    for c in self._commands.values()
+                ])
+                self._conn.executemany(_POSITION, positions.items())
+        except BaseException:
+            self.discard()
+            raise
+        self._positions.update(positions)
+        for plan in self._plans.values():
+            self._remember(plan)
+        self._marks, self._plans, self._commands = {}, {}, {}
+
+    def discard(self) -> None:
+        """Forget every pending change (the batch is read again from the stored positions)."""
+        self._marks, self._plans, self._commands = {}, {}, {}
+
+    def _remember(self, plan: Plan) -> None:
+        if self._cache_size <= 0:
+            return
+        self._cache[plan.uuid] = plan
+        self._cache.move_to_end(plan.uuid)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+
+class KnownPlans(Mapping[str, Plan]):
+    """The plans a store holds, as a read-only mapping (``values()`` streams them from the file)."""
+
+    def __init__(self, store: PlanStateStore) -> None:
+        self._store = store
+
+    def __getitem__(self, plan_uuid: str) -> Plan:
+        plan = self._store.plan(plan_uuid)
+        if plan is None:
+            raise KeyError(plan_uuid)
+        return plan
+
+    def __iter__(self) -> Iterator[str]:
+        return (p.uuid for p in self._store.plans())
+
+    def __len__(self) -> int:
+        return self._store.count()
+
+    def values(self) -> Iterator[Plan]:  # type: ignore[override]
+        return self._store.plans()
+
+
+__all__ = ["FORMAT", "CorruptStateError", "KnownPlans", "PlanStateStore", "decode_plan", "encode_plan"]

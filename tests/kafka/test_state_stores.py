@@ -1,0 +1,250 @@
+"""The handler and the translator resume from their local state stores instead of re-reading the events topic.
+
+What users rely on: a restarted handler reads only what was appended since it stopped (counted in
+records, not timed) and still recognises every command it handled; a deleted store, or one
+written in another format, is rebuilt from the topic to the same plan states; a restarted
+translator does not re-emit the notifications it confirmed, and emits the new ones.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+
+from eventstore.codec import AvroCodec
+from eventstore.config import Settings, system_clock
+from eventstore.domain.messages import Command
+from eventstore.domain.plan import Plan
+from eventstore.kafka.client import KafkaClient, Outcome, OutcomeWatcher
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.handler import KafkaCommandHandler
+from eventstore.kafka.io import Publisher, TopicFollower, positions_reached
+from eventstore.kafka.records import header_map
+from eventstore.kafka.state_store import PlanStateStore
+from projections.kafka_translator import KafkaTranslatorPart
+from projections.translator import translator_for
+
+from .. import factories as f
+
+pytestmark = pytest.mark.kafka
+
+PLANS = 12
+TIMEOUT_S = 120.0
+
+
+class Polled(Protocol):
+    def poll(self, timeout: float = 0.2) -> int: ...
+
+
+def run_until(done: Callable[[], bool], parts: Iterable[Polled], what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    parts = list(parts)
+    while not done():
+        assert time.monotonic() < deadline, f"{what}: not done after {timeout:.0f} s"
+        for part in parts:
+            part.poll(0.1)
+
+
+def handle(handler: KafkaCommandHandler, client: KafkaClient, watcher: OutcomeWatcher, commands: list[Command]) -> dict[str, Outcome]:
+    """Send the commands and poll the handler until each has its outcome."""
+    for command in commands:
+        client.send(command)
+    wanted = {c.command_id for c in commands}
+    got: dict[str, Outcome] = {}
+
+    def done() -> bool:
+        got.update((o.command_id, o) for o in watcher.seen if o.command_id in wanted)
+        watcher.poll(0.05)
+        return wanted <= got.keys()
+
+    run_until(done, [handler], f"{len(commands)} command(s)")
+    return got
+
+
+def remove(path: Path) -> None:
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        p.unlink(missing_ok=True)
+
+
+def snapshot(handler: KafkaCommandHandler) -> dict[str, Plan]:
+    return {p.uuid: p for p in handler.plans.values()}
+
+
+def events_end(kafka: KafkaSettings) -> dict[str, int]:
+    follower = TopicFollower(kafka, kafka.topics.events)
+    try:
+        return positions_reached(follower.drain())
+    finally:
+        follower.close()
+
+
+@pytest.fixture
+def client(kafka: KafkaSettings) -> Iterable[KafkaClient]:
+    c = KafkaClient(kafka, AvroCodec())
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def watcher(client: KafkaClient) -> Iterable[OutcomeWatcher]:
+    w = client.follow_outcomes(time.time_ns() // 1_000_000 - 5000)
+    yield w
+    w.close()
+
+
+def registrations(n: int) -> list[Command]:
+    return [f.register(str(uuid.uuid4()), "ONGOING", [f.action(state="ONGOING"), f.action()]) for _ in range(n)]
+
+
+def test_a_restarted_handler_reads_only_the_tail_and_a_lost_store_is_rebuilt_the_same(
+    kafka: KafkaSettings, client: KafkaClient, watcher: OutcomeWatcher, tmp_path: Path,
+) -> None:
+    path = tmp_path / "handler-state.db"
+    codec = AvroCodec()
+    registered = registrations(PLANS)
+    first = KafkaCommandHandler(kafka, codec, system_clock, state_path=path)
+    try:
+        outcomes = handle(first, client, watcher, registered)
+        assert {o.outcome for o in outcomes.values()} == {"accepted"}
+    finally:
+        first.close()
+
+    # Restarted on its store: nothing of the history is read again.
+    second = KafkaCommandHandler(kafka, codec, system_clock, state_path=path)
+    try:
+        cancel = f.cancel(registered[0].plan_uuid)
+        outcome = handle(second, client, watcher, [cancel])[cancel.command_id]
+        assert outcome.outcome == "accepted" and outcome.plan_state == "CANCELLING"
+        assert second.log.records_read == 1, "only the cancel's own append, read back"
+        # A command handled before the restart is still recognised: said again, not appended again.
+        again = handle(second, client, watcher, [registered[1]])[registered[1].command_id]
+        assert again.outcome == "accepted"
+        assert second.log.records_read == 1
+        assert second.plans[registered[0].plan_uuid].version == 5  # registered, then 4 events of the cancel
+        before = snapshot(second)
+        heads = {u: second.log.state.head(u) for u in before}
+        assert len(before) == PLANS
+    finally:
+        second.close()
+
+    # The store deleted: the next start folds the topic from its start to the same states.
+    remove(path)
+    third = KafkaCommandHandler(kafka, codec, system_clock, state_path=path)
+    try:
+        cancel = f.cancel(registered[2].plan_uuid)
+        outcome = handle(third, client, watcher, [cancel])[cancel.command_id]
+        assert outcome.outcome == "accepted"
+        assert third.log.records_read == PLANS + 2  # the history, then the cancel's own append
+        after = snapshot(third)
+        assert {u: p for u, p in after.items() if u != registered[2].plan_uuid} == {
+            u: p for u, p in before.items() if u != registered[2].plan_uuid
+        }
+        assert {u: third.log.state.head(u) for u in before if u != registered[2].plan_uuid} == {
+            u: h for u, h in heads.items() if u != registered[2].plan_uuid
+        }
+        duplicate = handle(third, client, watcher, [f.cancel(registered[0].plan_uuid)])
+        assert [o.outcome for o in duplicate.values()] == ["unchanged"]  # the stored state: already cancelling
+    finally:
+        third.close()
+
+
+def test_a_handler_store_of_another_format_is_rebuilt_from_the_topic(
+    kafka: KafkaSettings, client: KafkaClient, watcher: OutcomeWatcher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    path = tmp_path / "handler-state.db"
+    codec = AvroCodec()
+    registered = registrations(3)
+    first = KafkaCommandHandler(kafka, codec, system_clock, state_path=path)
+    try:
+        handle(first, client, watcher, registered)
+        before = snapshot(first)
+    finally:
+        first.close()
+
+    from eventstore.kafka import state_store
+
+    monkeypatch.setattr(state_store, "FORMAT", "0:written-by-other-code")
+    second = KafkaCommandHandler(kafka, codec, system_clock, state_path=path)
+    try:
+        run_until(lambda: second.log.records_read == 3, [second], "the rebuild")
+        assert snapshot(second) == before
+        cancel = f.cancel(registered[0].plan_uuid)
+        assert handle(second, client, watcher, [cancel])[cancel.command_id].outcome == "accepted"
+    finally:
+        second.close()
+
+
+def notifications(kafka: KafkaSettings) -> Counter[str]:
+    """How many times each message id is on the notification topics."""
+    ids: Counter[str] = Counter()
+    for priority in ("INFO", "ERROR"):
+        follower = TopicFollower(kafka, kafka.topics.notification_topic(priority))
+        try:
+            ids.update(header_map(m.headers())["ce_id"] for m in follower.drain())
+        finally:
+            follower.close()
+    return ids
+
+
+def translator_part(kafka: KafkaSettings, path: Path) -> KafkaTranslatorPart:
+    codec = AvroCodec()
+    translator = translator_for(Settings(publisher_id="infra-optim:tests"), codec, None, cache_size=None)
+    return KafkaTranslatorPart(kafka, Publisher(kafka), translator, codec, state_path=path, cache_size=4)
+
+
+def test_a_restarted_translator_resumes_from_its_store_and_never_re_emits(
+    kafka: KafkaSettings, client: KafkaClient, watcher: OutcomeWatcher, tmp_path: Path,
+) -> None:
+    path = tmp_path / "translator-state.db"
+    codec = AvroCodec()
+    handler = KafkaCommandHandler(kafka, codec, system_clock)
+    registered = registrations(PLANS)
+    half = PLANS // 2
+    try:
+        handle(handler, client, watcher, registered + [f.cancel(r.plan_uuid) for r in registered[:half]])
+        end = events_end(kafka)
+
+        # A cache of 4 plans for 12: the translator reads the others back from its store.
+        first = translator_part(kafka, path)
+        try:
+            run_until(lambda: first.state.positions() == end, [first], "the first translator")
+        finally:
+            first.close()
+        emitted = notifications(kafka)
+        assert len(emitted) == 4 * half and set(emitted.values()) == {1}  # cancel.start of the plan and each action, end of the pending one
+
+        # New events while it is down, then a restart on its store.
+        handle(handler, client, watcher, [f.cancel(r.plan_uuid) for r in registered[half:]])
+        end = events_end(kafka)
+        store = PlanStateStore(path)
+        resumed_from = store.positions()
+        store.close()
+        consumed: list[int] = []
+        second = translator_part(kafka, path)
+        try:
+            def caught_up() -> bool:
+                consumed.append(second.poll(0.1))
+                return second.state.positions() == end
+            run_until(caught_up, [], "the restarted translator")
+        finally:
+            second.close()
+        assert sum(consumed) == sum(end.values()) - sum(resumed_from.values()), "only the records appended since"
+        emitted = notifications(kafka)
+        assert len(emitted) == 4 * PLANS and set(emitted.values()) == {1}, emitted
+
+        # Its store deleted: folded again from the start, and nothing the group confirmed is sent again.
+        remove(path)
+        third = translator_part(kafka, path)
+        try:
+            run_until(lambda: third.state.positions() == end, [third], "the rebuilt translator")
+        finally:
+            third.close()
+        assert notifications(kafka) == emitted
+    finally:
+        handler.close()
