@@ -5,6 +5,10 @@ BIN    := $(VENV)/bin
 RUNTIME := $(VENV)/.installed-runtime
 STAMP   := $(VENV)/.installed-test
 
+# Byte-compile our own modules once: an editable install leaves them to be compiled on every
+# run wherever PYTHONDONTWRITEBYTECODE is set, which doubles the CLI's start-up time.
+COMPILE = $(BIN)/python -m compileall -q eventstore projections avro > /dev/null
+
 .PHONY: install demo test test-fast typecheck bench clean
 
 $(BIN)/python:
@@ -13,10 +17,12 @@ $(BIN)/python:
 # The demo needs the runtime alone; the tests add a broker, OpenStack's consumers and python-watcher.
 $(RUNTIME): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e .
+	$(COMPILE)
 	touch $(RUNTIME)
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test,watcher]'
+	$(COMPILE)
 	touch $(RUNTIME) $(STAMP)
 
 install: $(STAMP)
@@ -24,10 +30,12 @@ install: $(STAMP)
 ## The main job on the embedded default: two plans cancelled, all six notification kinds.
 demo: $(RUNTIME)
 	mkdir -p demo
+	$(COMPILE)
 	$(BIN)/watcher-es --db demo/watcher-es.db demo
 
 ## The whole suite (starts its own Tansu broker for the Kafka tests).
 test: $(STAMP)
+	$(COMPILE)
 	$(BIN)/python -m pytest -q
 
 typecheck: $(STAMP)

@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .domain.decide import DEFAULT_ABORT_TIMEOUT_US
+from .domain.states import DEFAULT_ABORT_TIMEOUT_US
 from .kafka.config import KafkaSettings
 
 ENV_PREFIX = "WATCHER_ES_"

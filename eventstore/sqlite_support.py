@@ -10,12 +10,13 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
-
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
+from typing import TYPE_CHECKING, Literal
 
 from .exceptions import StoreUnavailableError
+
+if TYPE_CHECKING:  # loaded by ``connect``: a read command's plain read-only connection never needs it
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
 
 Durability = Literal["FULL", "NORMAL", "OFF"]
 
@@ -29,6 +30,8 @@ def connect(
     connection's commits (it lands on about one commit in a hundred and costs an fsync): the
     owner calls ``checkpoint`` when latency does not matter.
     """
+    import sqlite_utils
+
     try:
         conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_s, check_same_thread=False)
         if str(path) != ":memory:":
@@ -65,11 +68,27 @@ def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Databa
 def claim(db: sqlite_utils.Database, migration_set: str, what: str, path: Path | str) -> None:
     """Refuse a file that is another kind of store (or no store of ours): ``--db`` pointed at the
     read model must not grow log tables inside it. A new, empty file is claimed."""
+    check_kind(db.conn, migration_set, what, path)
+
+
+def open_read_only(path: Path, migration_set: str, what: str) -> sqlite3.Connection:
+    """A plain connection that cannot write, to a store that must already be there and be ``what``."""
     try:
-        names = set(db.table_names())
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+        conn.execute("PRAGMA query_only=ON")
+    except sqlite3.Error as exc:
+        raise StoreUnavailableError(f"cannot open {path}: {exc}") from None
+    check_kind(conn, migration_set, what, path)
+    return conn
+
+
+def check_kind(conn: sqlite3.Connection, migration_set: str, what: str, path: Path | str) -> None:
+    """Raise unless the file is empty or holds the tables of ``migration_set``, saying what it holds instead."""
+    try:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if not names:
             return
-        sets = {r[0] for r in db.conn.execute("SELECT DISTINCT migration_set FROM _sqlite_migrations")} if "_sqlite_migrations" in names else set()
+        sets = {r[0] for r in conn.execute("SELECT DISTINCT migration_set FROM _sqlite_migrations")} if "_sqlite_migrations" in names else set()
     except sqlite3.Error as exc:
         raise StoreUnavailableError(f"cannot open {path}: {exc}") from None
     if migration_set not in sets:

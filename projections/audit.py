@@ -20,7 +20,7 @@ from typing import Any, Literal, Protocol
 
 from eventstore.codec import AvroCodec, Record
 from eventstore.log import CommandRecord, RejectedAppend, StoredEvent
-from eventstore.plan_file import format_time
+from eventstore.times import format_time
 
 from .exceptions import NoSuchPlanError
 from .translator import Notification

@@ -14,7 +14,8 @@ from typing import Any, Protocol
 from eventstore.domain.messages import CancelActionPlan, Command, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
 from eventstore.exceptions import WatcherEsError
 from eventstore.kafka.client import KafkaClient
-from eventstore.plan_file import format_time, parse_plan_document
+from eventstore.plan_file import parse_plan_document
+from eventstore.times import format_time
 from .embedded import EmbeddedService
 
 OPERATOR = "admin (project: admin)"

@@ -12,24 +12,28 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from eventstore.codec import AvroCodec
 from eventstore.config import Settings
-from eventstore.domain.messages import Command, Fault
 from eventstore.exceptions import CommandValidationError, WaitTimeoutError, WatcherEsError
-from eventstore.handler import HandlingResult, load_plan
-from eventstore.sqlite_log import SqliteEventLog
+from eventstore.sqlite_support import open_read_only
 
-from .audit import PlanStory, plan_story
-from .dead_letters import parked
-from .demo import DemoReport, run_demo
-from .embedded import EmbeddedService
-from .outbox import stored_notifications
-from .read_model import ReadModel
-from .replay import ProgressCallback, ReplayResult, replay, replay_notifications
-from .translator import Notification, translator_for
-from .verify import VerifyReport, verify
+from .model_view import ModelView
+
+# The rest loads when a command needs it: `status` and `plans` read through ``ModelView`` alone
+# and answer within the CLI's start-up time (fastavro, sqlite-utils and the services stay unloaded).
+if TYPE_CHECKING:
+    from eventstore.codec import AvroCodec
+    from eventstore.domain.messages import Command, Fault
+    from eventstore.handler import HandlingResult
+    from eventstore.sqlite_log import SqliteEventLog
+
+    from .audit import PlanStory
+    from .demo import DemoReport
+    from .embedded import EmbeddedService
+    from .replay import ProgressCallback, ReplayResult
+    from .translator import Notification
+    from .verify import VerifyReport
 
 Row = dict[str, Any]
 
@@ -109,12 +113,14 @@ class EmbeddedStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._service: EmbeddedService | None = None
-        self._model: ReadModel | None = None
+        self._view: ModelView | None = None
 
     @property
     def service(self) -> EmbeddedService:
         """The writer's side: log, handler and both projections (commands, and `serve`)."""
         if self._service is None:
+            from .embedded import EmbeddedService
+
             self._service = EmbeddedService(self.settings)
         return self._service
 
@@ -133,26 +139,26 @@ class EmbeddedStore:
         return self.service
 
     @property
-    def model(self) -> ReadModel:
+    def view(self) -> ModelView:
         """What read commands read: the model as `serve` and the writers keep it, never caught up here."""
-        if self._service is not None:
-            return self._service.model
-        if self._model is None:
-            SqliteEventLog(self._require_log()).close()  # refuses a file that is not a (readable) log
-            self._model = ReadModel(self.settings.paths.model, AvroCodec())
-        return self._model
+        if self._view is None:
+            open_read_only(self._require_log(), "watcher-es.log", "watcher-es event log").close()  # refuses a file that is not a log
+            self._view = ModelView(self.settings.paths.model)
+        return self._view
 
     def close(self) -> None:
         if self._service is not None:
             self._service.close()
-        if self._model is not None:
-            self._model.close()
+        if self._view is not None:
+            self._view.close()
 
     def submit(self, command: Command, *, wait: bool, timeout: float) -> Submitted:
         return Submitted.of(self.service.submit(command))
 
     def settled(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
         """Another process reports the aborts: re-read the plan until its cancellation ends."""
+        from eventstore.handler import load_plan
+
         deadline = time.monotonic() + timeout
         while True:
             plan = load_plan(self.service.codec, self.service.log.read_plan(plan_uuid))
@@ -163,16 +169,13 @@ class EmbeddedStore:
             time.sleep(0.2)
 
     def plan(self, uuid: str) -> tuple[Row, list[Row]]:
-        row = self.model.plan(uuid)
+        row = self.view.plan(uuid)
         if row is None:
             raise UnknownPlanError(f"action plan {uuid} is not registered")
-        return row, self.model.actions(uuid)
+        return row, self.view.actions(uuid)
 
     def plans(self, state: str | None) -> list[Row]:
-        rows = self.model.plans(state)
-        for row in rows:
-            row["action_count"] = len(self.model.actions(row["uuid"]))
-        return rows
+        return self.view.plans(state)
 
     def consumers(self) -> list[ConsumerPosition]:
         end = self.existing.log.last_position()
@@ -193,6 +196,9 @@ class EmbeddedStore:
             time.sleep(0.05)  # a cheap indexed read: followers see a cancel within ms
 
     def replayed_notifications(self, plan: str | None, first: int, last: int | None) -> Iterator[Notification]:
+        from .replay import replay_notifications
+        from .translator import translator_for
+
         service = self.existing
         translator = translator_for(service.settings, service.codec, service.log, recorded=service.outbox.payload_sets_of)
         translator.set_level(service.outbox.translator.level)  # the store's level, as when first emitted
@@ -205,6 +211,8 @@ class EmbeddedStore:
         return [Submitted.of(r) for r in self.service.enforce_deadlines(origin)]
 
     def demo(self) -> DemoReport:
+        from .demo import run_demo
+
         return run_demo(self.service)
 
     def serve(self, only: Sequence[str], interval: float, once: bool, say: Any) -> None:
@@ -220,11 +228,17 @@ class EmbeddedStore:
             time.sleep(interval)
 
     def audit(self, plan: str) -> PlanStory:
+        from .audit import plan_story
+        from .outbox import stored_notifications
+
         service = self.existing
         return plan_story(plan, service.log, service.log, stored_notifications(service.outbox, plan), service.codec)
 
     def _log(self) -> tuple[SqliteEventLog, AvroCodec]:
         """The embedded log and a codec that reads every schema it was written with; never creates a log."""
+        from eventstore.codec import AvroCodec
+        from eventstore.sqlite_log import SqliteEventLog
+
         events = SqliteEventLog(self._require_log())
         codec = AvroCodec()
         codec.learn(events.writer_schemas())
@@ -238,6 +252,8 @@ class EmbeddedStore:
             events.close()
 
     def replay(self, until: str | None, into: Path | None, progress: ProgressCallback | None) -> ReplayResult:
+        from .replay import replay
+
         events, codec = self._log()
         try:
             return replay(events, codec, self.settings.paths, until, into, progress=progress)
@@ -245,6 +261,8 @@ class EmbeddedStore:
             events.close()
 
     def dead_letters(self, limit: int) -> list[Row]:
+        from .dead_letters import parked
+
         return [
             {"topic": "log", "partition": "", "offset": r["position"], "stage": r["consumer"], "error": r["error"], "message": r["message"], "plan_uuid": r["plan_uuid"]}
             for r in parked(self.existing.model.db) + parked(self.existing.outbox.db)
@@ -255,6 +273,9 @@ class EmbeddedStore:
 
 
 def verify_against(events: Any, codec: AvroCodec, settings: Settings, on_disk: bool) -> VerifyReport:
+    from .read_model import ReadModel
+    from .verify import verify
+
     with tempfile.TemporaryDirectory(dir=settings.paths.model.parent, prefix=".verify-") as tmp:
         model = ReadModel(settings.paths.model, codec)
         try:

@@ -19,7 +19,7 @@ from eventstore.domain.messages import (
     ReportActionProgress,
     Strategy,
 )
-from eventstore.plan_file import parse_time
+from eventstore.times import parse_time
 
 T0 = parse_time("t", "2016-10-18T09:52:05Z") or 0
 _ids = itertools.count(1)

@@ -42,7 +42,8 @@ from eventstore.codec import HEADER_SIZE, MARKER, AvroCodec
 from eventstore.domain.messages import RegisterActionPlan, to_record
 from eventstore.domain.validation import validate_command
 from eventstore.exceptions import CommandValidationError, CorruptRecordError, UnknownSchemaError
-from eventstore.plan_file import format_time, parse_plan_document
+from eventstore.plan_file import parse_plan_document
+from eventstore.times import format_time
 
 from . import factories as f
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from eventstore.cli import app
 from eventstore.domain.messages import Command
-from eventstore.plan_file import format_time
+from eventstore.times import format_time
 from projections.embedded import EmbeddedService
 from projections.exceptions import ReplayError, UnknownInstantError
 from projections.read_model import ReadModel

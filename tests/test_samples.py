@@ -11,7 +11,7 @@ import pytest
 from eventstore.domain.decide import decide
 from eventstore.domain.messages import Command, Event, Fault
 from eventstore.domain.plan import Plan, evolve
-from eventstore.plan_file import parse_time
+from eventstore.times import parse_time
 from projections.translator import build_notification
 
 from . import factories as f

@@ -11,8 +11,8 @@ from rich.markup import escape
 if TYPE_CHECKING:
     from projections.audit import AuditEntry
 
-from ..domain.validation import canonical_uuid
-from ..plan_file import format_time
+from ..domain.identity import canonical_uuid
+from ..times import format_time
 from . import render
 from .context import EXIT_REJECTED, friendly_errors, json_line, open_store_of, out
 from .progress import replay_progress
@@ -62,7 +62,7 @@ def audit(ctx: typer.Context, plan: Annotated[str, typer.Argument(help="Action p
     out.print(", ".join(f"{n} {k}s" for k, n in counts.items()))
 
 
-def _row(n: int, e: AuditEntry) -> tuple[Any, ...]:
+def _row(n: int, e: "AuditEntry") -> tuple[Any, ...]:
     """One table row; every value from the log is escaped so rich never reads it as markup."""
     who = escape(f"{e.issued_by} @ {e.origin}") if e.kind == "command" else ""
     facts = {k: v for k, v in e.details.items() if k not in ("hash", "version", "publisher_id", "timestamp")}

@@ -8,9 +8,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..domain.states import PLAN_STATES
-from ..domain.validation import canonical_uuid
+from ..domain.identity import canonical_uuid
 from ..exceptions import CommandValidationError
-from ..plan_file import format_time
+from ..times import format_time
 from . import render
 from .context import err, friendly_errors, json_line, open_store_of, out
 

@@ -8,7 +8,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from ..plan_file import format_time
+from ..times import format_time
 from .context import clean
 
 STATE_STYLE = {

@@ -9,16 +9,17 @@ import sys
 import uuid
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.markup import escape
 
 from ..config import system_clock
-from ..domain.messages import CancelActionPlan, Command, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
-from ..domain.validation import canonical_uuid
+from ..domain.identity import canonical_uuid
 from ..exceptions import CommandValidationError
-from ..plan_file import parse_plan_document
+if TYPE_CHECKING:  # the messages (and the plan document's parser) load when a command is built, not for --help
+    from ..domain.messages import Command, Fault
+
 from .context import default_operator, err, friendly_errors, json_line, open_store_of, origin, out, report
 
 #: The largest plan document `register` reads (far above the largest plan of MAX_ACTIONS actions Watcher makes).
@@ -38,9 +39,11 @@ def _command_id(given: str | None) -> str:
     return given or str(uuid.uuid4())
 
 
-def submit(ctx: typer.Context, command: Command, as_json: bool, what: str, wait: bool = False, timeout: float = 300.0) -> None:
+def submit(ctx: typer.Context, command: "Command", as_json: bool, what: str, wait: bool = False, timeout: float = 300.0) -> None:
     """Hand a command to the store, print its outcome, exit non-zero if it failed (or, for a
     waited cancel, unless the plan ends CANCELLED)."""
+    from ..domain.messages import CancelActionPlan
+
     command = _canonical(command)
     with open_store_of(ctx) as store:
         report(store.submit(command, wait=wait, timeout=timeout), as_json, what)
@@ -48,7 +51,7 @@ def submit(ctx: typer.Context, command: Command, as_json: bool, what: str, wait:
             _settled(as_json, command.plan_uuid, *store.settled(command.plan_uuid, timeout))
 
 
-def _canonical(command: Command) -> Command:
+def _canonical(command: "Command") -> "Command":
     """Any spelling of a uuid a person types (upper case, braces, urn:uuid:) names the same plan."""
     changes = {"plan_uuid": canonical_uuid("plan_uuid", command.plan_uuid)}
     action = getattr(command, "action_uuid", None)
@@ -57,7 +60,7 @@ def _canonical(command: Command) -> Command:
     return dataclasses.replace(command, **changes)  # type: ignore[arg-type]
 
 
-def _settled(as_json: bool, plan_uuid: str, state: str, fault: Fault | None) -> None:
+def _settled(as_json: bool, plan_uuid: str, state: str, fault: "Fault | None") -> None:
     if as_json:
         json_line({"plan_uuid": plan_uuid, "final_state": state, "fault": asdict(fault) if fault else None})
     elif state == "CANCELLED":
@@ -79,6 +82,8 @@ def register(
     timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Register an action plan from a JSON file."""
+    from ..plan_file import parse_plan_document
+
     size = plan_file.stat().st_size
     if size > MAX_DOCUMENT_BYTES:
         raise CommandValidationError(f"{plan_file}: {size:,} bytes is more than the {MAX_DOCUMENT_BYTES:,} a plan document may have")
@@ -102,6 +107,8 @@ def cancel(
     timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Cancel an action plan: its actions are cancelled or aborted, with notifications."""
+    from ..domain.messages import CancelActionPlan
+
     command = CancelActionPlan(_command_id(command_id), system_clock(), by or default_operator(), origin(), plan, reason)
     submit(ctx, command, as_json, f"cancel {plan}", wait, timeout)
 
@@ -120,6 +127,8 @@ def report_progress(
     timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Report what the applier did: an action's or the plan's new state."""
+    from ..domain.messages import ReportActionPlanProgress, ReportActionProgress
+
     cid, now, state = _command_id(command_id), system_clock(), state.upper()
     command = (
         ReportActionProgress(cid, now, by, origin(), plan, action, state, status_message) if action
@@ -146,6 +155,8 @@ def report_abort(
     timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Report how aborting an action ended: succeeded, or failed with the applier's exception."""
+    from ..domain.messages import Fault, ReportAbortResult
+
     fault = Fault(exception, message, module, function) if failed else None
     command = ReportAbortResult(_command_id(command_id), system_clock(), by, origin(), plan, action, fault, status_message)
     submit(ctx, command, as_json, f"abort {action}", wait, timeout)

@@ -34,9 +34,7 @@ from .messages import (
 )
 from .plan import Plan, evolve, fold
 from .states import ACTION_FINISHED, ACTION_PROGRESS, PLAN_PROGRESS, PLAN_TERMINAL
-
-#: Watcher's default: an abort that has not reported back in five minutes has failed.
-DEFAULT_ABORT_TIMEOUT_US = 5 * 60 * 1_000_000
+from .states import DEFAULT_ABORT_TIMEOUT_US as DEFAULT_ABORT_TIMEOUT_US  # where the rules' callers look for it
 
 _EVENT_IDS = uuid.UUID("5b0c7f8e-7d0e-4a43-9a52-5f1b8b6d2c11")
 

@@ -15,6 +15,9 @@ ActionStateName = Literal[
 PLAN_STATES: Final = frozenset(PlanStateName.__args__)  # type: ignore[attr-defined]
 ACTION_STATES: Final = frozenset(ActionStateName.__args__)  # type: ignore[attr-defined]
 
+#: Watcher's default: an abort that has not reported back in five minutes has failed.
+DEFAULT_ABORT_TIMEOUT_US: Final = 5 * 60 * 1_000_000
+
 #: A plan in one of these can no longer be cancelled (spec section 3).
 PLAN_TERMINAL: Final = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "SUPERSEDED", "DELETED"})
 #: An action in one of these is left as it is by a cancellation.

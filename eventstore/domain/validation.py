@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 from ..exceptions import CommandValidationError
 from .messages import (
@@ -13,15 +12,8 @@ from .messages import (
     ReportActionPlanProgress,
     ReportActionProgress,
 )
+from .identity import canonical_uuid
 from .states import ACTION_REGISTRABLE, ACTION_STATES, PLAN_REGISTRABLE, PLAN_STATES
-
-
-def canonical_uuid(field: str, value: str) -> str:
-    """The one spelling of a uuid (lower-case, hyphenated): what the boundary turns any spelling into."""
-    try:
-        return str(uuid.UUID(value))
-    except (ValueError, AttributeError, TypeError):
-        raise CommandValidationError(f"{field}: {value!r} is not a UUID") from None
 
 
 def _uuid(field: str, value: str) -> None:
