@@ -41,7 +41,7 @@ class KafkaTranslatorPart(EventsPart):
     ) -> None:
         self.translator = translator
         # The translator caches the plans it folds; the store only reads them back on a miss.
-        self.state = PlanStateStore(state_path, cache_size=0)
+        self.state = PlanStateStore(state_path, cache_size=0, changelog=settings.topics.events)
         translator.load_plans_from(self.state.plan, cache_size)
         self._emit_from: dict[str, int] = {}
         super().__init__(settings, publisher, codec, Fence(known=self.state.versions))

@@ -135,3 +135,17 @@ def test_another_kind_of_store_is_refused(tmp_path: Path) -> None:
     log.close()
     with pytest.raises(StoreUnavailableError, match="not a plan-state store"):
         PlanStateStore(tmp_path / "log.db")
+
+
+def test_a_store_folded_from_another_topic_is_emptied_to_be_rebuilt(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    store = PlanStateStore(path, changelog="a.events")
+    store.put_plan(story_plans(False)[0])
+    store.commit({"a.events/0": 1})
+    store.close()
+    same = PlanStateStore(path, changelog="a.events")
+    assert same.positions() == {"a.events/0": 1}
+    same.close()
+    other = PlanStateStore(path, changelog="b.events")
+    assert other.positions() == {} and other.count() == 0
+    other.close()

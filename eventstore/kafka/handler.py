@@ -84,7 +84,7 @@ class KafkaCommandHandler:
         self._abort_timeout_us = abort_timeout_us
         self._publisher = Publisher(settings)
         self._dead = DeadLetters(self._publisher, self._topics.dead_letters)
-        self._state = PlanStateStore(state_path, cache_size)
+        self._state = PlanStateStore(state_path, cache_size, changelog=self._topics.events)
         self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state)
         self.log.listen(self._fold)
         self._stale = True

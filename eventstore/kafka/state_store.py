@@ -9,8 +9,9 @@ command records it must recognise (a redelivered command, a reused id). Memory h
 bounded LRU of plans; a miss reads the row.
 
 The file is rebuildable: deleting it makes the next start fold the topic from its beginning
-and reach the same state, and a file written with another plan serialization (``FORMAT``) is
-emptied and rebuilt rather than misread. It runs with ``synchronous=NORMAL`` for that reason.
+and reach the same state, and a file written with another plan serialization (``FORMAT``), or
+folded from another topic (``--db`` reused with another prefix), is emptied and rebuilt rather
+than misread. It runs with ``synchronous=NORMAL`` for that reason.
 """
 
 from __future__ import annotations
@@ -141,8 +142,9 @@ class PlanStateStore:
     store in memory: a part that is given no file rebuilds at every start, as before.
     """
 
-    def __init__(self, path: Path | None = None, cache_size: int = 10_000) -> None:
+    def __init__(self, path: Path | None = None, cache_size: int = 10_000, changelog: str = "") -> None:
         self.path = path
+        self.changelog = changelog
         self.db = connect(":memory:" if path is None else path, "NORMAL")
         claim(self.db, migrations.name, "plan-state store", path or ":memory:")
         migrate(self.db, migrations)
@@ -159,15 +161,17 @@ class PlanStateStore:
         self.db.conn.close()
 
     def _check_format(self) -> None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
-        if row is not None and row[0] == FORMAT:
+        """Empty a store this code cannot trust: plans written in another ``FORMAT``, or folded from another topic."""
+        wanted = {"format": FORMAT, "changelog": self.changelog}
+        found = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+        if found == wanted:
             return
-        if row is not None:
-            log.warning("%s holds plan states written as format %s, not %s: rebuilding it from the topic", self.path, row[0], FORMAT)
+        if found:
+            log.warning("%s holds plan states of %s, not %s: rebuilding it from the topic", self.path, found, wanted)
         with write_transaction(self.db):
-            for table in ("positions", "plans", "commands"):
+            for table in ("meta", "positions", "plans", "commands"):
                 self._conn.execute(f"DELETE FROM {table}")
-            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('format', ?)", (FORMAT,))
+            self._conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", wanted.items())
 
     # ---------------------------------------------------------------- reading
 
