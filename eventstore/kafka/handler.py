@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from ..codec import AvroCodec
 from ..domain.decide import DEFAULT_ABORT_TIMEOUT_US
@@ -135,7 +135,10 @@ class KafkaCommandHandler:
         except BaseException:  # nothing of the batch is committed: it is read again, and its handled ids keep it from acting twice
             self._stale = True
             if messages:
-                self._rewind(messages)
+                try:
+                    self._rewind(messages)
+                except KafkaException as exc:  # deposed meanwhile: the partitions' new owner reads them from the committed offsets
+                    log.warning("cannot read the failed batch again: %s", exc)
             raise
 
     def _handle(self, messages: list[Message]) -> int:
