@@ -1,96 +1,183 @@
-"""One plan's records read back from the topics, for the audit trail on Kafka.
+"""The audit trail on Kafka: each plan's commands, events, conflicts and notifications, kept in the model.
 
-The commands topic has what was asked (who, from where, when, why), the outcomes topic what
-became of it, the events topic what happened, and the notification topics what the world was
-told. Each topic is scanned to its end once, keeping only the plan's records (a plan's records
-share a key, so they are ordered in their partitions). Positions are the events' ``offset + 1``.
+The read-model part (``kafka_parts``) hands every batch it consumes to this trail inside the
+transaction that applies the batch to the model, so ``audit`` reads a handful of indexed rows
+of one plan instead of scanning five topics:
+
+- *commands*: every ``EventsAppended`` that stands carries its command (who, from where, when,
+  why) and its outcome, rejections and no-ops included (they are appended too); what the
+  handler only answered on the outcomes topic (a re-delivery, a reused command id) changed
+  nothing and is not shown, nor is a command still waiting to be handled;
+- *events*: the events of the appends that stand, bodies and chain hashes as appended;
+- *conflicts*: appends that lost the fence, with their writer, as every reader skips them;
+- *notifications*: what the translator actually published, read from the two notification
+  topics (records without our ``watcher_es_event_id`` header, e.g. Watcher's own, are not
+  ours and are ignored), one row per message id (a re-send is the same message). They are
+  recorded, not derived again with the translator: the notification level and payload set
+  in force when an event was translated may differ from today's, and the audit must show what
+  consumers received. Each row is indexed by its plan, so a query stays bounded by one plan.
+
+Positions: the trail's own tracking rows (consumer ``audit-trail``) say, per partition of the
+events topic and of both notification topics, the next record it has consumed up to, skipped
+records included; the read model's rows (consumer ``read-model``) keep their meaning (the last
+event applied), which ``verify`` and ``replay`` compare with the log.
 """
 
 from __future__ import annotations
 
-from typing import cast
+import json
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
 
-from .translator import Notification, Priority
+import sqlite_utils
+from confluent_kafka import Message
 
 from eventstore.codec import AvroCodec
-from eventstore.domain.messages import COMMAND_TYPES
-from eventstore.exceptions import CorruptRecordError, StaleAppendError, UnknownSchemaError
-from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.appends import Append, Fence, events_of, standing
-from eventstore.kafka.io import TopicFollower
+from eventstore.exceptions import StaleAppendError
+from eventstore.kafka.appends import Append
+from eventstore.kafka.io import offset_of, partition_of
+from eventstore.kafka.log import command_record
 from eventstore.kafka.records import header_map, unwrap_oslo_envelope
 from eventstore.log import CommandRecord, Outcome, RejectedAppend, StoredEvent
 
+from .tracking import track
+from .translator import Notification, Priority
 
-def _scan(settings: KafkaSettings, topic: str, plan_uuid: str) -> list:  # type: ignore[type-arg]
-    follower = TopicFollower(settings, topic)
-    try:
-        return [m for m in follower.drain() if (m.key() or b"").decode("utf-8", "replace") == plan_uuid]
-    finally:
-        follower.close()
+log = logging.getLogger(__name__)
+
+CONSUMER = "audit-trail"
 
 
-class KafkaPlanHistory:
-    """The EventLog and CommandHistory sides `plan_story` reads, for one plan on a cluster."""
+class AuditTrail:
+    """Writes (inside the caller's write transaction) and reads one model file's audit trail."""
 
-    def __init__(self, settings: KafkaSettings, codec: AvroCodec, plan_uuid: str) -> None:
-        self.plan_uuid = plan_uuid
-        topics = settings.topics
-        self._conflicts: list[RejectedAppend] = []
+    def __init__(self, db: sqlite_utils.Database, codec: AvroCodec) -> None:
+        self.db = db
+        self._codec = codec
 
-        def conflict(append: Append, error: StaleAppendError) -> None:
-            self._conflicts.append(RejectedAppend(
-                append.position, append.where, append.appended_at, append.command_id, append.command_type, append.writer,
-                append.expected_version, str(error),
+    # ---------------------------------------------------------------- positions
+
+    def positions(self) -> dict[str, int]:
+        rows = self.db.conn.execute("SELECT source, position FROM tracking WHERE consumer = ?", (CONSUMER,))
+        return {source: int(position) for source, position in rows}
+
+    def track(self, source: str, position: int) -> None:
+        track(self.db, CONSUMER, position, source)
+
+    def plan_versions(self, uuids: Iterable[str]) -> dict[str, int]:
+        """Each plan's version as the trail's events leave it (the trail's own fence state)."""
+        found: dict[str, int] = {}
+        wanted = list(uuids)
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            rows = self.db.conn.execute(
+                f"SELECT plan_uuid, max(version) FROM trail_events WHERE plan_uuid IN ({', '.join('?' * len(chunk))}) GROUP BY plan_uuid",
+                chunk,
+            )
+            found.update((uuid, int(version)) for uuid, version in rows)
+        return found
+
+    # ---------------------------------------------------------------- recording (inside a write transaction)
+
+    def record(self, appends: Sequence[Append], conflicts: Sequence[tuple[Append, StaleAppendError]]) -> None:
+        commands: list[tuple[object, ...]] = []
+        events: list[tuple[object, ...]] = []
+        for append in appends:
+            c = command_record(self._codec, append)
+            commands.append((
+                c.plan_uuid, append.position, append.source, c.command_id, c.command_type, c.issued_by, c.origin,
+                c.issued_at, c.body, c.outcome, c.reason, c.first_position,
             ))
+            events.extend(
+                (e.plan_uuid, e.version, e.position, e.source, e.event_id, e.event_type, e.command_id, e.occurred_at, e.body, e.hash)
+                for e in append.events
+            )
+        self.db.conn.executemany(
+            "INSERT OR REPLACE INTO trail_commands (plan_uuid, position, source, command_id, command_type, issued_by, origin,"
+            " issued_at, body, outcome, reason, first_position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", commands,
+        )
+        self.db.conn.executemany(
+            "INSERT OR REPLACE INTO trail_events (plan_uuid, version, position, source, event_id, event_type, command_id,"
+            " occurred_at, body, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", events,
+        )
+        self.db.conn.executemany(
+            "INSERT OR REPLACE INTO trail_conflicts (plan_uuid, position, source, appended_at, command_id, command_type, writer,"
+            " expected_version, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (a.plan_uuid, a.position, a.source, a.appended_at, a.command_id, a.command_type, a.writer, a.expected_version, str(error))
+                for a, error in conflicts
+            ],
+        )
 
-        appends = standing(codec, _scan(settings, topics.events, plan_uuid), Fence(), on_poison=lambda m, e: None, on_conflict=conflict)
-        self._events = events_of(appends)
-        positions: dict[str, list[int]] = {}
-        for e in self._events:
-            positions.setdefault(e.command_id, []).append(e.position)
-        outcomes: dict[str, tuple[Outcome, str]] = {}
-        for msg in _scan(settings, topics.outcomes, plan_uuid):
-            _, r = codec.decode(msg.value() or b"")
-            outcomes[r["command_id"]] = (cast(Outcome, r["outcome"]), r["reason"])
-        self._commands: list[CommandRecord] = []
-        for msg in _scan(settings, topics.commands, plan_uuid):
+    def record_notifications(self, messages: Iterable[Message]) -> None:
+        """Our notifications among these records; anything else on the topics is not ours and is ignored."""
+        rows = []
+        for msg in messages:
+            h = header_map(msg.headers())
+            event_id, plan_uuid = h.get("watcher_es_event_id"), h.get("ce_subject")
+            if not event_id or not plan_uuid:
+                continue
             try:
-                name, r = codec.decode(msg.value() or b"")
-            except (CorruptRecordError, UnknownSchemaError):
-                continue  # parked in the dead-letter topic, never a command of this plan
-            if name not in COMMAND_TYPES or r["command_id"] in {c.command_id for c in self._commands}:
-                continue  # a re-sent command took effect once; show it once
-            outcome, reason = outcomes.get(r["command_id"], ("pending", "not handled yet"))
-            at = positions.get(r["command_id"], [])
-            self._commands.append(CommandRecord(
-                r["command_id"], name, plan_uuid, r["issued_by"], r["origin"], r["issued_at"], msg.value() or b"",
-                outcome, reason, min(at) if at else None, max(at) if at else None,
-            ))
-        by_event = {e.event_id: e for e in self._events}
-        self._notifications: list[Notification] = []
-        seen: set[str] = set()
-        for topic in (topics.notification_topic("INFO"), topics.notification_topic("ERROR")):
-            for msg in _scan(settings, topic, plan_uuid):
-                h = header_map(msg.headers())
                 envelope = unwrap_oslo_envelope(msg.value() or b"")
-                if envelope["message_id"] in seen:
-                    continue  # at-least-once: a re-send is the same message
-                seen.add(envelope["message_id"])
-                cause = by_event.get(h.get("watcher_es_event_id", ""))
-                self._notifications.append(Notification(
-                    envelope["message_id"], envelope["event_type"], cast(Priority, envelope["priority"]), plan_uuid,
-                    int(h.get("ce_sequence", 0)), cause.position if cause else 0, h.get("watcher_es_event_id", ""), envelope,
-                ))
+                message_id, event_type, priority = envelope["message_id"], envelope["event_type"], envelope["priority"]
+                plan_seq = int(h.get("ce_sequence", 0))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("not recording %s/%s offset %s in the audit trail: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+                continue
+            rows.append((
+                plan_uuid, message_id, event_id, event_type, priority, plan_seq, h.get("watcher_es_payload_set", "1.0"),
+                json.dumps(envelope, sort_keys=True), f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1,
+            ))
+        self.db.conn.executemany(  # a re-send is the same message: the first one recorded stays
+            "INSERT OR IGNORE INTO trail_notifications (plan_uuid, message_id, event_id, event_type, priority, plan_seq,"
+            " payload_set, envelope, source, position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows,
+        )
+
+    # ---------------------------------------------------------------- reading one plan (what `plan_story` asks)
 
     def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
-        return [e for e in self._events if until_position is None or e.position <= until_position]
+        rows = self.db.conn.execute(
+            "SELECT position, plan_uuid, version, event_id, event_type, command_id, occurred_at, body, hash, source"
+            " FROM trail_events WHERE plan_uuid = ? ORDER BY version", (plan_uuid,),
+        )
+        events = [StoredEvent(*row) for row in rows]
+        return [e for e in events if until_position is None or e.position <= until_position]
 
     def plan_commands(self, plan_uuid: str) -> list[CommandRecord]:
-        return list(self._commands)
+        rows = self.db.conn.execute(
+            "SELECT command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason, first_position"
+            " FROM trail_commands WHERE plan_uuid = ? ORDER BY position", (plan_uuid,),
+        )
+        return [
+            CommandRecord(c, t, p, by, origin, at, body, cast(Outcome, outcome), reason, first, first)
+            for c, t, p, by, origin, at, body, outcome, reason, first in rows
+        ]
 
-    def notifications(self) -> list[Notification]:
-        return list(self._notifications)
+    def conflicts(self, plan_uuid: str) -> list[RejectedAppend]:
+        rows = self.db.conn.execute(
+            "SELECT position, source, appended_at, command_id, command_type, writer, expected_version, reason"
+            " FROM trail_conflicts WHERE plan_uuid = ? ORDER BY position", (plan_uuid,),
+        )
+        return [
+            RejectedAppend(position, f"{source} offset {position - 1}", at, command_id, command_type, writer, expected, reason)
+            for position, source, at, command_id, command_type, writer, expected, reason in rows
+        ]
 
-    def conflicts(self) -> list[RejectedAppend]:
-        return list(self._conflicts)
+    def notifications(self, plan_uuid: str) -> list[Notification]:
+        """The plan's notifications as published, each placed at the position of the event that caused it."""
+        rows = self.db.conn.execute(
+            "SELECT n.message_id, n.event_type, n.priority, n.plan_uuid, n.plan_seq, coalesce(e.position, 0), n.event_id,"
+            " n.envelope, n.payload_set FROM trail_notifications n"
+            " LEFT JOIN trail_events e ON e.plan_uuid = n.plan_uuid AND e.event_id = n.event_id"
+            " WHERE n.plan_uuid = ? ORDER BY n.plan_seq, n.message_id", (plan_uuid,),
+        )
+        return [
+            Notification(message_id, event_type, cast(Priority, priority), plan, seq, position, event_id, _envelope(envelope), payload_set)
+            for message_id, event_type, priority, plan, seq, position, event_id, envelope, payload_set in rows
+        ]
+
+
+def _envelope(text: str) -> dict[str, Any]:
+    value: Mapping[str, Any] = json.loads(text)
+    return dict(value)

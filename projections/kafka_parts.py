@@ -1,24 +1,35 @@
-"""The read model as a member of a Kafka consumer group on the events topic, and what every such part shares.
+"""The read model on Kafka: a replicated view of every partition, and what the group parts share.
 
-The read model keeps each partition's position in its own SQLite file, in the transaction
-that applies the batch, and resumes from there: group commits are only informative. The
-translator, the other member of this family, is in ``kafka_translator``.
+``KafkaReadModelPart`` is no member of a consumer group: it assigns itself every partition of
+the events topic (and of both notification topics, for the audit trail), so the model of every
+`serve`, and of a CLI away from any `serve`, is complete and answers for any plan. Each batch is
+applied, with each partition's position, in one SQLite write transaction; the positions are
+read inside that transaction, so several processes may share one model file (a `serve` and the
+CLI on one host), and a process resumes from the stored positions, never from offset 0 after
+the first time. Partitions added later (``init --partitions``) are picked up as it goes.
+
+``EventsPart`` is what the group members on the events topic share (the translator, in
+``kafka_translator``, takes a share of the partitions as before).
 """
 
 from __future__ import annotations
 
 import logging
-from confluent_kafka import Consumer, Message, TopicPartition
+import time
+from collections.abc import Sequence
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from eventstore.codec import AvroCodec
-from eventstore.exceptions import PoisonRecordError
+from eventstore.exceptions import KafkaUnavailableError, MissingTopicError, PoisonRecordError, StaleAppendError
 from eventstore.kafka.appends import Append, Fence, append_of, events_of
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import (
-    DeadLetters, Publisher, commit_offsets, new_consumer, offset_of, partition_of, subscribe,
-)
+from eventstore.kafka.io import DeadLetters, Publisher, new_consumer, offset_of, partition_of, partitions_of, subscribe
 from eventstore.log import StoredEvent
+from eventstore.sqlite_support import write_transaction
 
+from .dead_letters import ParkingLot
+from .kafka_history import AuditTrail
 from .read_model import ReadModel
 
 log = logging.getLogger(__name__)
@@ -83,54 +94,240 @@ class EventsPart:
         return park
 
 
-class KafkaReadModelPart(EventsPart):
+def _split(source: str) -> TopicPartition:
+    topic, _, partition = source.rpartition("/")
+    return TopicPartition(topic, int(partition))
+
+
+class KafkaReadModelPart:
+    """The read model and its audit trail, fed from every partition (see the module docstring).
+
+    ``park_to_topic``: where the records it cannot use go. `serve` parks them in the dead-letter
+    topic (stage ``read-model``), as every Kafka consumer does; a CLI's own model keeps them in
+    its file's ``dead_letters`` table instead, since a read command writes nothing to the cluster.
+    ``commit``: `serve` also commits its positions to the ``read-model`` group, only so that a
+    host without the model can see how far the serves are (``consumers``); they are never read back.
+    """
+
     GROUP = "read-model"
+    #: How often the partitions of the topics are looked up again (a partition may be added).
+    REFRESH_S = 30.0
 
-    def __init__(self, settings: KafkaSettings, publisher: Publisher, model: ReadModel, codec: AvroCodec) -> None:
+    def __init__(
+        self, settings: KafkaSettings, publisher: Publisher | None, model: ReadModel, codec: AvroCodec, *,
+        park_to_topic: bool = True, commit: bool = True,
+    ) -> None:
         self.model = model
-        # Versions of plans not in this batch are the model's own: it resumes from its stored positions.
-        super().__init__(settings, publisher, codec, Fence(known=model.plan_versions))
+        self.trail = AuditTrail(model.db, codec)
+        self._settings = settings
+        self._publisher = publisher if park_to_topic else None
+        self._dead = DeadLetters(publisher, settings.topics.dead_letters) if publisher is not None and park_to_topic else None
+        self._lot = None if self._dead is not None else ParkingLot(model.db, ReadModel.CONSUMER)
+        self._codec = codec
+        self._commit = commit
+        t = settings.topics
+        self._events = t.events
+        self._notifications = (t.notification_topic("INFO"), t.notification_topic("ERROR"))
+        config = settings.consumer_config(self.GROUP)
+        config["fetch.wait.max.ms"] = 10  # a query waits for its catch-up: ask for new records promptly
+        self.consumer = new_consumer(config)
+        self._at_end: dict[str, bool] = {}
+        #: Where a gap made this part seek back to; the same gap again means the records are gone.
+        self._rewound: dict[str, int] = {}
+        self._next_refresh = 0.0
+        #: Records consumed since this part started (what a test counts: a restart reads only the tail).
+        self.consumed = 0
+        self._refresh_partitions()
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            tp.offset = self.model.position(source_of(tp))  # position = last applied offset + 1 = next offset
-        consumer.assign(partitions)
+    def close(self) -> None:
+        self.consumer.close()
+
+    @property
+    def at_end(self) -> bool:
+        """Every partition read to its end (EOF seen since its last record)."""
+        return all(self._at_end.values())
+
+    # ---------------------------------------------------------------- partitions
+
+    def _refresh_partitions(self) -> None:
+        """Assign every partition not assigned yet, at the position the model's file holds."""
+        self._next_refresh = time.monotonic() + self.REFRESH_S
+        wanted: list[str] = [f"{self._events}/{p}" for p in partitions_of(self.consumer, self._events)]
+        for topic in self._notifications:
+            try:
+                wanted.extend(f"{topic}/{p}" for p in partitions_of(self.consumer, topic))
+            except MissingTopicError:
+                log.warning("no topic %s: the audit trail shows no notifications until it exists", topic)
+        new = [s for s in wanted if s not in self._at_end]
+        if not new:
+            return
+        with write_transaction(self.model.db):
+            start = self._starts()
+        tps = []
+        for source in new:
+            tp = _split(source)
+            tp.offset = start.get(source, 0)  # position = offset + 1 of the last record consumed = next offset
+            tps.append(tp)
+            self._at_end[source] = False
+        self.consumer.incremental_assign(tps)
+
+    def _starts(self) -> dict[str, int]:
+        """Where each source is read from: the trail's position (every record consumed, skipped ones too)."""
+        return self.trail.positions()
+
+    # ---------------------------------------------------------------- consuming
+
+    def catch_up(self, idle_limit_s: float = 60.0) -> int:
+        """Apply everything up to the end of every partition (partition EOF, not watermarks); returns records consumed.
+
+        Meant for a fresh part: librdkafka tells a partition's EOF once per end reached, so on a
+        part that was at the end before, records appended since may not be fetched yet when it
+        returns (``KafkaStore.model`` builds a part for each catch-up).
+        """
+        done = 0
+        deadline = time.monotonic() + idle_limit_s
+        while True:
+            polled = self.poll(0.05)
+            done += polled
+            if polled:
+                deadline = time.monotonic() + idle_limit_s
+            elif self.at_end:
+                return done
+            elif time.monotonic() > deadline:
+                behind = sorted(s for s, end in self._at_end.items() if not end)
+                raise KafkaUnavailableError(f"the read model is not at the end of {', '.join(behind)} after {idle_limit_s:.0f} s")
 
     def poll(self, timeout: float = 0.2) -> int:
-        messages, appends, by_place = self._consume(timeout)
-        self.fence.forget()  # what the last batch did is in the model's tables now
-        fresh = events_of(self._standing(self._in_sequence(appends, self._parked)))
-        if fresh:
-            self.model.process(fresh, on_poison=self._parker(by_place))
+        """One batch, applied in one transaction; returns how many records were consumed."""
+        if time.monotonic() >= self._next_refresh:
+            self._refresh_partitions()
+        messages = self._consume(timeout)
         if messages:
-            self._publisher.flush()  # dead letters confirmed before moving on
-            commit_offsets(self.consumer, messages)
+            self._apply(messages)
+            self.consumed += len(messages)
         return len(messages)
 
+    def _consume(self, timeout: float) -> list[Message]:
+        out = []
+        for msg in self.consumer.consume(1000, timeout):
+            error = msg.error()
+            source = f"{msg.topic()}/{partition_of(msg)}"
+            if error is None:
+                self._at_end[source] = False
+                out.append(msg)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                self._at_end[source] = True
+            elif error.fatal():
+                raise KafkaUnavailableError(f"reading {source}: {error.str()}")
+            else:
+                log.warning("reading %s: %s", source, error.str())
+        return out
 
-    def _in_sequence(self, events: list[Append], parked: set[tuple[str, int]]) -> list[Append]:
-        """The appends that come next after the model's own tracked positions.
+    def _apply(self, messages: Sequence[Message]) -> None:
+        by_source: dict[str, list[Message]] = {}
+        for msg in messages:
+            by_source.setdefault(f"{msg.topic()}/{partition_of(msg)}", []).append(msg)
+        parked = False
+        with write_transaction(self.model.db):
+            consumed = self._starts()  # read inside the transaction: another process may share this file
+            applied = self.model.positions()
+            fresh_events: list[Message] = []
+            fresh_notes: list[Message] = []
+            reached: dict[str, int] = {}
+            for source, batch in by_source.items():
+                at = consumed.get(source, 0)
+                first, last = offset_of(batch[0]) + 1, offset_of(batch[-1]) + 1
+                is_events = source.startswith(f"{self._events}/")
+                if first > at + 1 and is_events and self._rewound.get(source) != at:
+                    # A gap: the file is behind this consumer (a replay swapped an older one in): read from where it is.
+                    self._rewound[source] = at
+                    self._seek(source, at)
+                    continue
+                if first > at + 1:  # records before it are gone (a notification topic's retention): nothing to read there
+                    log.warning("%s: records %d..%d are no longer on the topic; the read model goes on from %d", source, at, first - 2, first - 1)
+                if last <= at:  # another process sharing the file got further: skip ahead
+                    if last < at:
+                        self._seek(source, at)
+                    continue
+                kept = [m for m in batch if offset_of(m) + 1 > at]
+                (fresh_events if is_events else fresh_notes).extend(kept)
+                reached[source] = last
+            parked = self._apply_events(fresh_events, consumed, applied)
+            self.trail.record_notifications(fresh_notes)
+            for source, position in reached.items():
+                self.trail.track(source, position)
+            if parked and self._publisher is not None:
+                self._publisher.flush()  # the dead letters are confirmed before the positions pass them
+        if self._commit and reached:
+            self._commit_positions(reached)
 
-        The tracking row is the truth, not this consumer's fetch position: a replay may have
-        swapped in a model that is further on (those events are skipped) or behind (the
-        partition is re-read from where the model is, never leaving a gap).
-        """
-        tracked = self.model.positions()
-        fresh: list[Append] = []
-        rewound: set[str] = set()
-        for event in events:
-            if event.source in rewound:
+    def _apply_events(self, messages: list[Message], consumed: dict[str, int], applied: dict[str, int]) -> bool:
+        """Apply the records past each position: to the model those past its own, to the trail the rest."""
+        appends: list[Append] = []
+        by_place: dict[tuple[str, int], Message] = {}
+        parked = False
+        for msg in messages:
+            try:
+                append = append_of(self._codec, msg)
+            except PoisonRecordError as exc:
+                self._park_message(msg, exc)
+                parked = True
                 continue
-            expected = tracked.get(event.source, 0) + 1
-            while (event.source, expected) in parked:
-                expected += 1
-            if event.position < expected:
-                continue  # applied already
-            if event.position > expected:
-                topic, _, partition = event.source.rpartition("/")
-                self.consumer.seek(TopicPartition(topic, int(partition), expected - 1))  # position p is offset p - 1
-                rewound.add(event.source)
-                continue
-            fresh.append(event)
-            tracked[event.source] = event.position
-        return fresh
+            appends.append(append)
+            by_place[(append.source, append.position)] = msg
+        # The model: appends past its own position (a replayed model may be ahead of the trail), through its fence.
+        model_fence = Fence(known=self.model.plan_versions)
+        mine = [a for a in appends if a.position > applied.get(a.source, 0)]
+        model_fence.prime(a.plan_uuid for a in mine)
+        standing = [a for a in mine if model_fence.admit(a) is None]
+        events = events_of(standing)
+        if events:
+            failures: list[bool] = []
+
+            def park(event: StoredEvent, error: Exception) -> None:
+                failures.append(True)
+                if self._dead is not None:
+                    self._dead.park(by_place[(event.source, event.position)], self.GROUP, error)
+                elif self._lot is not None:
+                    self._lot(event, error)
+
+            self.model.apply(events, on_poison=park)
+            parked = parked or bool(failures)
+        # The trail: every append past its position, and the fence's verdict on it.
+        trail_fence = Fence(known=self.trail.plan_versions)
+        trail_fence.prime(a.plan_uuid for a in appends)
+        stood: list[Append] = []
+        conflicts: list[tuple[Append, StaleAppendError]] = []
+        for append in appends:
+            conflict = trail_fence.admit(append)
+            if conflict is None:
+                stood.append(append)
+            else:
+                conflicts.append((append, conflict))
+        self.trail.record(stood, conflicts)
+        return parked
+
+    def _park_message(self, msg: Message, error: Exception) -> None:
+        if self._dead is not None:
+            self._dead.park(msg, self.GROUP, error)
+        elif self._lot is not None:
+            key = (msg.key() or b"").decode("utf-8", "replace")
+            self._lot(StoredEvent(offset_of(msg) + 1, key, 0, "", "", "", 0, b"", "", f"{msg.topic()}/{partition_of(msg)}"), error)
+
+    def _seek(self, source: str, position: int) -> None:
+        tp = _split(source)
+        tp.offset = position  # position p means "read from offset p"
+        self.consumer.seek(tp)
+        self._at_end[source] = False
+
+    def _commit_positions(self, reached: dict[str, int]) -> None:
+        """Informative only (see the class docstring): a refused commit is logged, never an error."""
+        offsets = []
+        for source, position in reached.items():
+            tp = _split(source)
+            tp.offset = position
+            offsets.append(tp)
+        try:
+            self.consumer.commit(offsets=offsets, asynchronous=True)
+        except KafkaException as exc:
+            log.debug("the read model's informative commit was refused: %s", exc)

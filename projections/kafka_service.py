@@ -1,8 +1,12 @@
 """`watcher-es serve` on Kafka: the handler, the read model and the translator in one loop.
 
-Each part is a member of its own consumer group and can run alone (``--only``). The loop also
-runs the abort-deadline pass from the handler's plan states, publishing one deterministic
-EnforceAbortDeadline command per overdue cancellation.
+The handler and the translator are members of their consumer groups and share the partitions
+with the other `serve`s; the read model (``projections``) is a replicated view of every
+partition, so each `serve` answers for every plan. Each part can run alone (``--only``). Beside
+the read model the loop runs the abort-deadline pass from the model's pending deadlines,
+publishing one deterministic EnforceAbortDeadline command per overdue cancellation: it runs
+wherever ``projections`` does (``--only handler`` alone has no model and runs no pass); any
+number of `serve`s may run it, a derived command id takes effect once.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Literal, Protocol
 
 from confluent_kafka import KafkaException
 
+from .kafka_deadlines import overdue_commands
 from .kafka_parts import KafkaReadModelPart
 from .kafka_translator import KafkaTranslatorPart
 from .read_model import ReadModel
@@ -24,7 +29,6 @@ from .translator import translator_for
 
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
-from eventstore.domain.deadline import deadline_commands
 from eventstore.exceptions import WatcherEsError
 from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
@@ -55,19 +59,22 @@ class KafkaService:
         self.parts: dict[str, Part] = {}
         self.handler: KafkaCommandHandler | None = None
         self.model: ReadModel | None = None
+        self.model_part: KafkaReadModelPart | None = None
         for name in only:
             if name == "handler":
                 self.handler = KafkaCommandHandler(kafka, self._codec, self._clock, settings.abort_timeout_us)
                 self.parts[name] = self.handler
             elif name == "projections":
                 self.model = ReadModel(settings.paths.model, self._codec)
-                self.parts[name] = KafkaReadModelPart(kafka, self._publisher, self.model, self._codec)
+                self.model_part = KafkaReadModelPart(kafka, self._publisher, self.model, self._codec)
+                self.parts[name] = self.model_part
             else:
                 translator = translator_for(settings, self._codec, None, cache_size=None)
                 self.parts[name] = KafkaTranslatorPart(kafka, self._publisher, translator, self._codec)
-        self._deadlines = KafkaClient(kafka, self._codec) if self.handler is not None else None
+        self._deadlines = KafkaClient(kafka, self._codec) if self.model_part is not None else None
         self._stopping = False
         self._next_deadline_pass = 0.0
+        self._model_ready = False
 
     def stop(self, *_: object) -> None:
         self._stopping = True
@@ -98,10 +105,15 @@ class KafkaService:
             time.sleep(0.5)
 
     def _deadline_pass(self) -> None:
-        if self.handler is None or self._deadlines is None or time.monotonic() < self._next_deadline_pass:
+        """The pending deadlines from the model (an indexed query), not a walk over every plan."""
+        part = self.model_part
+        if part is None or self._deadlines is None or time.monotonic() < self._next_deadline_pass:
             return
+        if not (self._model_ready or part.at_end):
+            return  # a model catching up at start shows plans CANCELLING that have long settled
+        self._model_ready = True
         self._next_deadline_pass = time.monotonic() + self._deadline_interval_s
-        for command in deadline_commands(self.handler.plans.values(), self._clock(), "watcher-es serve"):
+        for command in overdue_commands(part.model, part.trail, self._codec, self._clock(), "watcher-es serve"):
             self._deadlines.send(command)  # sent again each pass until handled: its id is derived, so it takes effect once
 
     def close(self) -> None:

@@ -1,7 +1,11 @@
 """The store on a cluster: commands go to the commands topic and `serve` handles them.
 
-Answers come from the topics (and, for `verify` and `consumers`, from the read model `serve`
-keeps beside --db). See ``projections.store`` for the questions every store answers.
+Queries (`status`, `plans`, `audit`, `enforce-deadlines`, the fault a `cancel --wait` reports)
+read the read model at --db, never the topics. Where a `serve` runs with the same --db it keeps
+that model current; anywhere else the CLI keeps its own there and first catches it up from its
+stored positions to the end of every partition (``KafkaReadModelPart.catch_up``), so after the
+first time a query reads only what was appended since. See ``projections.store`` for the
+questions every store answers.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ from typing import Any
 
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
-from eventstore.domain.deadline import deadline_commands
 from eventstore.domain.messages import Command, Fault
 from eventstore.domain.validation import validate_command
 from eventstore.exceptions import CommandValidationError
@@ -23,7 +26,9 @@ from eventstore.kafka.io import Publisher, topic_pages
 
 from .audit import PlanStory, plan_story
 from .demo import DemoReport, KafkaDemo, run_demo
-from .kafka_history import KafkaPlanHistory
+from .kafka_deadlines import folded_plan, overdue_commands
+from .kafka_history import AuditTrail
+from .kafka_parts import KafkaReadModelPart
 from .kafka_translator import publish_notification, recorded_on_topics, replay_topic_notifications
 from .kafka_service import PARTS, KafkaService
 from .read_model import ReadModel
@@ -31,17 +36,35 @@ from .replay import ProgressCallback, ReplayResult, replay
 from .store import ConsumerPosition, MissingModelError, Row, Submitted, UnknownPlanError, verify_against
 from .translator import Notification, translator_for
 from .verify import VerifyReport
-from .views import action_rows, plan_row
 
 
 class KafkaStore:
-    """Commands go to the commands topic and `serve` handles them; answers come from the topics."""
+    """Commands go to the commands topic and `serve` handles them; answers come from the read model."""
 
     def __init__(self, settings: Settings, kafka: KafkaSettings) -> None:
         self.settings = settings
         self.kafka = kafka
         self._client: KafkaClient | None = None
         self._outcomes: OutcomeWatcher | None = None  # opened by a waiting submit, followed by `settled`
+        self._codec = AvroCodec()
+        self._model: ReadModel | None = None
+        self._feed: KafkaReadModelPart | None = None
+
+    def model(self) -> tuple[ReadModel, AuditTrail]:
+        """The read model at --db, caught up to the end of every partition; returns it and its audit trail.
+
+        Caught up on every call (a command that asks twice sees what was appended between), from
+        the positions the file holds: the first query on a host reads the topics once, every
+        later one only their tail. Records it cannot use are parked in the file, not the cluster.
+        """
+        if self._model is None:
+            self._model = ReadModel(self.settings.paths.model, self._codec)
+        if self._feed is not None:
+            # Partition EOF is told once per end reached: a second catch-up needs a consumer of its own.
+            self._feed.close()
+        self._feed = KafkaReadModelPart(self.kafka, None, self._model, self._codec, park_to_topic=False, commit=False)
+        self._feed.catch_up()
+        return self._model, self._feed.trail
 
     @property
     def client(self) -> KafkaClient:
@@ -54,6 +77,10 @@ class KafkaStore:
             self._outcomes.close()
         if self._client is not None:
             self._client.close()
+        if self._feed is not None:
+            self._feed.close()
+        if self._model is not None:
+            self._model.close()
 
     def submit(self, command: Command, *, wait: bool, timeout: float) -> Submitted:
         validate_command(command)  # refused here, naming the field, rather than dead-lettered by the handler
@@ -72,24 +99,37 @@ class KafkaStore:
         if self._outcomes is None:
             self._outcomes = self.client.follow_outcomes(system_clock() // 1000 - 5000)
         state = self.client.wait_plan_settled(plan_uuid, self._outcomes, timeout).plan_state or "UNKNOWN"
-        plan = self.client.plan(plan_uuid) if state == "FAILED" else None
+        if state != "FAILED":
+            return state, None
+        # The events were appended before the outcome was published: the model caught up now has them.
+        _, trail = self.model()
+        plan = folded_plan(trail, self._codec, plan_uuid)
         return state, plan.fault if plan else None
 
     def plan(self, uuid: str) -> tuple[Row, list[Row]]:
-        found = self.client.plan(uuid)
-        if found is None:
+        model, _ = self.model()
+        row = model.plan(uuid)
+        if row is None:
             raise UnknownPlanError(f"action plan {uuid} is not registered")
-        return plan_row(found), action_rows(found)
+        return row, model.actions(uuid)
 
     def plans(self, state: str | None) -> list[Row]:
-        return [plan_row(p) for p in self.client.plans() if state in (None, p.state)]
+        model, _ = self.model()
+        rows = model.plans(state)
+        counts = model.action_counts(r["uuid"] for r in rows)
+        for row in rows:
+            row["action_count"] = counts.get(row["uuid"], 0)
+        return rows
 
     def consumers(self) -> list[ConsumerPosition]:
         model_positions = None
-        if self.settings.paths.model.exists():  # `serve` on this host: its own tracking is the truth
+        if self.settings.paths.model.exists():  # the model at --db (a `serve`'s or this CLI's): its own tracking is the truth
             model = ReadModel(self.settings.paths.model, AvroCodec())
             prefix = f"{self.kafka.topics.events}/"
-            model_positions = {k: v for k, v in model.positions().items() if k.startswith(prefix)} or None
+            read = {**AuditTrail(model.db, self._codec).positions()}
+            for source, position in model.positions().items():  # a model swapped in by `replay` may be ahead of its trail
+                read[source] = max(read.get(source, 0), position)
+            model_positions = {k: v for k, v in read.items() if k.startswith(prefix)} or None
             model.close()
         return [
             ConsumerPosition(p.part, f"{p.topic}/{p.partition}", p.position, p.lag)
@@ -120,7 +160,8 @@ class KafkaStore:
         return count
 
     def enforce_deadlines(self, origin: str) -> list[Submitted]:
-        commands = deadline_commands(self.client.plans(), system_clock(), origin)
+        model, trail = self.model()
+        commands = overdue_commands(model, trail, self._codec, system_clock(), origin)
         for command in commands:
             self.client.send(command)
         return [Submitted(c.command_id, c.plan_uuid, "sent") for c in commands]
@@ -137,9 +178,8 @@ class KafkaStore:
         KafkaService(self.settings, self.kafka, parts, deadline_interval_s=interval).run()  # type: ignore[arg-type]
 
     def audit(self, plan: str) -> PlanStory:
-        codec = AvroCodec()
-        history = KafkaPlanHistory(self.kafka, codec, plan)
-        return plan_story(plan, history, history, history.notifications(), codec, history.conflicts())
+        _, trail = self.model()
+        return plan_story(plan, trail, trail, trail.notifications(plan), self._codec, trail.conflicts(plan))
 
     def verify(self, on_disk: bool) -> VerifyReport:
         if not self.settings.paths.model.exists():

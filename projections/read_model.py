@@ -59,6 +59,33 @@ def m001_tables(db: sqlite_utils.Database) -> None:
     ensure_tracking_table(db)
 
 
+@migrations()
+def m002_kafka_trail(db: sqlite_utils.Database) -> None:
+    """What the audit trail on Kafka keeps beside the model (``projections/kafka_history.py``).
+
+    The embedded store reads its audit from the log and leaves these empty. They are created
+    here, with the model, so a rebuilt model (``replay`` copies a whole file in) always has them.
+    """
+    db["trail_commands"].create({  # type: ignore[union-attr]
+        "plan_uuid": str, "position": int, "source": str, "command_id": str, "command_type": str, "issued_by": str,
+        "origin": str, "issued_at": int, "body": bytes, "outcome": str, "reason": str, "first_position": int,
+    }, pk=("plan_uuid", "position"))
+    db["trail_events"].create({  # type: ignore[union-attr]
+        "plan_uuid": str, "version": int, "position": int, "source": str, "event_id": str, "event_type": str,
+        "command_id": str, "occurred_at": int, "body": bytes, "hash": str,
+    }, pk=("plan_uuid", "version"))
+    db["trail_conflicts"].create({  # type: ignore[union-attr]
+        "plan_uuid": str, "position": int, "source": str, "appended_at": int, "command_id": str, "command_type": str,
+        "writer": str, "expected_version": int, "reason": str,
+    }, pk=("plan_uuid", "position"))
+    db["trail_notifications"].create({  # type: ignore[union-attr]
+        "plan_uuid": str, "message_id": str, "event_id": str, "event_type": str, "priority": str, "plan_seq": int,
+        "payload_set": str, "envelope": str, "source": str, "position": int,
+    }, pk=("plan_uuid", "message_id"))
+    # The deadline pass asks for CANCELLING plans by deadline: an index, never a walk over every plan.
+    db["action_plans"].create_index(["state", "abort_deadline"])  # type: ignore[union-attr]
+
+
 #: ``json.dumps(value, sort_keys=True)`` without building a new encoder for every call.
 _sorted_json = json.JSONEncoder(sort_keys=True).encode
 
@@ -285,6 +312,19 @@ class ReadModel:
         if state:
             return list(self.db.query("SELECT * FROM action_plans WHERE state = ? ORDER BY created_at, uuid", [state]))
         return list(self.db.query("SELECT * FROM action_plans ORDER BY created_at, uuid"))
+
+    def action_counts(self, plan_uuids: Iterable[str]) -> dict[str, int]:
+        """How many actions each of these plans has (one query per 500 plans, not one per plan)."""
+        found: dict[str, int] = {}
+        wanted = list(plan_uuids)
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            rows = self.db.conn.execute(
+                f"SELECT action_plan_uuid, count(*) FROM actions WHERE action_plan_uuid IN ({', '.join('?' * len(chunk))})"
+                " GROUP BY action_plan_uuid", chunk,
+            )
+            found.update((uuid, int(n)) for uuid, n in rows)
+        return found
 
     def history(self, plan_uuid: str) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM plan_history WHERE plan_uuid = ? ORDER BY version", [plan_uuid]))

@@ -72,7 +72,12 @@ def _lag_from(settings: KafkaSettings, topic: str, starts: dict[int, int]) -> di
 
 
 def consumer_positions(settings: KafkaSettings, model_positions: dict[str, int] | None = None) -> list[PartPosition]:
-    """Each part's committed position and its lag behind the log."""
+    """Each part's committed position and its lag behind the log.
+
+    The read model is no group member (every `serve` replicates every partition): its row is
+    the model at --db (``model_positions``) when there is one, else the informative positions
+    the serves commit to the ``read-model`` group (the last one to commit a partition wins).
+    """
     t = settings.topics
     rows: list[PartPosition] = []
     for part, topic in (("handler", t.commands), ("read-model", t.events), ("translator", t.events)):

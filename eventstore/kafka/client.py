@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
+from confluent_kafka import OFFSET_END, TopicPartition
 
 from ..codec import AvroCodec
 from ..domain.messages import EVENT_TYPES, Command, from_record, to_record
@@ -39,7 +39,15 @@ class Outcome:
 
 
 class OutcomeWatcher:
-    """Outcomes read from the topic, kept: one poll may carry the outcomes of several commands."""
+    """Outcomes read from the topic, kept: one poll may carry the outcomes of several commands.
+
+    What `cancel --wait` waits on. It follows the outcomes topic from a time just before the
+    command was sent (``offsets_since``: a time lookup per partition, never offset 0) and only
+    decodes the small outcome records from there, never folding a topic: bounded by the few
+    seconds of outcomes around one command, whatever the history. Outcomes, not the read model,
+    because they are the handler's answer to this command id (a re-delivery or a reused id is
+    answered there and appends nothing).
+    """
 
     def __init__(self, client: KafkaClient, follower: TopicFollower) -> None:
         self._client = client
@@ -77,7 +85,9 @@ def offsets_since(settings: KafkaSettings, topic: str, since_ms: int) -> Callabl
     finally:
         consumer.close()
     starts = {tp.partition: (tp.offset if tp.offset >= 0 else OFFSET_END) for tp in found}
-    return lambda p: starts.get(p, OFFSET_BEGINNING)
+    # A partition the lookup did not answer for starts at its end, never at offset 0: whoever
+    # follows from a time starts following before it acts, so nothing it waits for is earlier.
+    return lambda p: starts.get(p, OFFSET_END)
 
 
 class KafkaClient:
@@ -127,7 +137,8 @@ class KafkaClient:
         )
 
     def plan(self, plan_uuid: str) -> Plan | None:
-        """A plan folded from the events topic (reads the topic to its end)."""
+        """A plan folded from the events topic (reads the whole topic: for tests and tools only;
+        the store's queries read the read model, ``projections/kafka_store.py``)."""
         return self._fold(lambda key: key == plan_uuid).get(plan_uuid)
 
     def plans(self) -> list[Plan]:
