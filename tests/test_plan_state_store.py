@@ -149,3 +149,18 @@ def test_a_store_folded_from_another_topic_is_emptied_to_be_rebuilt(tmp_path: Pa
     other = PlanStateStore(path, changelog="b.events")
     assert other.positions() == {} and other.count() == 0
     other.close()
+
+
+def test_overdue_cancellations_are_found_without_reading_the_other_plans(tmp_path: Path) -> None:
+    store = PlanStateStore(tmp_path / "state.db")
+    cancelling = story_plans(False)[1]
+    assert cancelling.state == "CANCELLING" and cancelling.cancellation is not None
+    registered = story_plans(False)[0]
+    store.put_plan(cancelling)
+    store.put_plan(registered)
+    store.commit({"events/0": 2})
+    deadline = cancelling.cancellation.abort_deadline
+    assert list(store.plans("CANCELLING", deadline_by=deadline - 1)) == []
+    assert list(store.plans("CANCELLING", deadline_by=deadline)) == [cancelling]
+    assert {p.uuid for p in store.plans()} == {cancelling.uuid, registered.uuid}
+    store.close()

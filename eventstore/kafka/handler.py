@@ -96,9 +96,9 @@ class KafkaCommandHandler:
         """Every plan this handler knows, by uuid (read from its store; ``values()`` streams them)."""
         return KnownPlans(self._state)
 
-    def cancelling_plans(self) -> Iterator[Plan]:
-        """The plans whose cancellation is in progress: what the deadline pass looks at, without reading the others."""
-        return self._state.plans("CANCELLING")
+    def overdue_plans(self, now: int) -> Iterator[Plan]:
+        """The plans still cancelling past their abort deadline: the deadline pass's, found by index, not by reading every plan."""
+        return self._state.plans("CANCELLING", deadline_by=now)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._stale = True  # plans may have moved to us: fold the topic to its end before deciding

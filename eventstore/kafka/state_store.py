@@ -65,7 +65,7 @@ def m001_tables(db: sqlite_utils.Database) -> None:
         {"uuid": str, "version": int, "head": str, "state": str, "abort_deadline": int, "plan": str},
         pk="uuid", not_null={"version", "head"}, defaults={"version": 0, "head": ""},
     )
-    db["plans"].create_index(["state"])  # type: ignore[union-attr]
+    db["plans"].create_index(["state", "abort_deadline"])  # type: ignore[union-attr]
     db["commands"].create(  # type: ignore[union-attr]
         {
             "command_id": str, "command_type": str, "plan_uuid": str, "issued_by": str, "origin": str, "issued_at": int,
@@ -229,13 +229,21 @@ class PlanStateStore:
         except (ValueError, TypeError) as exc:
             raise CorruptStateError(f"{self.path}: the state of plan {plan_uuid} cannot be read ({exc}); delete the file to rebuild it") from None
 
-    def plans(self, state: str | None = None) -> Iterator[Plan]:
-        """Every plan with a state (in one ``state``), read from the file a page at a time: memory stays flat."""
-        where, args = ("WHERE plan IS NOT NULL", ()) if state is None else ("WHERE state = ? AND plan IS NOT NULL", (state,))
+    def plans(self, state: str | None = None, deadline_by: int | None = None) -> Iterator[Plan]:
+        """Every plan with a state (in one ``state``; with an abort deadline at or before ``deadline_by``),
+        read from the file a page at a time: memory stays flat, and the filters are indexed columns."""
+        where = "plan IS NOT NULL"
+        args: list[object] = []
+        if state is not None:
+            where += " AND state = ?"
+            args.append(state)
+        if deadline_by is not None:
+            where += " AND abort_deadline <= ?"
+            args.append(deadline_by)
         after = ""
         while True:
             rows = self._conn.execute(
-                f"SELECT uuid, plan FROM plans {where} AND uuid > ? ORDER BY uuid LIMIT 1000", (*args, after),
+                f"SELECT uuid, plan FROM plans WHERE {where} AND uuid > ? ORDER BY uuid LIMIT 1000", (*args, after),
             ).fetchall()
             for uuid, text in rows:
                 yield self._plans.get(uuid) or self._decode(uuid, text)
