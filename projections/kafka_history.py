@@ -12,7 +12,8 @@ of one plan instead of scanning five topics:
 - *conflicts*: appends that lost the fence, with their writer, as every reader skips them;
 - *notifications*: what the translator actually published, read from the two notification
   topics (records without our ``watcher_es_event_id`` header, e.g. Watcher's own, are not
-  ours and are ignored), one row per message id (a re-send is the same message). They are
+  ours and are ignored), one row per message id (a re-send is the same message), keeping the
+  part of the envelope the audit shows (``what_audit_shows``). They are
   recorded, not derived again with the translator: the notification level and payload set
   in force when an event was translated may differ from today's, and the audit must show what
   consumers received. Each row is indexed by its plan, so a query stays bounded by one plan.
@@ -127,7 +128,7 @@ class AuditTrail:
                 continue
             rows.append((
                 plan_uuid, message_id, event_id, event_type, priority, plan_seq, h.get("watcher_es_payload_set", "1.0"),
-                json.dumps(envelope, sort_keys=True), f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1,
+                json.dumps(what_audit_shows(envelope), sort_keys=True), f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1,
             ))
         self.db.conn.executemany(  # a re-send is the same message: the first one recorded stays
             "INSERT OR IGNORE INTO trail_notifications (plan_uuid, message_id, event_id, event_type, priority, plan_seq,"
@@ -176,6 +177,21 @@ class AuditTrail:
             Notification(message_id, event_type, cast(Priority, priority), plan, seq, position, event_id, _envelope(envelope), payload_set)
             for message_id, event_type, priority, plan, seq, position, event_id, envelope, payload_set in rows
         ]
+
+
+def what_audit_shows(envelope: dict[str, Any]) -> dict[str, Any]:
+    """The part of an envelope the audit shows (``audit._notification_entry``), not the whole payload.
+
+    A whole envelope carries the plan's (or action's) full versioned object, several KB each, four
+    or five per cancelled plan: kept whole they were most of the model file. The message itself
+    stays on its topic, and ``notifications --plan`` shows it whole.
+    """
+    data = envelope.get("payload", {}).get("watcher_object.data", {})
+    kept = {k: data[k] for k in ("uuid", "state", "fault") if k in data}
+    return {
+        **{k: envelope[k] for k in ("message_id", "event_type", "priority", "publisher_id", "timestamp") if k in envelope},
+        "payload": {"watcher_object.data": kept},
+    }
 
 
 def _envelope(text: str) -> dict[str, Any]:
