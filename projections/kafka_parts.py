@@ -24,7 +24,7 @@ from eventstore.codec import AvroCodec
 from eventstore.exceptions import KafkaUnavailableError, MissingTopicError, PoisonRecordError, StaleAppendError
 from eventstore.kafka.appends import Append, Fence, append_of, events_of
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import DeadLetters, Publisher, new_consumer, offset_of, partition_of, partitions_of, subscribe
+from eventstore.kafka.io import DeadLetters, Publisher, new_consumer, next_batch, offset_of, partition_of, partitions_of, subscribe
 from eventstore.log import StoredEvent
 from eventstore.sqlite_support import write_transaction
 
@@ -63,7 +63,7 @@ class EventsPart:
 
     def _consume(self, timeout: float) -> tuple[list[Message], list[Append], dict[tuple[str, int], Message]]:
         """One poll's records as appends; a record that is not one is parked and remembered."""
-        messages = [m for m in self.consumer.consume(1000, timeout) if m.error() is None]
+        messages = [m for m in next_batch(self.consumer, 1000, timeout) if m.error() is None]
         appends: list[Append] = []
         by_place: dict[tuple[str, int], Message] = {}
         for msg in messages:
@@ -128,9 +128,7 @@ class KafkaReadModelPart:
         t = settings.topics
         self._events = t.events
         self._notifications = (t.notification_topic("INFO"), t.notification_topic("ERROR"))
-        config = settings.consumer_config(self.GROUP)
-        config["fetch.wait.max.ms"] = 10  # a query waits for its catch-up: ask for new records promptly
-        self.consumer = new_consumer(config)
+        self.consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=not park_to_topic))  # a query waits for its catch-up
         self._at_end: dict[str, bool] = {}
         #: Where a gap made this part seek back to; the same gap again means the records are gone.
         self._rewound: dict[str, int] = {}
@@ -209,7 +207,7 @@ class KafkaReadModelPart:
 
     def _consume(self, timeout: float) -> list[Message]:
         out = []
-        for msg in self.consumer.consume(1000, timeout):
+        for msg in next_batch(self.consumer, 1000, timeout):
             error = msg.error()
             source = f"{msg.topic()}/{partition_of(msg)}"
             if error is None:

@@ -1,4 +1,9 @@
-"""`watcher-es serve` on Kafka: the handler, the read model and the translator in one loop.
+"""`watcher-es serve` on Kafka: the handler, the read model and the translator, a thread each.
+
+Each part blocks in a long poll of its own consumer (the client releases the GIL while it
+waits), so a record wakes its part at once whatever the others are doing: a cancel's command
+is decided, and its events translated, within milliseconds of arriving, and an idle `serve`
+costs the broker one fetch per part and ``fetch.wait.max.ms``.
 
 The handler and the translator are members of their consumer groups and share the partitions
 with the other `serve`s; the read model (``projections``) is a replicated view of every
@@ -37,6 +42,9 @@ from eventstore.kafka.io import Publisher
 
 log = logging.getLogger(__name__)
 
+#: How long a part waits for its next record before looking whether it should stop.
+POLL_S = 0.5
+
 PartName = Literal["handler", "projections", "translator"]
 PARTS: tuple[PartName, ...] = ("handler", "projections", "translator")
 
@@ -54,7 +62,8 @@ class KafkaService:
     ) -> None:
         self._clock = clock or system_clock
         self._codec = AvroCodec()
-        self._publisher = Publisher(kafka)
+        #: One producer per part: a part's flush confirms its own records, never waits on another's.
+        self._publishers: list[Publisher] = []
         self._deadline_interval_s = deadline_interval_s
         self.parts: dict[str, Part] = {}
         self.handler: KafkaCommandHandler | None = None
@@ -62,39 +71,57 @@ class KafkaService:
         self.model_part: KafkaReadModelPart | None = None
         for name in only:
             if name == "handler":
-                self.handler = KafkaCommandHandler(kafka, self._codec, self._clock, settings.abort_timeout_us)
+                self.handler = KafkaCommandHandler(
+                    kafka, self._codec, self._clock, settings.abort_timeout_us, state_path=settings.paths.handler_state,
+                )
                 self.parts[name] = self.handler
             elif name == "projections":
                 self.model = ReadModel(settings.paths.model, self._codec)
-                self.model_part = KafkaReadModelPart(kafka, self._publisher, self.model, self._codec)
+                self.model_part = KafkaReadModelPart(kafka, self._publisher(kafka), self.model, self._codec)
                 self.parts[name] = self.model_part
             else:
-                translator = translator_for(settings, self._codec, None, cache_size=None)
-                self.parts[name] = KafkaTranslatorPart(kafka, self._publisher, translator, self._codec)
+                translator = translator_for(settings, self._codec, None)
+                self.parts[name] = KafkaTranslatorPart(
+                    kafka, self._publisher(kafka), translator, self._codec, state_path=settings.paths.translator_state,
+                )
         self._deadlines = KafkaClient(kafka, self._codec) if self.model_part is not None else None
         self._stopping = False
+        self._stopped = threading.Event()
         self._next_deadline_pass = 0.0
         self._model_ready = False
 
+    def _publisher(self, kafka: KafkaSettings) -> Publisher:
+        self._publishers.append(Publisher(kafka))
+        return self._publishers[-1]
+
     def stop(self, *_: object) -> None:
         self._stopping = True
+        self._stopped.set()
 
     def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Until stopped (SIGTERM, Ctrl-C) or ``until()`` says so; then every part closes."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
+        threads = [
+            threading.Thread(target=self._run_part, args=(name, part), name=f"serve-{name}", daemon=True)
+            for name, part in self.parts.items()
+        ]
+        for thread in threads:
+            thread.start()
         try:
             while not self._stopping and not (until and until()):
-                busy = sum(self._poll(name, part) for name, part in self.parts.items())
-                self._isolated("deadline pass", self._deadline_pass)
-                if not busy:
-                    time.sleep(0.01)
+                self._stopped.wait(0.05)
         finally:
+            self.stop()
+            for thread in threads:
+                thread.join()
             self.close()
 
-    def _poll(self, name: str, part: Part) -> int:
-        polled: list[int] = []
-        self._isolated(name, lambda: polled.append(part.poll(0.02)))
-        return polled[0] if polled else 0
+    def _run_part(self, name: str, part: Part) -> None:
+        while not self._stopping:
+            self._isolated(name, lambda: part.poll(POLL_S))
+            if part is self.model_part:
+                self._isolated("deadline pass", self._deadline_pass)
 
     def _isolated(self, name: str, work: Callable[[], object]) -> None:
         """One part failing never takes the others down: it is logged and tried again (every effect is idempotent)."""
@@ -119,7 +146,8 @@ class KafkaService:
     def close(self) -> None:
         for part in self.parts.values():
             part.close()
-        self._publisher.flush()
+        for publisher in self._publishers:
+            publisher.flush()
         if self._deadlines is not None:
             self._deadlines.close()
         if self.model is not None:

@@ -70,14 +70,16 @@ class KafkaSettings:
             "linger.ms": self._scoped("producer.").get("linger.ms", 1),
         }
 
-    def consumer_config(self, group: str | None) -> dict[str, str | int | bool]:
+    def consumer_config(self, group: str | None, prompt: bool = False) -> dict[str, str | int | bool]:
+        """``prompt``: a reader someone is waiting on (a read-back, a query's catch-up) asks the
+        broker to answer fetches sooner. Either default gives way to ``-X fetch.wait.max.ms``."""
         scoped = self._scoped("consumer.")
         config: dict[str, str | int | bool] = {
             # Quick group joins and failure detection; 6 s/0.5 s are librdkafka-legal minimums we rely on.
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 500,
-            # Commands and cancellations are few and latency matters more than fetch batching.
-            "fetch.wait.max.ms": 50,
+            # A fetch returns as soon as a record arrives; this bounds how long an idle one waits.
+            "fetch.wait.max.ms": 10 if prompt else 100,
             **scoped,
             "bootstrap.servers": self.bootstrap_servers,
             # A projector starting at `latest` silently skips history; offsets are ours to commit.

@@ -41,7 +41,7 @@ from ..handler import Decision, decide_command, decode_event, reused_id_reason, 
 from ..log import CommandRecord
 from .appends import Append
 from .config import KafkaSettings
-from .io import DeadLetters, Publisher, commit_offsets, new_consumer, offset_of, partition_of, subscribe
+from .io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, offset_of, partition_of, subscribe
 from .log import AppendRequest, KafkaEventLog
 from .state_store import KnownPlans, PlanStateStore
 from .records import record_headers
@@ -133,7 +133,7 @@ class KafkaCommandHandler:
 
     def poll(self, timeout: float = 0.2) -> int:
         """Handle one batch of commands; returns how many records were consumed."""
-        messages = [m for m in self._consumer.consume(500, timeout) if m.error() is None]
+        messages = [m for m in next_batch(self._consumer, 500, timeout) if m.error() is None]
         try:
             return self._handle(messages)
         except BaseException:  # nothing of the batch is committed: it is read again, and its handled ids keep it from acting twice

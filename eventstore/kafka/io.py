@@ -87,6 +87,16 @@ class Publisher:
             raise DeliveryError(f"{remaining} record(s) not confirmed by the cluster within {timeout:.0f} s")
 
 
+def next_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
+    """Up to ``max_messages`` records: waits at most ``timeout`` for the first, then takes only
+    what is already fetched. ``consume(n, timeout)`` waits for n records or for its timeout (or a
+    200 ms slice of it), so a command that arrives alone would wait with it."""
+    first = consumer.poll(timeout)
+    if first is None:
+        return []
+    return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
+
+
 def partitions_of(consumer: Consumer, topic: str, timeout: float = 10.0) -> list[int]:
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
@@ -102,8 +112,7 @@ class TopicFollower:
     """Reads every partition of a topic from chosen offsets, without a consumer group."""
 
     def __init__(self, settings: KafkaSettings, topic: str, start: Callable[[int], int] | None = None) -> None:
-        config = settings.consumer_config(None)
-        config["fetch.wait.max.ms"] = 10  # followers want new records promptly
+        config = settings.consumer_config(None, prompt=True)
         self.topic = topic
         self.consumer = new_consumer(config)
         self.partitions = partitions_of(self.consumer, topic)
@@ -117,7 +126,7 @@ class TopicFollower:
     def poll(self, timeout: float) -> list[Message]:
         """Whatever arrives within ``timeout``; notes which partitions have reached their end."""
         out = []
-        for msg in self.consumer.consume(500, timeout):
+        for msg in next_batch(self.consumer, 500, timeout):
             error = msg.error()
             if error is None:
                 self._at_end[partition_of(msg)] = False
