@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from eventstore.codec import AvroCodec
-from eventstore.exceptions import KafkaUnavailableError, MissingTopicError, PoisonRecordError, StaleAppendError
+from eventstore.exceptions import KafkaUnavailableError, PoisonRecordError, StaleAppendError
 from eventstore.kafka.appends import Append, Fence, append_of, events_of
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import DeadLetters, Publisher, new_consumer, next_batch, offset_of, partition_of, partitions_of, subscribe
@@ -135,7 +135,7 @@ class KafkaReadModelPart:
         self._next_refresh = 0.0
         #: Records consumed since this part started (what a test counts: a restart reads only the tail).
         self.consumed = 0
-        self._refresh_partitions()
+        self.refresh_partitions()
 
     def close(self) -> None:
         self.consumer.close()
@@ -147,15 +147,20 @@ class KafkaReadModelPart:
 
     # ---------------------------------------------------------------- partitions
 
-    def _refresh_partitions(self) -> None:
+    def refresh_partitions(self) -> None:
         """Assign every partition not assigned yet, at the position the model's file holds."""
         self._next_refresh = time.monotonic() + self.REFRESH_S
         wanted: list[str] = [f"{self._events}/{p}" for p in partitions_of(self.consumer, self._events)]
+        try:  # one request for all topics: asking for a missing one by name waits for it
+            listed = self.consumer.list_topics(timeout=10).topics
+        except KafkaException as exc:
+            raise KafkaUnavailableError(f"cannot read the cluster's topics: {exc}") from exc
         for topic in self._notifications:
-            try:
-                wanted.extend(f"{topic}/{p}" for p in partitions_of(self.consumer, topic))
-            except MissingTopicError:
+            info = listed.get(topic)
+            if info is None or info.error is not None or not info.partitions:
                 log.warning("no topic %s: the audit trail shows no notifications until it exists", topic)
+                continue
+            wanted.extend(f"{topic}/{p}" for p in sorted(info.partitions))
         new = [s for s in wanted if s not in self._at_end]
         if not new:
             return
@@ -198,7 +203,7 @@ class KafkaReadModelPart:
     def poll(self, timeout: float = 0.2) -> int:
         """One batch, applied in one transaction; returns how many records were consumed."""
         if time.monotonic() >= self._next_refresh:
-            self._refresh_partitions()
+            self.refresh_partitions()
         messages = self._consume(timeout)
         if messages:
             self._apply(messages)

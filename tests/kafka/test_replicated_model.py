@@ -98,19 +98,30 @@ def test_a_cli_away_from_serve_catches_up_once_then_reads_only_the_tail(kafka: K
     finally:
         store.close()
 
+    def positions() -> dict[str, int]:
+        model = model_of(settings.db)
+        try:
+            return AuditTrail(model.db, AvroCodec()).positions()
+        finally:
+            model.close()
+
     late = f.register()
     assert handled(client, [late]) == {late.command_id: "accepted"}
     client.close()
+    before = positions()
     store = KafkaStore(settings, kafka)  # another CLI process on the same --db
     try:
         row, _ = store.plan(late.plan_uuid)
         assert row["state"] == "RECOMMENDED"
         assert store._feed is not None
-        # Only the tail: the one append since (a registration notifies nobody), nothing from offset 0.
-        assert store._feed.consumed == 1
+        read, after = store._feed.consumed, positions()
         assert {r["uuid"] for r in store.plans(None)} == {first[0].plan_uuid, second[0].plan_uuid, late.plan_uuid}
     finally:
         store.close()
+    # Only the tail, nothing from offset 0: the one append since on the events topic, and on the
+    # notification topics whatever the translator published after the first query.
+    assert read == sum(after[s] - before.get(s, 0) for s in after)
+    assert sum(after[s] - before.get(s, 0) for s in after if s.startswith(f"{kafka.topics.events}/")) == 1
 
 
 def test_a_deleted_model_is_rebuilt_and_answers_the_same(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
@@ -217,3 +228,42 @@ def test_enforce_deadlines_fails_an_overdue_plan_found_by_the_model_query(kafka:
         assert "AbortTimeout" in json.dumps(fault)
     finally:
         handler.stop()
+
+
+
+def test_partitions_that_appear_later_are_read_too(kafka: KafkaSettings, tmp_path: Path) -> None:
+    """Tansu has no CreatePartitions, so the partitions that appear are a notification topic's, created late."""
+    from dataclasses import replace
+
+    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+    from eventstore.kafka.records import oslo_envelope, record_headers
+    from projections.kafka_parts import KafkaReadModelPart
+
+    late = replace(kafka, topics=replace(kafka.topics, notifications=f"late{uuid.uuid4().hex[:8]}"))
+    model = model_of(tmp_path / "client.db")
+    part = KafkaReadModelPart(late, None, model, AvroCodec(), park_to_topic=False, commit=False)
+    try:
+        assert part.catch_up() == 0  # no notification topics yet: the events topic alone
+        admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})  # kept: the futures need their client alive
+        topic = late.topics.notification_topic("INFO")
+        admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(30)
+        plan, message_id = str(uuid.uuid4()), str(uuid.uuid4())
+        envelope = {
+            "message_id": message_id, "event_type": "action_plan.cancel.start", "priority": "INFO", "publisher_id": "tests",
+            "timestamp": "2026-11-29 05:00:00.000000", "payload": {"watcher_object.data": {"uuid": plan, "state": "CANCELLING"}},
+        }
+        headers = record_headers(
+            type_="action_plan.cancel.start", id_=message_id, subject=plan, time_us=1, content_type="application/json",
+            sequence=2, extra=(("watcher_es_event_id", str(uuid.uuid4())),),
+        )
+        publisher = Publisher(late)
+        publisher.produce(topic, plan, oslo_envelope(envelope), headers)
+        publisher.flush()
+        trail = AuditTrail(model.db, AvroCodec())
+        part.refresh_partitions()  # what `poll` does every REFRESH_S seconds
+        wait_for(lambda: part.poll(0.1) >= 0 and bool(trail.notifications(plan)), "the new topic's partitions were never read")
+        assert {f"{topic}/0", f"{topic}/1"} <= set(part._at_end)
+    finally:
+        part.close()
+        model.close()
