@@ -144,8 +144,11 @@ class KafkaService:
             self._deadlines.send(command)  # sent again each pass until handled: its id is derived, so it takes effect once
 
     def close(self) -> None:
-        for part in self.parts.values():
-            part.close()
+        for name, part in self.parts.items():
+            try:
+                part.close()
+            except Exception as exc:  # noqa: BLE001 - every part must get closed; a rebalance callback may fail as the client shuts down
+                log.warning("closing %s: %s", name, exc)
         for publisher in self._publishers:
             publisher.flush()
         if self._deadlines is not None:

@@ -186,6 +186,7 @@ class KafkaCommandHandler:
         requests: list[AppendRequest] = []
         decided: list[tuple[Command, bytes, Decision]] = []
         seen: set[str] = set()
+        self._state.look_up_commands(command.command_id for command, _ in commands)
         for command, body in commands:
             done = self.log.handled(command.command_id)
             if done is not None and not same_command(self._codec, done, body):  # another command under a used id

@@ -133,6 +133,10 @@ _COMMAND = f"INSERT OR REPLACE INTO commands ({', '.join(_COMMAND_COLUMNS)}) VAL
 _POSITION = "INSERT INTO positions (source, position) VALUES (?, ?) ON CONFLICT (source) DO UPDATE SET position = excluded.position"
 
 
+def _command_record(row: Any) -> CommandRecord:
+    return CommandRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], cast(Outcome, row[7]), row[8], row[9], row[10])
+
+
 class PlanStateStore:
     """One part's state: plans, versions, chain heads, command records, positions; changed a batch at a time.
 
@@ -155,6 +159,8 @@ class PlanStateStore:
         self._marks: dict[str, tuple[int, str]] = {}
         self._plans: dict[str, Plan] = {}
         self._commands: dict[str, CommandRecord] = {}
+        #: Command records read ahead for a batch (None: not in the store), until the next commit.
+        self._looked_up: dict[str, CommandRecord | None] = {}
         self._positions: dict[str, int] = dict(self._conn.execute("SELECT source, position FROM positions").fetchall())
 
     def close(self) -> None:
@@ -259,10 +265,21 @@ class PlanStateStore:
         pending = self._commands.get(command_id)
         if pending is not None:
             return pending
+        if command_id in self._looked_up:
+            return self._looked_up[command_id]
         row = self._conn.execute(f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM commands WHERE command_id = ?", (command_id,)).fetchone()
-        if row is None:
-            return None
-        return CommandRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], cast(Outcome, row[7]), row[8], row[9], row[10])
+        return None if row is None else _command_record(row)
+
+    def look_up_commands(self, command_ids: Iterable[str]) -> None:
+        """Read a batch's command records in one query (per 500): ``command`` then answers from memory."""
+        missing = [c for c in set(command_ids) if c not in self._commands and c not in self._looked_up]
+        for chunk in _chunks(missing):
+            rows = self._conn.execute(
+                f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM commands WHERE command_id IN ({', '.join('?' * len(chunk))})", chunk,
+            )
+            self._looked_up.update((row[0], _command_record(row)) for row in rows)
+        for command_id in missing:
+            self._looked_up.setdefault(command_id, None)
 
     # ---------------------------------------------------------------- changing, a batch at a time
 
@@ -300,11 +317,11 @@ class PlanStateStore:
         self._positions.update(positions)
         for plan in self._plans.values():
             self._remember(plan)
-        self._marks, self._plans, self._commands = {}, {}, {}
+        self._marks, self._plans, self._commands, self._looked_up = {}, {}, {}, {}
 
     def discard(self) -> None:
         """Forget every pending change (the batch is read again from the stored positions)."""
-        self._marks, self._plans, self._commands = {}, {}, {}
+        self._marks, self._plans, self._commands, self._looked_up = {}, {}, {}, {}
 
     def _remember(self, plan: Plan) -> None:
         if self._cache_size <= 0:
