@@ -15,7 +15,7 @@ from eventstore.domain.decide import decide_and_fold
 from eventstore.domain.plan import Plan
 from eventstore.exceptions import StoreUnavailableError
 from eventstore.kafka import state_store
-from eventstore.kafka.state_store import KnownPlans, PlanStateStore, decode_plan, encode_plan
+from eventstore.kafka.state_store import PlanStateStore, decode_plan, encode_plan
 from eventstore.log import CommandRecord
 
 from . import factories as f
@@ -69,7 +69,7 @@ def test_pending_changes_are_read_first_and_commit_together_with_the_positions(t
     assert again.versions([plan.uuid, "unknown"]) == {plan.uuid: plan.version}
     assert again.head(plan.uuid) == "h1" and again.head("unknown") == ""
     assert again.command("c1") == record("c1", plan.uuid)
-    assert list(KnownPlans(again).values()) == [plan] and len(KnownPlans(again)) == 1 and plan.uuid in KnownPlans(again)
+    assert again.plan(plan.uuid) == plan and again.count() == 1
     again.close()
 
 
@@ -149,18 +149,3 @@ def test_a_store_folded_from_another_topic_is_emptied_to_be_rebuilt(tmp_path: Pa
     other = PlanStateStore(path, changelog="b.events")
     assert other.positions() == {} and other.count() == 0
     other.close()
-
-
-def test_overdue_cancellations_are_found_without_reading_the_other_plans(tmp_path: Path) -> None:
-    store = PlanStateStore(tmp_path / "state.db")
-    cancelling = story_plans(False)[1]
-    assert cancelling.state == "CANCELLING" and cancelling.cancellation is not None
-    registered = story_plans(False)[0]
-    store.put_plan(cancelling)
-    store.put_plan(registered)
-    store.commit({"events/0": 2})
-    deadline = cancelling.cancellation.abort_deadline
-    assert list(store.plans("CANCELLING", deadline_by=deadline - 1)) == []
-    assert list(store.plans("CANCELLING", deadline_by=deadline)) == [cancelling]
-    assert {p.uuid for p in store.plans()} == {cancelling.uuid, registered.uuid}
-    store.close()

@@ -10,11 +10,10 @@ from typing import Any
 from confluent_kafka import OFFSET_END, TopicPartition
 
 from ..codec import AvroCodec
-from ..domain.messages import EVENT_TYPES, Command, from_record, to_record
-from ..domain.plan import Plan, evolve
+from ..domain.messages import Command, to_record
 from ..exceptions import WaitTimeoutError
 from .config import KafkaSettings
-from .io import Publisher, TopicFollower, new_consumer, partitions_of, topic_pages
+from .io import Publisher, TopicFollower, new_consumer, partitions_of
 from .records import header_map, parse_iso_micros, record_headers, unwrap_oslo_envelope
 
 
@@ -135,23 +134,6 @@ class KafkaClient:
             r["command_id"], r["plan_uuid"], r["outcome"], r["reason"], r["plan_state"],
             [(a["uuid"], a["action_type"], a["state"]) for a in r["action_states"]], list(r["event_types"]),
         )
-
-    def plan(self, plan_uuid: str) -> Plan | None:
-        """A plan folded from the events topic (reads the whole topic: for tests and tools only;
-        the store's queries read the read model, ``projections/kafka_store.py``)."""
-        return self._fold(lambda key: key == plan_uuid).get(plan_uuid)
-
-    def plans(self) -> list[Plan]:
-        return list(self._fold(lambda key: True).values())
-
-    def _fold(self, keep: Callable[[str], bool]) -> dict[str, Plan]:
-        plans: dict[str, Plan] = {}
-        for page in topic_pages(self._settings, self._codec):
-            for stored in page:
-                if keep(stored.plan_uuid):
-                    name, record = self._codec.decode(stored.body, stored.where)
-                    plans[stored.plan_uuid] = evolve(plans.get(stored.plan_uuid), from_record(EVENT_TYPES[name], record))
-        return plans
 
     def notifications(self, plan_uuids: Iterable[str], since_ms: int, until: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 60.0) -> list[dict[str, Any]]:
         """Notifications of these plans since ``since_ms``, in order, once ``until`` says they are all there."""

@@ -21,7 +21,7 @@ stands is folded as its decision's plan, not decoded again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from .appends import Append
 from .config import KafkaSettings
 from .io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, offset_of, partition_of, subscribe
 from .log import AppendRequest, KafkaEventLog
-from .state_store import KnownPlans, PlanStateStore
+from .state_store import PlanStateStore
 from .records import record_headers
 
 log = logging.getLogger(__name__)
@@ -94,15 +94,6 @@ class KafkaCommandHandler:
         self._stale = True
         self._consumer = new_consumer(settings.consumer_config(self.GROUP))
         subscribe(self._consumer, self._topics.commands, on_assign=self._on_assign)
-
-    @property
-    def plans(self) -> Mapping[str, Plan]:
-        """Every plan this handler knows, by uuid (read from its store; ``values()`` streams them)."""
-        return KnownPlans(self._state)
-
-    def overdue_plans(self, now: int) -> Iterator[Plan]:
-        """The plans still cancelling past their abort deadline: the deadline pass's, found by index, not by reading every plan."""
-        return self._state.plans("CANCELLING", deadline_by=now)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._stale = True  # plans may have moved to us: fold the topic to its end before deciding

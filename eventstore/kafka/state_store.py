@@ -235,28 +235,6 @@ class PlanStateStore:
         except (ValueError, TypeError) as exc:
             raise CorruptStateError(f"{self.path}: the state of plan {plan_uuid} cannot be read ({exc}); delete the file to rebuild it") from None
 
-    def plans(self, state: str | None = None, deadline_by: int | None = None) -> Iterator[Plan]:
-        """Every plan with a state (in one ``state``; with an abort deadline at or before ``deadline_by``),
-        read from the file a page at a time: memory stays flat, and the filters are indexed columns."""
-        where = "plan IS NOT NULL"
-        args: list[object] = []
-        if state is not None:
-            where += " AND state = ?"
-            args.append(state)
-        if deadline_by is not None:
-            where += " AND abort_deadline <= ?"
-            args.append(deadline_by)
-        after = ""
-        while True:
-            rows = self._conn.execute(
-                f"SELECT uuid, plan FROM plans WHERE {where} AND uuid > ? ORDER BY uuid LIMIT 1000", (*args, after),
-            ).fetchall()
-            for uuid, text in rows:
-                yield self._plans.get(uuid) or self._decode(uuid, text)
-            if len(rows) < 1000:
-                return
-            after = rows[-1][0]
-
     def count(self) -> int:
         return cast(int, self._conn.execute("SELECT count(*) FROM plans WHERE plan IS NOT NULL").fetchone()[0])
 
@@ -332,26 +310,4 @@ class PlanStateStore:
             self._cache.popitem(last=False)
 
 
-class KnownPlans(Mapping[str, Plan]):
-    """The plans a store holds, as a read-only mapping (``values()`` streams them from the file)."""
-
-    def __init__(self, store: PlanStateStore) -> None:
-        self._store = store
-
-    def __getitem__(self, plan_uuid: str) -> Plan:
-        plan = self._store.plan(plan_uuid)
-        if plan is None:
-            raise KeyError(plan_uuid)
-        return plan
-
-    def __iter__(self) -> Iterator[str]:
-        return (p.uuid for p in self._store.plans())
-
-    def __len__(self) -> int:
-        return self._store.count()
-
-    def values(self) -> Iterator[Plan]:  # type: ignore[override]
-        return self._store.plans()
-
-
-__all__ = ["FORMAT", "CorruptStateError", "KnownPlans", "PlanStateStore", "decode_plan", "encode_plan"]
+__all__ = ["FORMAT", "CorruptStateError", "PlanStateStore", "decode_plan", "encode_plan"]

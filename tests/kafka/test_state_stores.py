@@ -26,7 +26,7 @@ from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.handler import KafkaCommandHandler
 from eventstore.kafka.io import Publisher, TopicFollower, positions_reached
 from eventstore.kafka.records import header_map
-from eventstore.kafka.state_store import PlanStateStore
+from eventstore.kafka.state_store import PlanStateStore, decode_plan
 from projections.kafka_translator import KafkaTranslatorPart
 from projections.translator import translator_for
 
@@ -73,7 +73,9 @@ def remove(path: Path) -> None:
 
 
 def snapshot(handler: KafkaCommandHandler) -> dict[str, Plan]:
-    return {p.uuid: p for p in handler.plans.values()}
+    """Every plan the handler's store holds, as committed."""
+    rows = handler.log.state.db.conn.execute("SELECT uuid, plan FROM plans WHERE plan IS NOT NULL")
+    return {uuid: decode_plan(text) for uuid, text in rows}
 
 
 def events_end(kafka: KafkaSettings) -> dict[str, int]:
@@ -126,7 +128,8 @@ def test_a_restarted_handler_reads_only_the_tail_and_a_lost_store_is_rebuilt_the
         again = handle(second, client, watcher, [registered[1]])[registered[1].command_id]
         assert again.outcome == "accepted"
         assert second.log.records_read == 1
-        assert second.plans[registered[0].plan_uuid].version == 5  # registered, then 4 events of the cancel
+        cancelled = second.log.state.plan(registered[0].plan_uuid)
+        assert cancelled is not None and cancelled.version == 5  # registered, then 4 events of the cancel
         before = snapshot(second)
         heads = {u: second.log.state.head(u) for u in before}
         assert len(before) == PLANS
