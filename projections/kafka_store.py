@@ -115,11 +115,7 @@ class KafkaStore:
 
     def plans(self, state: str | None) -> list[Row]:
         model, _ = self.model()
-        rows = model.plans(state)
-        counts = model.action_counts(r["uuid"] for r in rows)
-        for row in rows:
-            row["action_count"] = counts.get(row["uuid"], 0)
-        return rows
+        return model.plans(state)
 
     def consumers(self) -> list[ConsumerPosition]:
         model_positions = None

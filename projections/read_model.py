@@ -23,6 +23,7 @@ from sqlite_utils.migrations import Migrations
 from eventstore.codec import AvroCodec, Record
 from eventstore.sqlite_support import claim, connect, migrate, write_transaction
 
+from . import model_view
 from .exceptions import UnusableEventError
 from .tracking import LoggedEvent, decode_batch, ensure_tracking_table, last_positions, track, tracked_position
 
@@ -301,30 +302,16 @@ class ReadModel:
             found.update((uuid, int(version)) for uuid, version in rows)
         return found
 
+    # The plan queries are model_view's, on this connection: one SQL for reads and writers.
     def plan(self, uuid: str) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM action_plans WHERE uuid = ?", [uuid]))
-        return rows[0] if rows else None
+        return model_view.plan(self.db.conn, uuid)
 
     def actions(self, plan_uuid: str) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM actions WHERE action_plan_uuid = ? ORDER BY idx", [plan_uuid]))
+        return model_view.actions(self.db.conn, plan_uuid)
 
     def plans(self, state: str | None = None) -> list[dict[str, Any]]:
-        if state:
-            return list(self.db.query("SELECT * FROM action_plans WHERE state = ? ORDER BY created_at, uuid", [state]))
-        return list(self.db.query("SELECT * FROM action_plans ORDER BY created_at, uuid"))
-
-    def action_counts(self, plan_uuids: Iterable[str]) -> dict[str, int]:
-        """How many actions each of these plans has (one query per 500 plans, not one per plan)."""
-        found: dict[str, int] = {}
-        wanted = list(plan_uuids)
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            rows = self.db.conn.execute(
-                f"SELECT action_plan_uuid, count(*) FROM actions WHERE action_plan_uuid IN ({', '.join('?' * len(chunk))})"
-                " GROUP BY action_plan_uuid", chunk,
-            )
-            found.update((uuid, int(n)) for uuid, n in rows)
-        return found
+        """Every plan (in one state), oldest first, each with its ``action_count``."""
+        return model_view.plans(self.db.conn, state)
 
     def history(self, plan_uuid: str) -> list[dict[str, Any]]:
         return list(self.db.query("SELECT * FROM plan_history WHERE plan_uuid = ? ORDER BY version", [plan_uuid]))
