@@ -35,9 +35,9 @@ print(json.dumps(sorted(m for m in sys.modules if any(m == h or m.startswith(h +
 """
 
 
-def loaded_by(*args: str) -> list[str]:
+def loaded_by(*args: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
     done = subprocess.run(
-        [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(HEAVY)], capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", PROBE, json.dumps(args), json.dumps(heavy)], capture_output=True, text=True, timeout=120,
     )
     loaded: list[str] = json.loads(done.stderr.strip().splitlines()[-1])
     return loaded
@@ -54,6 +54,12 @@ def store(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("args", [("--help",), ("status", PLAN), ("plans",), ("plans", "--json"), ("status", PLAN, "--json")])
 def test_reading_a_plan_loads_no_codec_no_sqlite_utils_no_kafka(store: Path, args: tuple[str, ...]) -> None:
     assert loaded_by("--db", str(store), *args) == []
+
+
+@pytest.mark.parametrize("args", [("--help",), ("plans", "--json"), ("status", PLAN, "--json")])
+def test_help_and_json_load_no_rich(store: Path, args: tuple[str, ...]) -> None:
+    """Rich draws tables; what prints no table does not load it."""
+    assert loaded_by("--db", str(store), *args, heavy=("rich",)) == []
 
 
 def test_status_reads_without_creating_the_model(tmp_path: Path) -> None:

@@ -6,13 +6,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from ..config import Settings
 from ..exceptions import ConfigurationError
 from ..kafka.config import KafkaSettings, Topics, parse_properties, read_properties_file
 from . import audit, demo, queries, topics, writes
-from .context import EXIT_INVALID, clean, err
+from .context import EXIT_INVALID, clean, err, escape
 
 app = typer.Typer(
     name="watcher-es",

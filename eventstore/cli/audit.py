@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 
 if TYPE_CHECKING:
     from projections.audit import AuditEntry
@@ -14,7 +13,7 @@ if TYPE_CHECKING:
 from ..domain.identity import canonical_uuid
 from ..times import format_time
 from . import render
-from .context import EXIT_REJECTED, friendly_errors, json_line, open_store_of, out
+from .context import EXIT_REJECTED, escape, friendly_errors, json_line, open_store_of, out
 from .progress import replay_progress
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of text.")]

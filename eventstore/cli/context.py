@@ -14,11 +14,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
-from rich.console import Console
-
-from rich.markup import escape
 
 if TYPE_CHECKING:  # the store pulls in fastavro, sqlite-utils and the Kafka client: loaded on first use
+    from rich.console import Console
+
     from projections.store import Store, Submitted
 
 from ..config import Settings
@@ -29,8 +28,35 @@ R = TypeVar("R")
 
 #: Text from the log or the user is data, never markup: markup is off unless a call turns it on
 #: for its own literal tags (and escapes whatever it interpolates).
-out = Console(no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, soft_wrap=True, markup=False)
-err = Console(stderr=True, no_color=bool(os.environ.get("NO_COLOR")) or None, highlight=False, soft_wrap=True, markup=False)
+class _Terminal:
+    """A rich console made on first use: `--help` and `--json` output never load rich."""
+
+    def __init__(self, stderr: bool) -> None:
+        self._stderr = stderr
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        if self._console is None:
+            from rich.console import Console
+
+            no_color = bool(os.environ.get("NO_COLOR")) or None
+            self._console = Console(stderr=self._stderr, no_color=no_color, highlight=False, soft_wrap=True, markup=False)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
+
+
+out = _Terminal(stderr=False)
+err = _Terminal(stderr=True)
+
+
+def escape(text: str) -> str:
+    """User text inside our own markup, shown as it is (rich's escape, loaded with rich)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 

@@ -6,10 +6,9 @@ import shlex
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from . import render
-from .context import friendly_errors, json_line, open_store_of, out, settings_of
+from .context import escape, friendly_errors, json_line, open_store_of, out, settings_of
 
 
 @friendly_errors

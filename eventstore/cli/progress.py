@@ -40,7 +40,7 @@ def _bar(label: str) -> Iterator[ProgressCallback]:
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
     )
     started = time.monotonic()
-    with Progress(*columns, console=err) as bar:
+    with Progress(*columns, console=err.console) as bar:
         task = bar.add_task(label, total=None, rate="")
 
         def update(p: ReplayProgress) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # rich loads when a table is drawn: `--help` and `--json` never pay for it
+    from rich.table import Table
+    from rich.text import Text
 
 from ..times import format_time
 from .context import clean
@@ -18,6 +19,8 @@ STATE_STYLE = {
 
 
 def state(value: str | None) -> Text:
+    from rich.text import Text
+
     return Text("" if value is None else clean(value), style=STATE_STYLE.get(value or "", ""))
 
 
@@ -26,6 +29,9 @@ WHOLE = frozenset({"#", "uuid", "event_type", "message_id", "time (UTC)", "sourc
 
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     t = Table(title=title, title_justify="left")
     for c in columns:
         t.add_column(c, no_wrap=c in WHOLE)

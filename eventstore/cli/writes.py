@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from ..config import system_clock
 from ..domain.identity import canonical_uuid
@@ -20,7 +19,7 @@ from ..exceptions import CommandValidationError
 if TYPE_CHECKING:  # the messages (and the plan document's parser) load when a command is built, not for --help
     from ..domain.messages import Command, Fault
 
-from .context import default_operator, err, friendly_errors, json_line, open_store_of, origin, out, report
+from .context import default_operator, err, escape, friendly_errors, json_line, open_store_of, origin, out, report
 
 #: The largest plan document `register` reads (far above the largest plan of MAX_ACTIONS actions Watcher makes).
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
