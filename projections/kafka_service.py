@@ -87,6 +87,7 @@ class KafkaService:
         self._deadlines = KafkaClient(kafka, self._codec) if self.model_part is not None else None
         self._stopping = False
         self._stopped = threading.Event()
+        self._crashed: BaseException | None = None
         self._next_deadline_pass = 0.0
         self._model_ready = False
 
@@ -116,12 +117,19 @@ class KafkaService:
             for thread in threads:
                 thread.join()
             self.close()
+        if self._crashed is not None:
+            raise self._crashed  # a part died of something unforeseen: serve exits, so a supervisor restarts it whole
 
     def _run_part(self, name: str, part: Part) -> None:
-        while not self._stopping:
-            self._isolated(name, lambda: part.poll(POLL_S))
-            if part is self.model_part:
-                self._isolated("deadline pass", self._deadline_pass)
+        try:
+            while not self._stopping:
+                self._isolated(name, lambda: part.poll(POLL_S))
+                if part is self.model_part:
+                    self._isolated("deadline pass", self._deadline_pass)
+        except BaseException as exc:  # never a silently dead part in a live serve
+            log.critical("%s stopped on an unexpected error; serve stops", name, exc_info=True)
+            self._crashed = exc
+            self.stop()
 
     def _isolated(self, name: str, work: Callable[[], object]) -> None:
         """One part failing never takes the others down: it is logged and tried again (every effect is idempotent)."""

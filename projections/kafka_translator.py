@@ -48,13 +48,17 @@ class KafkaTranslatorPart(EventsPart):
         self.state = PlanStateStore(state_path, cache_size=0, changelog=settings.topics.events)
         translator.load_plans_from(self.state.plan, cache_size)
         self._emit_from: dict[str, int] = {}
+        self._closing = False
         super().__init__(settings, publisher, codec, Fence(known=self.state.versions))
 
     def close(self) -> None:
+        self._closing = True
         super().close()
         self.state.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._closing:
+            return  # an assignment delivered while the client shuts down: its offsets can no longer be asked for
         committed = consumer.committed(partitions, timeout=30)
         for tp, done in zip(partitions, committed, strict=True):
             source = source_of(tp)

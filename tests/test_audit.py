@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from eventstore.cli import app, context
+from eventstore.cli import app
 from projections.demo import OPERATOR, DemoReport, run_demo
 from projections.embedded import EmbeddedService
 from projections.audit import PlanStory, plan_story
@@ -101,7 +101,7 @@ def test_an_unknown_plan_is_an_error(demo: tuple[EmbeddedService, DemoReport]) -
         story_of(service, "00000000-0000-4000-8000-000000000000")
 
 
-def test_cli_audit_as_table_and_as_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_audit_as_table_and_as_json(tmp_path: Path) -> None:
     db = tmp_path / "w.db"
     runner = CliRunner()
     assert runner.invoke(app, ["--db", str(db), "demo", "--json"]).exit_code == 0
@@ -115,8 +115,7 @@ def test_cli_audit_as_table_and_as_json(tmp_path: Path, monkeypatch: pytest.Monk
     assert {"command", "event", "notification"} == set(kinds)
     assert all(e["time"].endswith("Z") for e in document["entries"])
 
-    monkeypatch.setattr(context.out, "_width", 250)  # a wide terminal: no cell is cut short
-    result = runner.invoke(app, ["--db", str(db), "audit", plans[0]])
+    result = runner.invoke(app, ["--db", str(db), "audit", plans[0]], env={"COLUMNS": "250"})  # a wide terminal: no cell is cut short
     assert result.exit_code == 0, result.output
     assert "CancelActionPlan" in result.stdout and "action_plan.cancel.start" in result.stdout
     assert f"{OPERATOR} @ watcher-es demo@" in result.stdout and "reason=maintenance window closed" in result.stdout

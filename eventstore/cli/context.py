@@ -34,14 +34,18 @@ class _Terminal:
     def __init__(self, stderr: bool) -> None:
         self._stderr = stderr
         self._console: Console | None = None
+        self._made_for: tuple[str | None, ...] = ()
 
     @property
     def console(self) -> Console:
-        if self._console is None:
+        """Made again if the environment it read (width, colour, terminal) has changed since."""
+        made_for = tuple(os.environ.get(k) for k in ("COLUMNS", "LINES", "NO_COLOR", "TERM"))
+        if self._console is None or made_for != self._made_for:
             from rich.console import Console
 
             no_color = bool(os.environ.get("NO_COLOR")) or None
             self._console = Console(stderr=self._stderr, no_color=no_color, highlight=False, soft_wrap=True, markup=False)
+            self._made_for = made_for
         return self._console
 
     def __getattr__(self, name: str) -> Any:
