@@ -18,6 +18,8 @@ Row = dict[str, Any]
 
 #: The read model's migration set (``projections.read_model``), by which a file is recognised.
 MIGRATION_SET = "watcher-es.read-model"
+#: What such a file is called when another kind of file stands where it should.
+KIND = "watcher-es read model"
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> list[Row]:
@@ -48,7 +50,7 @@ class ModelView:
     """The plan queries over a read-only connection; an absent model is an empty one."""
 
     def __init__(self, path: Path) -> None:
-        self._conn = open_read_only(path, MIGRATION_SET, "watcher-es read model") if path.exists() else None
+        self._conn = open_read_only(path, MIGRATION_SET, KIND) if path.exists() else None
 
     def close(self) -> None:
         if self._conn is not None:

@@ -29,7 +29,7 @@ from .tracking import LoggedEvent, decode_batch, ensure_tracking_table, last_pos
 
 E = TypeVar("E", bound=LoggedEvent)
 
-migrations = Migrations("watcher-es.read-model")
+migrations = Migrations(model_view.MIGRATION_SET)
 
 AUDIT_COLUMNS = ("uuid", "goal_uuid", "strategy_uuid", "audit_type", "state", "scope", "parameters", "interval", "created_at", "updated_at", "deleted_at")
 STRATEGY_COLUMNS = ("uuid", "name", "display_name", "parameters_spec", "created_at", "updated_at", "deleted_at")
@@ -241,7 +241,7 @@ class ReadModel:
     def __init__(self, path: Path | str, codec: AvroCodec) -> None:
         self.path = path
         self.db = connect(path, "NORMAL")
-        claim(self.db, "watcher-es.read-model", "watcher-es read model", path)
+        claim(self.db, model_view.MIGRATION_SET, model_view.KIND, path)
         migrate(self.db, migrations)
         self._codec = codec
         #: Where events this model cannot use go when `process` is given no handler (None: raise).
