@@ -77,6 +77,9 @@ class AvroCodec:
     def __init__(self, directory: Path | None = None) -> None:
         self._directory = directory or schema_dir()
         self._current: dict[str, Any] = {}
+        #: The same schemas parsed with fastavro's marker: ``schemaless_writer`` given an unmarked
+        #: schema parses it again for every record, which doubled the cost of an encode.
+        self._writers: dict[str, Any] = {}
         self._fingerprints: dict[str, bytes] = {}
         self._known: dict[bytes, _Known] = {}
         self._canonical: dict[str, str] = {}
@@ -96,6 +99,7 @@ class AvroCodec:
             name = path.name[len(NAMESPACE) + 1 : -len(".avsc")]
             fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
             self._current[name] = schema
+            self._writers[name] = parse_schema(schema)
             self._fingerprints[name] = fp
             self._canonical[name] = canonical
             self._known[fp] = _Known.of(name, schema, None)
@@ -144,14 +148,14 @@ class AvroCodec:
             self._known[fp] = _Known.of(w.name, writer, self._current[w.name])
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
-        schema = self._current.get(name)
+        schema = self._writers.get(name)
         if schema is None:
             raise SerializationError(f"no Avro schema named {name!r} (known: {', '.join(self.names)})")
         buf = io.BytesIO()
         buf.write(MARKER)
         buf.write(self._fingerprints[name])
         try:
-            fastavro.schemaless_writer(buf, schema, dict(record))
+            fastavro.schemaless_writer(buf, schema, record)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SerializationError(self._explain(name, record, exc)) from exc
         return buf.getvalue()
