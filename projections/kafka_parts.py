@@ -52,7 +52,7 @@ class EventsPart:
         self._dead = DeadLetters(publisher, settings.topics.dead_letters)
         #: Records parked because their headers were unusable: never tracked, so remembered here.
         self._parked: set[tuple[str, int]] = set()
-        self.consumer = new_consumer(settings.consumer_config(self.GROUP))
+        self.consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification
         subscribe(self.consumer, settings.topics.events, on_assign=self._on_assign)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

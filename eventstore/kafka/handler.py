@@ -92,7 +92,7 @@ class KafkaCommandHandler:
         self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state)
         self.log.listen(self._fold)
         self._stale = True
-        self._consumer = new_consumer(settings.consumer_config(self.GROUP))
+        self._consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification
         subscribe(self._consumer, self._topics.commands, on_assign=self._on_assign)
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -137,8 +137,8 @@ class KafkaCommandHandler:
             raise
 
     def _handle(self, messages: list[Message]) -> int:
-        if self._stale or messages:
-            self.log.refresh()
+        if self._stale or messages:  # a decision on a stale state loses at the fence: being current only saves a retry
+            self.log.refresh(wait_s=0.01 if self._stale else 0.0)
             self._stale = False
         commands: list[tuple[Command, bytes]] = []
         for msg in messages:

@@ -139,11 +139,16 @@ class TopicFollower:
                 log.warning("reading %s: %s", self.topic, error.str())
         return out
 
-    def pages(self, idle_limit_s: float = 60.0) -> Iterator[list[Message]]:
-        """Everything up to the end of every partition, a page at a time (constant memory)."""
+    def pages(self, idle_limit_s: float = 60.0, wait_s: float = 0.0) -> Iterator[list[Message]]:
+        """Everything up to the end of every partition, a page at a time (constant memory).
+
+        Where every partition was at its end already, what has been fetched since is taken without
+        waiting (or waiting up to ``wait_s`` for a first record): an empty fetch costs a whole
+        ``fetch.wait.max.ms`` on brokers that hold it, and a caller that only wants to be current
+        must not pay that on every call."""
         deadline = time.monotonic() + idle_limit_s
         while True:
-            batch = self.poll(0.01)
+            batch = self.poll(wait_s if all(self._at_end.values()) else 0.01)
             if batch:
                 deadline = time.monotonic() + idle_limit_s
                 yield batch

@@ -100,16 +100,17 @@ class KafkaEventLog:
 
     # ---------------------------------------------------------------- reading the topic forward
 
-    def refresh(self) -> None:
+    def refresh(self, wait_s: float = 0.0) -> None:
         """Read every partition to its end through the fence, folding each page into the state in one commit.
 
+        Up to ``wait_s`` is spent waiting for a first record when the log was current already.
         A page that cannot be committed is dropped with everything pending, and the topic is read
         again from the stored positions.
         """
         if self._follower is None:
             self._follower = self._follow()
         try:
-            for page in self._follower.pages():
+            for page in self._follower.pages(wait_s=wait_s):
                 self.records_read += len(page)
                 for append in standing(self._codec, page, self._fence, on_poison=lambda m, e: None, on_conflict=self._lost):
                     self._stood(append)
@@ -190,7 +191,7 @@ class KafkaEventLog:
         while len(self._results) < len(self._pending):
             if time.monotonic() > deadline:
                 raise KafkaUnavailableError(f"{len(self._pending) - len(self._results)} confirmed append(s) never read back from {self._settings.topics.events}")
-            self.refresh()  # our own appends, read back: the partition order says which stood
+            self.refresh(wait_s=0.05)  # our own appends, read back: the partition order says which stood
         out: list[CommandRecord | StaleVersionError | DuplicateCommandError] = []
         for r, i in zip(requests, ids, strict=True):
             if isinstance(i, DuplicateCommandError):
@@ -202,7 +203,7 @@ class KafkaEventLog:
         return out
 
     def command_outcome(self, command_id: str) -> CommandRecord | None:
-        self.refresh()
+        self.refresh(wait_s=0.01)
         return self.state.command(command_id)
 
     def record_refused(self, command: CommandRecord) -> None:
