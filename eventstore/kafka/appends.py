@@ -17,6 +17,7 @@ import socket
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Message
 
@@ -75,6 +76,8 @@ class PreparedAppend:
     value: bytes
     headers: Headers
     last_hash: str
+    #: What ``value`` encodes: read back, the writer builds its ``Append`` from this, not decoding again.
+    record: Mapping[str, Any]
 
 
 def prepare_append(
@@ -93,17 +96,18 @@ def prepare_append(
             "body": event.body, "hash": head,
         })
     append_id = str(uuid.uuid4())
-    value = codec.encode(RECORD, {
+    record = {
         "append_id": append_id, "command_id": command_id, "command_type": command_type, "plan_uuid": plan_uuid,
         "expected_version": expected_version, "writer": writer, "appended_at": appended_at, "outcome": outcome,
         "reason": reason, "command": command, "events": items,
-    })
+    }
+    value = codec.encode(RECORD, record)
     headers = record_headers(
         type_=RECORD, id_=append_id, subject=plan_uuid, time_us=appended_at, content_type="application/avro",
         fingerprint=codec.fingerprint_of(RECORD), sequence=expected_version + len(items),
         extra=(("watcher_es_command_id", command_id), ("watcher_es_expected_version", str(expected_version)), ("watcher_es_writer", writer)),
     )
-    return PreparedAppend(append_id, plan_uuid, command_id, value, headers, head)
+    return PreparedAppend(append_id, plan_uuid, command_id, value, headers, head, record)
 
 
 def read_append(codec: AvroCodec, value: bytes, source: str, offset: int) -> Append:
@@ -115,6 +119,11 @@ def read_append(codec: AvroCodec, value: bytes, source: str, offset: int) -> App
         raise PoisonRecordError(str(exc)) from None
     if name != RECORD:
         raise PoisonRecordError(f"{where}: a {name} record on the events topic, where every record is an {RECORD}")
+    return append_from(r, source, offset)
+
+
+def append_from(r: Mapping[str, Any], source: str, offset: int) -> Append:
+    """An ``EventsAppended`` record's fields as the ``Append`` found at this place."""
     position = offset + 1
     first = r["expected_version"] + 1
     events = tuple(
@@ -135,9 +144,12 @@ def message_source(msg: Message) -> tuple[str, int]:
     return f"{msg.topic()}/{-1 if partition is None else partition}", -1 if offset is None else offset
 
 
-def append_of(codec: AvroCodec, msg: Message) -> Append:
+def append_of(codec: AvroCodec, msg: Message, known: Mapping[bytes, Mapping[str, Any]] | None = None) -> Append:
+    """``known``: records this reader encoded itself, by their bytes (a writer reading back its own appends)."""
     source, offset = message_source(msg)
-    return read_append(codec, msg.value() or b"", source, offset)
+    value = msg.value() or b""
+    record = known.get(value) if known else None
+    return read_append(codec, value, source, offset) if record is None else append_from(record, source, offset)
 
 
 class Fence:
@@ -187,12 +199,13 @@ def standing(
     codec: AvroCodec, messages: Iterable[Message], fence: Fence, *,
     on_poison: Callable[[Message, Exception], None] | None = None,
     on_conflict: Callable[[Append, StaleAppendError], None] | None = None,
+    known: Mapping[bytes, Mapping[str, Any]] | None = None,
 ) -> list[Append]:
     """The appends among these records that stand, in order; the rest go to the handlers."""
     appends: list[Append] = []
     for msg in messages:
         try:
-            appends.append(append_of(codec, msg))
+            appends.append(append_of(codec, msg, known))
         except PoisonRecordError as exc:
             if on_poison is None:
                 raise

@@ -18,9 +18,9 @@ is in memory and the topic is read from its start. Reads of history (``read_plan
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import cast
+from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING
 
@@ -80,6 +80,8 @@ class KafkaEventLog:
         self._follower: TopicFollower | None = self._follow()
         self._fence = Fence(known=self.state.versions)
         self._pending: dict[str, tuple[PreparedAppend, AppendRequest]] = {}
+        #: The records of the pending appends by their bytes: read back without decoding them again.
+        self._mine: dict[bytes, Mapping[str, Any]] = {}
         self._results: dict[str, bool] = {}
         self._listeners: list[AppendListener] = []
         #: Records read from the events topic by this log (what a restart on a stored state saves).
@@ -112,7 +114,7 @@ class KafkaEventLog:
         try:
             for page in self._follower.pages(wait_s=wait_s):
                 self.records_read += len(page)
-                for append in standing(self._codec, page, self._fence, on_poison=lambda m, e: None, on_conflict=self._lost):
+                for append in standing(self._codec, page, self._fence, on_poison=lambda m, e: None, on_conflict=self._lost, known=self._mine):
                     self._stood(append)
                 self.state.commit(positions_reached(page))
                 self._fence.forget()  # the versions are in the store now
@@ -165,7 +167,7 @@ class KafkaEventLog:
         try:
             return self._append_all(requests, timeout_s)
         finally:
-            self._pending, self._results = {}, {}
+            self._pending, self._results, self._mine = {}, {}, {}
 
     def _append_all(self, requests: Sequence[AppendRequest], timeout_s: float) -> list[CommandRecord | StaleVersionError | DuplicateCommandError]:
         heads: dict[str, str] = {}
@@ -182,6 +184,7 @@ class KafkaEventLog:
             )
             self._publisher.produce(self._settings.topics.events, r.plan_uuid, prepared.value, prepared.headers)
             self._pending[prepared.append_id] = (prepared, r)
+            self._mine[prepared.value] = prepared.record
             heads[r.plan_uuid] = prepared.last_hash
             ids.append(prepared.append_id)
         if not self._pending:
