@@ -82,3 +82,7 @@ class StoreUnavailableError(WatcherEsError):
 
 class StaleAppendError(WatcherEsError):
     """An append on the Kafka events topic landed after another at the same plan version: it is skipped."""
+
+
+class PartStoppedError(WatcherEsError):
+    """A part of `serve --processes` stopped on its own; serve stops the others and exits."""

@@ -12,13 +12,23 @@ the read model the loop runs the abort-deadline pass from the model's pending de
 publishing one deterministic EnforceAbortDeadline command per overdue cancellation: it runs
 wherever ``projections`` does (``--only handler`` alone has no model and runs no pass); any
 number of `serve`s may run it, a derived command id takes effect once.
+
+Threads share one interpreter lock, so a busy `serve` uses about one core whatever the host has.
+``serve --processes`` runs each part in a process of its own instead (``run_in_processes``),
+forked before any client exists: the parts then work on every core. The parent only watches:
+a part that dies stops the others and `serve` exits with an error, SIGTERM or Ctrl-C stops them
+all cleanly, and a part whose parent is gone (SIGKILL) stops by itself.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing
+import os
 import signal
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -34,7 +44,7 @@ from .translator import translator_for
 
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
-from eventstore.exceptions import WatcherEsError
+from eventstore.exceptions import PartStoppedError, WatcherEsError
 from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.handler import KafkaCommandHandler
@@ -163,3 +173,50 @@ class KafkaService:
             self._deadlines.close()
         if self.model is not None:
             self.model.close()
+
+
+def run_in_processes(settings: Settings, kafka: KafkaSettings, parts: Iterable[PartName], deadline_interval_s: float) -> None:
+    """Each part in a forked process of its own, watched until one dies or serve is told to stop."""
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    fork = multiprocessing.get_context("fork")
+    children = {
+        name: fork.Process(target=_serve_part, args=(settings, kafka, name, deadline_interval_s, os.getpid()), name=f"serve-{name}")
+        for name in parts
+    }
+    for child in children.values():
+        child.start()
+    dead: list[str] = []
+    try:
+        while not stopping.is_set() and not dead:
+            dead = [f"{name} (exit code {child.exitcode})" for name, child in children.items() if child.exitcode is not None]
+            stopping.wait(0.1)
+    finally:
+        for child in children.values():
+            if child.is_alive():
+                child.terminate()  # SIGTERM: the part closes cleanly
+        for child in children.values():
+            child.join(30)
+            if child.is_alive():
+                child.kill()
+    if dead:
+        raise PartStoppedError(f"serve part {', '.join(dead)} stopped; the other parts were stopped with it")
+
+
+def _serve_part(settings: Settings, kafka: KafkaSettings, name: PartName, deadline_interval_s: float, parent: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: SIGTERM before ``run`` takes it over ends the part
+    _die_with_parent()
+    try:
+        KafkaService(settings, kafka, [name], deadline_interval_s=deadline_interval_s).run(until=lambda: os.getppid() != parent)
+    except KeyboardInterrupt:
+        pass  # Ctrl-C reached the whole process group: the parent says "stopped"
+    except BaseException:  # logged by the part as it stopped; the parent reports it
+        sys.exit(1)
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when its parent dies, so a killed serve leaves no part running (elsewhere ``until`` notices within a poll)."""
+    try:
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass

@@ -30,7 +30,7 @@ from .kafka_deadlines import folded_plan, overdue_commands
 from .kafka_history import AuditTrail
 from .kafka_parts import KafkaReadModelPart
 from .kafka_translator import publish_notification, recorded_on_topics, replay_topic_notifications
-from .kafka_service import PARTS, KafkaService
+from .kafka_service import PARTS, KafkaService, run_in_processes
 from .read_model import ReadModel
 from .replay import ProgressCallback, ReplayResult, replay
 from .store import ConsumerPosition, MissingModelError, Row, Submitted, UnknownPlanError, verify_against
@@ -165,13 +165,16 @@ class KafkaStore:
     def demo(self) -> DemoReport:
         return run_demo(KafkaDemo(self.client))
 
-    def serve(self, only: Sequence[str], interval: float, once: bool, say: Any) -> None:
+    def serve(self, only: Sequence[str], interval: float, once: bool, say: Any, processes: bool = False) -> None:
         parts = tuple(only or PARTS)
         unknown = [p for p in parts if p not in PARTS]
         if unknown:
             raise CommandValidationError(f"--only: {', '.join(unknown)} is not one of {', '.join(PARTS)}")
-        say(f"serving {', '.join(parts)} on {self.kafka.bootstrap_servers} with {self.kafka.shown()}")
-        KafkaService(self.settings, self.kafka, parts, deadline_interval_s=interval).run()  # type: ignore[arg-type]
+        say(f"serving {', '.join(parts)}{' (a process each)' if processes else ''} on {self.kafka.bootstrap_servers} with {self.kafka.shown()}")
+        if processes and len(parts) > 1:
+            run_in_processes(self.settings, self.kafka, parts, interval)  # type: ignore[arg-type]
+        else:
+            KafkaService(self.settings, self.kafka, parts, deadline_interval_s=interval).run()  # type: ignore[arg-type]
 
     def audit(self, plan: str) -> PlanStory:
         _, trail = self.model()

@@ -178,12 +178,13 @@ def serve(
     only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these parts (Kafka): handler, projections, translator; repeatable.")] = None,
     interval: Annotated[float, typer.Option(help="Seconds between passes (embedded) or deadline passes (Kafka).")] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="Embedded: run one pass and exit.")] = False,
+    processes: Annotated[bool, typer.Option("--processes", help="Kafka: run each part in a process of its own, to use more than one core.")] = False,
 ) -> None:
     """Run the service: command handling, read model, translator and the abort-deadline pass."""
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with open_store_of(ctx) as store:
         try:
-            store.serve(only or (), interval, once, lambda line: err.print(line, markup=False))
+            store.serve(only or (), interval, once, lambda line: err.print(line, markup=False), processes=processes)
         except KeyboardInterrupt:
             err.print("stopped")
 

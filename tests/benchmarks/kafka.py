@@ -94,8 +94,10 @@ class NotDone(Exception):
 class Processes:
     """Every subprocess this run started, stopped on exit whatever happens."""
 
-    def __init__(self) -> None:
+    def __init__(self, serve_args: Sequence[str] = ()) -> None:
         self.live: list[subprocess.Popen[bytes]] = []
+        #: Options every `serve` of this run gets (``--processes``).
+        self.serve_args = tuple(serve_args)
 
     def start(self, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with log_path.open("ab") as out:
@@ -124,26 +126,38 @@ class Processes:
 
 @dataclass
 class ProcStats:
-    """What /proc says about one process: CPU seconds used, resident and peak memory."""
+    """What /proc says about one process and its children (`serve --processes` forks a part each):
+    CPU seconds used, resident and peak memory, summed over them."""
 
     pid: int
 
-    def cpu_s(self) -> float:
+    def pids(self) -> list[int]:
         try:
-            fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+            children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+            children = []
+        return [self.pid, *map(int, children)]
+
+    def cpu_s(self) -> float:
+        total = 0.0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                return float("nan") if pid == self.pid else total
+            total += sum(int(f) for f in fields[11:15]) / CLK_TCK  # utime + stime (+ those of children reaped)
+        return total
 
     def memory_mb(self) -> dict[str, float]:
         out: dict[str, float] = {}
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM"):
-                    out[key] = round(int(value.split()[0]) / 1024, 1)
-        except OSError:
-            pass
+        for pid in self.pids():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    key, _, value = line.partition(":")
+                    if key in ("VmRSS", "VmHWM"):
+                        out[key] = round(out.get(key, 0.0) + int(value.split()[0]) / 1024, 1)
+            except OSError:
+                pass
         return out
 
 
@@ -157,7 +171,7 @@ class Serve:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Serve:
-        self.proc = self.procs.start([sys.executable, "-m", "eventstore", "serve"], self.log_path, self.env)
+        self.proc = self.procs.start([sys.executable, "-m", "eventstore", "serve", *self.procs.serve_args], self.log_path, self.env)
         return self
 
     def stop(self) -> float:
@@ -749,7 +763,7 @@ class Profiler:
         if self.binary:
             self.path = self.out / f"{name}.txt"
             self.proc = subprocess.Popen(
-                [self.binary, "record", "--pid", str(pid), "--format", "raw", "--rate", "50", "--nonblocking", "-o", str(self.path)],
+                [self.binary, "record", "--pid", str(pid), "--format", "raw", "--rate", "50", "--nonblocking", "--subprocesses", "-o", str(self.path)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
 
@@ -822,6 +836,7 @@ def run_all(args: argparse.Namespace, procs: Processes, workdir: Path) -> dict[s
     report: dict[str, Any] = {"settings": {
         "plans": args.plans, "latency_samples": args.latency_samples, "latency_rate_per_s": args.latency_rate,
         "scale_plans": args.scale_plans, "two_serves": args.two_serves, "partitions": 3, "cpus": os.cpu_count(),
+        "serve_processes": args.processes,
     }}
     profiler = Profiler(args.py_spy, workdir)
     run = Run.open(procs, workdir, "tansu", args.timeout)
@@ -871,6 +886,7 @@ def main() -> None:
     parser.add_argument("--load-timeout", type=float, default=1800.0, help="seconds loading the scale plans may take (default 1800)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--workdir", type=Path, help="keep the logs and databases here instead of a temporary directory")
+    parser.add_argument("--processes", action="store_true", help="run serve with --processes (a process per part)")
     parser.add_argument("--py-spy", help="py-spy binary: profile serve during the throughput run and the restart (stacks kept with --workdir)")
     args = parser.parse_args()
     if args.quick:
@@ -882,7 +898,7 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, terminated)
     signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C even when started from a script in the background
-    procs = Processes()
+    procs = Processes(["--processes"] if args.processes else [])
     with tempfile.TemporaryDirectory(prefix="watcher-es-kafka-bench-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
