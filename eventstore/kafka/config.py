@@ -59,6 +59,7 @@ class KafkaSettings:
 
     def producer_config(self) -> dict[str, str | int | bool]:
         return {
+            "delivery.report.only.error": True,  # see Publisher: flush says whether everything was delivered
             **self._scoped("producer."),
             "bootstrap.servers": self.bootstrap_servers,
             # An append is done only when every in-sync replica has it, once.

@@ -332,7 +332,7 @@ def test_our_producers_place_a_key_where_java_would_and_the_broker_keeps_explici
     create_topic(kafka.bootstrap_servers, topic, 3)
     keys = [str(uuid.uuid4()).encode() for _ in range(24)]
 
-    ours = Producer(kafka.producer_config())  # partitioner=murmur2_random
+    ours = Producer({**kafka.producer_config(), "delivery.report.only.error": False})  # partitioner=murmur2_random; every report, for the partitions
     ours_placed: dict[bytes, int] = {}
 
     def delivered(err: KafkaError | None, msg: Message) -> None:
