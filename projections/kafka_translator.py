@@ -21,7 +21,7 @@ from eventstore.kafka.appends import Append, Fence, events_of
 from eventstore.kafka.client import delivered_notifications
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import Publisher, commit_offsets, positions_reached, topic_pages
-from eventstore.kafka.records import oslo_envelope, parse_iso_micros, record_headers
+from eventstore.kafka.records import iso_of_oslo_timestamp, oslo_envelope, record_headers
 from eventstore.kafka.state_store import PlanStateStore
 from eventstore.log import StoredEvent
 
@@ -115,7 +115,7 @@ def publish_notification(publisher: Publisher, settings: KafkaSettings, note: No
     topic = settings.topics.notification_topic(note.priority)
     headers = record_headers(
         type_=note.event_type, id_=note.message_id, subject=note.plan_uuid,
-        time_us=parse_iso_micros(note.envelope["timestamp"].replace(" ", "T") + "Z"),
+        time_us=0, time_text=iso_of_oslo_timestamp(note.envelope["timestamp"]),
         content_type="application/json", sequence=note.plan_seq,
         extra=(("watcher_es_event_id", note.event_id), ("watcher_es_payload_set", note.payload_set)),
     )

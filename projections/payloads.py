@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 from datetime import UTC, datetime
 from typing import Any, Final, Union
 
@@ -31,8 +32,12 @@ class IncompletePayloadError(Exception):
     """A payload declaration has a field its source did not fill."""
 
 
+@lru_cache(maxsize=4096)
 def watcher_datetime(us: int | None) -> str | None:
-    """Watcher's payload datetime: second precision, UTC, ``Z`` suffix."""
+    """Watcher's payload datetime: second precision, UTC, ``Z`` suffix.
+
+    Cached: a plan's few timestamps recur in every payload of it, and formatting one costs more
+    than the rest of its field."""
     if us is None:
         return None
     return datetime.fromtimestamp(us // 1_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -58,11 +63,16 @@ class Payload:
     name: str
     version: str
     fields: Mapping[str, Field]
+    #: ``fields`` with each nested one told apart once, not at every build.
+    _getters: tuple[tuple[str, Field, bool], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_getters", tuple((name, get, isinstance(get, Nested)) for name, get in self.fields.items()))
 
     def build(self, source: Any, payloads: PayloadSet) -> dict[str, Any]:
-        data = {name: get(source, payloads) if isinstance(get, Nested) else get(source) for name, get in self.fields.items()}
-        missing = [k for k, v in data.items() if v is _MISSING]
-        if missing:
+        data = {name: get(source, payloads) if nested else get(source) for name, get, nested in self._getters}  # type: ignore[call-arg]
+        if _MISSING in data.values():
+            missing = [k for k, v in data.items() if v is _MISSING]
             raise IncompletePayloadError(f"{self.name} {self.version}: no value for {', '.join(missing)}")
         return {
             "watcher_object.namespace": NAMESPACE,

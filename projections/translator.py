@@ -7,6 +7,7 @@ is how a downstream consumer recognises a re-send.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import uuid
@@ -41,6 +42,7 @@ Priority = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 _MESSAGE_IDS = uuid.UUID("0e5b1c7a-3a8e-4f0c-9d4e-2b7c6a1f9e55")
+_MESSAGE_ID_PREFIX = _MESSAGE_IDS.bytes
 
 # event type -> (event_type, priority, the state its payload shows)
 KINDS: Final[dict[type[Any], tuple[str, Priority, str]]] = {
@@ -54,7 +56,10 @@ KINDS: Final[dict[type[Any], tuple[str, Priority, str]]] = {
 
 
 def message_id_for(event_id: str) -> str:
-    return str(uuid.uuid5(_MESSAGE_IDS, event_id))
+    """``str(uuid.uuid5(_MESSAGE_IDS, event_id))``, spelled out: the UUID object cost 3/4 of the time."""
+    h = hashlib.sha1(_MESSAGE_ID_PREFIX + event_id.encode()).hexdigest()
+    # RFC 4122: version 5 in the 13th hex digit, variant 10xx in the 17th.
+    return f"{h[:8]}-{h[8:12]}-5{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
 
 def default_publisher_id() -> str:
@@ -196,7 +201,7 @@ class Translator:
                 on_poison(stored, UnusableEventError(f"{stored.where}: {name} cannot be applied to its plan: {exc}"))
                 continue
             self._remember(plan)
-            if self._min is None or not emit:
+            if self._min is None or not emit or type(event) not in KINDS:  # no message id for what causes none
                 continue
             note = build_notification(
                 plan, event, publisher_id=self.publisher_id, message_id=self._message_ids(stored.event_id),

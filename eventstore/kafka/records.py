@@ -10,7 +10,7 @@ Kafka Connect's ``__connect.errors.*`` names, which existing tooling reads.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,13 +35,21 @@ def parse_iso_micros(text: str) -> int:
     return int(dt.timestamp()) * 1_000_000 + dt.microsecond
 
 
+def iso_of_oslo_timestamp(timestamp: str) -> str:
+    """``iso_micros`` of the instant an oslo timestamp (``YYYY-MM-DD HH:MM:SS.ffffff``) names, from its text."""
+    head, _, micros = timestamp.partition(".")
+    return f"{head.replace(' ', 'T')}{'' if micros.strip('0') == '' else '.' + micros}Z"
+
+
 def record_headers(
     *, type_: str, id_: str, subject: str, time_us: int, content_type: str,
     fingerprint: str | None = None, sequence: int | None = None, extra: Sequence[tuple[str, str]] = (),
+    time_text: str | None = None,
 ) -> Headers:
+    """``time_text``: ``ce_time`` already formatted (a notification has its time as text only)."""
     headers: list[tuple[str, str]] = [
         ("ce_specversion", SPEC_VERSION), ("ce_id", id_), ("ce_source", SOURCE), ("ce_type", type_),
-        ("ce_subject", subject), ("ce_time", iso_micros(time_us)), ("content-type", content_type),
+        ("ce_subject", subject), ("ce_time", time_text or iso_micros(time_us)), ("content-type", content_type),
     ]
     if fingerprint is not None:
         headers.append(("ce_dataschema", dataschema(fingerprint)))
@@ -61,9 +69,19 @@ def header_map(headers: ReceivedHeaders) -> dict[str, str]:
 
 
 def oslo_envelope(notification: dict[str, Any]) -> bytes:
-    """oslo.messaging 2.0 serialization of a notification, as its Kafka driver publishes it."""
-    message = {**notification, "_context": {}}
-    return json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps(message)}).encode()
+    """oslo.messaging 2.0 serialization of a notification, as its Kafka driver publishes it.
+
+    The bytes of ``json.dumps({"oslo.version": "2.0", "oslo.message": json.dumps({**notification,
+    "_context": {}})})``, without copying the notification or encoding the outer object."""
+    if "_context" in notification:  # it keeps its place, emptied
+        message = json.dumps({**notification, "_context": {}})
+    else:
+        message = json.dumps(notification)[:-1] + ', "_context": {}}' if notification else '{"_context": {}}'
+    return f'{{"oslo.version": "2.0", "oslo.message": {_json_string(message)}}}'.encode()
+
+
+#: A str as JSON (``json.dumps`` of a str, escapes and all), C speed.
+_json_string: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 def unwrap_oslo_envelope(value: bytes) -> dict[str, Any]:
