@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "audit-trail"
 
+#: ``json.dumps(value, sort_keys=True)`` without building an encoder for every call.
+_sorted_json = json.JSONEncoder(sort_keys=True).encode
+
 
 class AuditTrail:
     """Writes (inside the caller's write transaction) and reads one model file's audit trail."""
@@ -128,7 +131,7 @@ class AuditTrail:
                 continue
             rows.append((
                 plan_uuid, message_id, event_id, event_type, priority, plan_seq, h.get("watcher_es_payload_set", "1.0"),
-                json.dumps(what_audit_shows(envelope), sort_keys=True), f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1,
+                _sorted_json(what_audit_shows(envelope)), f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1,
             ))
         self.db.conn.executemany(  # a re-send is the same message: the first one recorded stays
             "INSERT OR IGNORE INTO trail_notifications (plan_uuid, message_id, event_id, event_type, priority, plan_seq,"

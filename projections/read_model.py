@@ -114,10 +114,15 @@ class _Insert:
     many: str
 
     @classmethod
-    def into(cls, table: str, columns: Sequence[str], verb: str = "INSERT OR REPLACE") -> _Insert:
+    def into(cls, table: str, columns: Sequence[str], verb: str = "INSERT", upsert_on: Sequence[str] = ()) -> _Insert:
+        """``upsert_on``: a row with that key already there is updated where it is; a REPLACE deletes
+        it and inserts it again at a new place in the table and in every index (more pages per commit)."""
         head = f"{verb} INTO {table} ({', '.join(columns)}) VALUES "
         row = f"({', '.join('?' * len(columns))})"
-        return cls(head + row, head + ", ".join([row] * ROWS_PER_STATEMENT))
+        tail = ""
+        if upsert_on:
+            tail = f" ON CONFLICT ({', '.join(upsert_on)}) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in columns if c not in upsert_on)
+        return cls(head + row + tail, head + ", ".join([row] * ROWS_PER_STATEMENT) + tail)
 
     def run(self, conn: sqlite3.Connection, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert ``rows`` in their order, ``ROWS_PER_STATEMENT`` to a statement.
@@ -131,11 +136,12 @@ class _Insert:
         conn.executemany(self.one, rows[whole:])
 
 
-_AUDITS = _Insert.into("audits", AUDIT_COLUMNS)
-_STRATEGIES = _Insert.into("strategies", STRATEGY_COLUMNS)
-_PLANS = _Insert.into("action_plans", PLAN_COLUMNS)
-_ACTIONS = _Insert.into("actions", ACTION_COLUMNS)
-_HISTORY = _Insert.into("plan_history", HISTORY_COLUMNS, "INSERT")
+_AUDITS = _Insert.into("audits", AUDIT_COLUMNS, upsert_on=("uuid",))
+_STRATEGIES = _Insert.into("strategies", STRATEGY_COLUMNS, upsert_on=("uuid",))
+# Replaced, not upserted: the deadline pass takes plans of one deadline in rowid order, i.e. by last change.
+_PLANS = _Insert.into("action_plans", PLAN_COLUMNS, "INSERT OR REPLACE")
+_ACTIONS = _Insert.into("actions", ACTION_COLUMNS, upsert_on=("action_plan_uuid", "uuid"))
+_HISTORY = _Insert.into("plan_history", HISTORY_COLUMNS)
 
 
 def plans_to_load(decoded: Iterable[tuple[LoggedEvent, str, Record]]) -> set[str]:
