@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, Protocol
 
 from .codec import AvroCodec
 from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide_and_fold, unchanged_reason
@@ -18,7 +19,8 @@ from .domain.messages import EVENT_TYPES, Command, Event, from_record, to_record
 from .domain.plan import Plan, evolve
 from .domain.validation import validate_command
 from .exceptions import CommandValidationError, DuplicateCommandError, SerializationError, StaleVersionError, WatcherEsError
-from .log import CommandRecord, EventLog, NewEvent, Outcome, StoredEvent
+from .faults import fault_point
+from .log import AppendRequest, CommandRecord, EventLog, NewEvent, Outcome, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -87,81 +89,201 @@ def load_plan(codec: AvroCodec, stream: list[StoredEvent]) -> Plan | None:
     return plan
 
 
-class CommandHandler:
-    """Turns commands into appended events; safe to run in several processes at once."""
+class PlanStates(Protocol):
+    """Where the handler finds what it decides on: each plan's state and version, and the commands
+    already handled. The embedded log is folded per plan (``FoldedPlans``); on Kafka the handler's
+    state store holds them (``eventstore/kafka/handler.py``)."""
 
-    def __init__(self, log: EventLog, codec: AvroCodec, clock: Clock, abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US, cache_size: int = 10_000) -> None:
+    def plan(self, plan_uuid: str) -> Plan | None: ...
+
+    def version(self, plan_uuid: str) -> int: ...
+
+    def handled(self, command_id: str) -> CommandRecord | None: ...
+
+    def look_up(self, command_ids: Iterable[str]) -> None:
+        """Read a batch's command records ahead, where one query for all is cheaper."""
+
+    def settled(self, plan: Plan) -> None:
+        """A decision's plan whose append stood."""
+
+    def stale(self, plan_uuid: str) -> None:
+        """An append decided on this plan lost: what is known of it is out of date."""
+
+
+class FoldedPlans:
+    """The embedded log's plans: each folded from its stream, a bounded number cached (the
+    append's version check catches a cached plan another process has moved on)."""
+
+    def __init__(self, log: EventLog, codec: AvroCodec, cache_size: int = 10_000) -> None:
         self._log = log
         self._codec = codec
-        self._clock = clock
-        self._abort_timeout_us = abort_timeout_us
         self._plans: OrderedDict[str, Plan] = OrderedDict()
         self._cache_size = cache_size
-        log.keep_schemas(codec.current_schemas())
 
     def plan(self, plan_uuid: str) -> Plan | None:
-        """The plan as the log has it now (cached; the append's version check catches staleness)."""
         cached = self._plans.get(plan_uuid)
         if cached is not None:
             self._plans.move_to_end(plan_uuid)
             return cached
         plan = load_plan(self._codec, self._log.read_plan(plan_uuid))
         if plan is not None:
-            self._remember(plan)
+            self.settled(plan)
         return plan
 
-    def _remember(self, plan: Plan) -> None:
+    def version(self, plan_uuid: str) -> int:
+        plan = self.plan(plan_uuid)
+        return plan.version if plan else 0
+
+    def handled(self, command_id: str) -> CommandRecord | None:
+        return self._log.command_outcome(command_id)
+
+    def look_up(self, command_ids: Iterable[str]) -> None:
+        """Each is looked up when asked: one indexed read."""
+
+    def settled(self, plan: Plan) -> None:
         self._plans[plan.uuid] = plan
         self._plans.move_to_end(plan.uuid)
         while len(self._plans) > self._cache_size:
             self._plans.popitem(last=False)
 
-    def handle(self, command: Command, attempts: int = 5) -> HandlingResult:
+    def stale(self, plan_uuid: str) -> None:
+        self._plans.pop(plan_uuid, None)
+
+
+Fate = Literal["decided", "earlier", "reused", "raced"]
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What became of one command of a batch.
+
+    ``decided``: decided now, and its append stood (``record`` has its positions). ``earlier``:
+    handled before, ``record`` says how (a redelivery, a resend). ``reused``: its id was used by
+    another command; refused. ``raced``: another writer's append of it stood meanwhile.
+    """
+
+    fate: Fate
+    command: Command
+    body: bytes
+    outcome: Outcome
+    reason: str
+    #: The plan as the decision left it (``decided`` only).
+    plan: Plan | None
+    events: list[Event] = field(default_factory=list)
+    record: CommandRecord | None = None
+
+
+class CommandHandler:
+    """Turns commands into appended events, a batch at a time, over any ``EventLog``: the embedded
+    service hands it one command, the Kafka handler a consumed batch. Safe with several writers:
+    an append decided on a stale state loses and the command is decided again on the state that won."""
+
+    ATTEMPTS = 5
+
+    def __init__(
+        self, log: EventLog, codec: AvroCodec, clock: Clock, abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US,
+        plans: PlanStates | None = None,
+    ) -> None:
+        self._log = log
+        self._codec = codec
+        self._clock = clock
+        self._abort_timeout_us = abort_timeout_us
+        self.plans: PlanStates = plans or FoldedPlans(log, codec)
+        log.keep_schemas(codec.current_schemas())
+
+    def plan(self, plan_uuid: str) -> Plan | None:
+        return self.plans.plan(plan_uuid)
+
+    def handle_batch(self, commands: Sequence[tuple[Command, bytes]]) -> tuple[list[Handled], list[tuple[Command, bytes]]]:
+        """What became of each command (with its encoded body), and those that kept losing to other writers."""
+        done: list[Handled] = []
+        pending = list(commands)
+        for _ in range(self.ATTEMPTS):
+            if not pending:
+                break
+            pending = self._attempt(pending, done)
+        return done, pending
+
+    def _attempt(self, commands: list[tuple[Command, bytes]], done: list[Handled]) -> list[tuple[Command, bytes]]:
+        """Decide each on the state known, append them all, note what stood; returns what lost."""
+        working: dict[str, Plan | None] = {}
+        versions: dict[str, int] = {}  # each plan's version as this batch's earlier appends leave it
+        requests: list[AppendRequest] = []
+        decided: list[tuple[Command, bytes, Decision]] = []
+        seen: set[str] = set()
+        self.plans.look_up(command.command_id for command, _ in commands)
+        for command, body in commands:
+            uuid = command.plan_uuid
+            earlier = self.plans.handled(command.command_id)
+            if earlier is not None:
+                done.append(self._seen_before(command, body, earlier))
+                continue
+            if command.command_id in seen:
+                continue  # the same command twice in one batch
+            seen.add(command.command_id)
+            plan = working[uuid] if uuid in working else self.plans.plan(uuid)
+            decision = decide_command(self._codec, plan, command, self._clock(), self._abort_timeout_us)
+            expected = versions.get(uuid, self.plans.version(uuid))
+            record = CommandRecord(
+                command.command_id, type(command).__name__, uuid, command.issued_by, command.origin, command.issued_at,
+                body, decision.outcome, decision.reason,
+            )
+            if not requests:
+                fault_point("stop-before-append")  # a paused handler, deposed while it holds a decided batch
+            requests.append(AppendRequest(uuid, expected, decision.new_events, record, decision.plan if decision.new_events else None))
+            decided.append((command, body, decision))
+            working[uuid], versions[uuid] = decision.plan, expected + len(decision.new_events)
+        lost: list[tuple[Command, bytes]] = []
+        for (command, body, decision), result in zip(decided, self._log.append_all(requests) if requests else [], strict=True):
+            if isinstance(result, StaleVersionError):
+                log.info("deciding %s again: %s", command.command_id, result)
+                self.plans.stale(command.plan_uuid)
+                lost.append((command, body))
+            elif isinstance(result, DuplicateCommandError):
+                done.append(Handled("raced", command, body, "pending", "", None))
+            else:
+                if decision.plan is not None and decision.events:
+                    self.plans.settled(decision.plan)
+                done.append(Handled("decided", command, body, decision.outcome, decision.reason, decision.plan, decision.events, result))
+        return lost
+
+    def _seen_before(self, command: Command, body: bytes, earlier: CommandRecord) -> Handled:
+        """A resend keeps its first outcome; another command under a used id is refused."""
+        if same_command(self._codec, earlier, body):
+            return Handled("earlier", command, body, earlier.outcome, earlier.reason, None, record=earlier)
+        return Handled("reused", command, body, "rejected", reused_id_reason(earlier), None)
+
+    # ---------------------------------------------------------------- one command, answered at once
+
+    def handle(self, command: Command) -> HandlingResult:
+        """One command, handled before this returns (the embedded service's path)."""
         validate_command(command)
         try:
             body = self._codec.encode(type(command).__name__, to_record(command))
         except SerializationError as exc:  # a value no record can carry (text that is not Unicode, say): bad input
             raise CommandValidationError(str(exc)) from None
-        earlier = self._log.command_outcome(command.command_id)
-        if earlier is not None:
-            return self._seen_before(command, body, earlier)
-        for _ in range(attempts):
-            try:
-                return self._handle_once(command, body)
-            except StaleVersionError as exc:
-                log.info("retrying %s: %s", command.command_id, exc)
-                self._plans.pop(command.plan_uuid, None)
-            except DuplicateCommandError:
-                earlier = self._log.command_outcome(command.command_id)
-                if earlier is not None:
-                    return self._seen_before(command, body, earlier)
-                raise
-        raise StaleVersionError(command.plan_uuid, -1, -1)
-
-    def _seen_before(self, command: Command, body: bytes, earlier: CommandRecord) -> HandlingResult:
-        """The first outcome of a resent command; a refusal (kept for the audit) of another one under a used id."""
-        if same_command(self._codec, earlier, body):
-            return _from_record(earlier, duplicate=True)
-        reason = reused_id_reason(earlier)
-        self._log.record_refused(CommandRecord(
-            command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
-            command.issued_at, body, "rejected", reason,
-        ))
-        return HandlingResult(command.command_id, command.plan_uuid, "rejected", reason)
-
-    def _handle_once(self, command: Command, body: bytes) -> HandlingResult:
-        plan = self.plan(command.plan_uuid)
-        decision = decide_command(self._codec, plan, command, self._clock(), self._abort_timeout_us)
-        record = CommandRecord(
-            command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
-            command.issued_at, body, decision.outcome, decision.reason,
-        )
-        stored = self._log.append(command.plan_uuid, plan.version if plan else 0, decision.new_events, record)
-        if decision.plan is not None and decision.events:
-            self._remember(decision.plan)
+        done, lost = self.handle_batch([(command, body)])
+        if lost:
+            raise StaleVersionError(command.plan_uuid, -1, -1)
+        [handled] = done
+        if handled.fate == "raced":  # handled by another writer meanwhile: its outcome is the one
+            earlier = self.plans.handled(command.command_id)
+            if earlier is None:
+                raise DuplicateCommandError(command.command_id)
+            handled = self._seen_before(command, body, earlier)
+        if handled.fate == "reused":  # kept for the audit
+            self._log.record_refused(CommandRecord(
+                command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
+                command.issued_at, body, "rejected", handled.reason,
+            ))
+            return HandlingResult(command.command_id, command.plan_uuid, "rejected", handled.reason)
+        record = handled.record
+        assert record is not None
+        if handled.fate == "earlier":
+            return _from_record(record, duplicate=True)
         return HandlingResult(
-            command.command_id, command.plan_uuid, decision.outcome, decision.reason, decision.events,
-            stored.first_position, stored.last_position,
+            command.command_id, command.plan_uuid, handled.outcome, handled.reason, handled.events,
+            record.first_position, record.last_position,
         )
 
 

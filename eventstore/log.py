@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
 from .codec import WriterSchema
+from .domain.plan import Plan
+from .exceptions import DuplicateCommandError, StaleVersionError
 from .position import Position
 
 #: "pending": on Kafka, a command read back before the handler has said what became of it.
@@ -63,6 +65,21 @@ class CommandRecord:
 
 
 @dataclass(frozen=True)
+class AppendRequest:
+    """One command's events and outcome, to append at the plan version its decision was made on."""
+
+    plan_uuid: str
+    expected_version: int
+    events: Sequence[NewEvent]
+    command: CommandRecord
+    #: The plan as these events leave it, if the writer has it (its decision's): a reader-back keeps it.
+    plan: Plan | None = None
+
+
+AppendResult = CommandRecord | StaleVersionError | DuplicateCommandError
+
+
+@dataclass(frozen=True)
 class RejectedAppend:
     """An append the log refused because another got to the plan's version first: the audit shows it."""
 
@@ -112,6 +129,11 @@ class EventLog(Protocol):
         got there first: nothing of this one is ever applied by any reader) and
         DuplicateCommandError if the command id was already handled.
         """
+
+    def append_all(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        """``append`` for each request in order, each atomic on its own; each one's result (the
+        stored record, or the StaleVersionError or DuplicateCommandError it met) instead of raising.
+        On Kafka the whole batch is produced and confirmed together."""
 
     def command_outcome(self, command_id: str) -> CommandRecord | None:
         """The command and what became of it, if it was handled."""

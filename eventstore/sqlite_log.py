@@ -19,7 +19,7 @@ from sqlite_utils.migrations import Migrations
 from .codec import WriterSchema
 from .exceptions import DuplicateCommandError, StaleVersionError
 from .faults import fault_point
-from .log import CommandRecord, NewEvent, StoredEvent, chain_hash, command_hash
+from .log import AppendRequest, AppendResult, CommandRecord, NewEvent, StoredEvent, chain_hash, command_hash
 from .position import LOG, Position
 from .sqlite_support import claim, connect, migrate, write_transaction
 
@@ -168,6 +168,15 @@ class SqliteEventLog:
             actual = self.plan_version(plan_uuid)
             raise StaleVersionError(plan_uuid, expected_version, actual) from exc
         return recorded
+
+    def append_all(self, requests: Sequence[AppendRequest]) -> list[AppendResult]:
+        out: list[AppendResult] = []
+        for r in requests:
+            try:
+                out.append(self.append(r.plan_uuid, r.expected_version, r.events, r.command))
+            except (StaleVersionError, DuplicateCommandError) as exc:
+                out.append(exc)
+        return out
 
     def keep_schemas(self, schemas: Sequence[WriterSchema]) -> None:
         """Keep every writer schema with the log so old records stay readable without a registry."""

@@ -19,8 +19,8 @@ from eventstore.domain.decide import decide
 from eventstore.domain.messages import Command, Event, to_record
 from eventstore.domain.plan import Plan, fold
 from eventstore.exceptions import DuplicateCommandError, StaleVersionError
-from eventstore.handler import load_plan
-from eventstore.log import CommandRecord, EventLog, NewEvent, StoredEvent, pages
+from eventstore.handler import CommandHandler, load_plan
+from eventstore.log import AppendRequest, CommandRecord, EventLog, NewEvent, StoredEvent, pages
 from eventstore.position import Position
 from eventstore.sqlite_log import SqliteEventLog
 
@@ -203,6 +203,47 @@ def test_two_writers_at_one_version_one_wins_and_every_reader_sees_only_it(open_
     assert [e.command_id for e in stream] == [register.command_id] + [cancel.command_id] * 4
     assert reader.command_outcome(other.command_id) is None
     assert abort.command_id not in {e.command_id for e in stream}
+
+
+def test_a_batch_appends_each_in_order_and_reports_what_lost(event_log: EventLog, codec: AvroCodec, plans: tuple[str, str]) -> None:
+    """The handler's path: one call for a batch; a request that lost or was handled says so, the others stand."""
+    p, q = plans
+    register_p, register_q = f.register(p, "ONGOING", [f.action(A[0], "ONGOING")]), f.register(q, "PENDING", [f.action(A[1])])
+    plan_p, events_p = new_events(codec, None, register_p)
+    _, events_q = new_events(codec, None, register_q)
+    cancel_p = f.cancel(p)
+    _, cancelled = new_events(codec, plan_p, cancel_p)
+    stale = f.cancel(q)
+    results = event_log.append_all([
+        AppendRequest(p, 0, events_p, record_of(codec, register_p)),
+        AppendRequest(p, 1, cancelled, record_of(codec, cancel_p)),  # on the version the first one leaves
+        AppendRequest(q, 5, events_q, record_of(codec, stale)),  # decided on a version q never had
+        AppendRequest(q, 0, events_q, record_of(codec, register_q)),
+        AppendRequest(q, 1, [], record_of(codec, register_p)),  # an id handled already
+    ])
+    assert [type(r).__name__ for r in results] == ["CommandRecord", "CommandRecord", "StaleVersionError", "CommandRecord", "DuplicateCommandError"]
+    assert [e.command_id for e in event_log.read_plan(p)] == [register_p.command_id] + [cancel_p.command_id] * len(cancelled)
+    assert [e.command_id for e in event_log.read_plan(q)] == [register_q.command_id]
+    assert event_log.command_outcome(stale.command_id) is None
+
+
+def test_the_command_handler_decides_again_on_the_state_another_writer_left(open_log: LogFactory, codec: AvroCodec, plans: tuple[str, str]) -> None:
+    """One handler for both backends: a cancel decided on a state another writer has moved on loses, and is decided again."""
+    p, _ = plans
+    ours, theirs = open_log(), open_log()
+    register = f.register(p, "ONGOING", [f.action(A[0], "ONGOING")])
+    handler = CommandHandler(ours, codec, lambda: f.T0)
+    [registered], _ = handler.handle_batch([(register, record_of(codec, register).body)])
+    assert registered.fate == "decided" and handler.plan(p) is not None
+    other = f.cancel(p, by="someone else")
+    plan, events = new_events(codec, handler.plan(p), other)
+    theirs.append(p, 1, events, record_of(codec, other))  # the handler does not know of it yet
+    cancel = f.cancel(p)
+    done, lost = handler.handle_batch([(cancel, record_of(codec, cancel).body)])
+    assert lost == [] and [(d.fate, d.outcome) for d in done] == [("decided", "unchanged")], done
+    assert [e.command_id for e in ours.read_plan(p)] == [register.command_id] + [other.command_id] * len(events)
+    [again], _ = handler.handle_batch([(cancel, record_of(codec, cancel).body)])
+    assert (again.fate, again.outcome) == ("earlier", "unchanged")
 
 
 def test_a_command_id_is_handled_once(event_log: EventLog, codec: AvroCodec, plans: tuple[str, str]) -> None:

@@ -6,8 +6,9 @@ head, the command records and the position of every events partition, committed 
 start, after a rebalance and before every batch the handler folds the topic to its end from those
 positions (only a new store reads it from its start). It follows every events partition, not
 only those of its commands partitions: a foreign producer may put a plan's command in another
-partition, and the fence needs every plan's true version to decide which append stands. For
-each command it decides on that state (``decide``, the same pure rules as the embedded log),
+partition, and the fence needs every plan's true version to decide which append stands. The
+batch goes to ``CommandHandler.handle_batch``, the same handler as the embedded log's, which
+decides each command on that state (``decide``, the same pure rules),
 appends one ``EventsAppended`` record at the plan's version (an append for a rejection or a
 no-op too: a decision made on a stale state must not stand either), confirms delivery, then
 reads the topic back to its end. An append of its own that stands is reported in the outcomes
@@ -21,7 +22,7 @@ stands is folded as its decision's plan, not decoded again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,17 +33,13 @@ from ..domain.decide import DEFAULT_ABORT_TIMEOUT_US
 from ..domain.messages import COMMAND_TYPES, Command, from_record
 from ..domain.plan import Plan, evolve
 from ..domain.validation import validate_command
-from ..exceptions import (
-    CommandValidationError, CorruptRecordError, DuplicateCommandError, PoisonRecordError, SerializationError, StaleVersionError,
-    UnknownSchemaError,
-)
-from ..faults import fault_point
-from ..handler import Decision, decide_command, decode_event, reused_id_reason, same_command
+from ..exceptions import CommandValidationError, CorruptRecordError, PoisonRecordError, SerializationError, UnknownSchemaError
+from ..handler import CommandHandler, Handled, decode_event
 from ..log import CommandRecord
 from .appends import Append
 from .config import KafkaSettings
 from .io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, offset_of, partition_of, subscribe
-from .log import AppendRequest, KafkaEventLog
+from .log import KafkaEventLog
 from .state_store import PlanStateStore
 from .records import record_headers
 
@@ -53,10 +50,6 @@ POISON = (CorruptRecordError, UnknownSchemaError, CommandValidationError, Poison
 #: Plans kept in memory (about 3 KB each with two actions); a miss reads one row of the store
 #: and decodes it (about 20 µs), so the cache only needs to hold the plans being worked on.
 CACHE_SIZE = 5_000
-
-#: How many times a command is decided again after its append lost to another writer's.
-ATTEMPTS = 5
-
 
 def decode_command(codec: AvroCodec, msg: Message) -> Command:
     """A commands-topic record as a validated command, or a PoisonRecordError saying why not."""
@@ -73,8 +66,35 @@ def decode_command(codec: AvroCodec, msg: Message) -> Command:
     return command
 
 
+class StorePlans:
+    """The handler's ``PlanStates`` on Kafka: its state store, kept current by the log's read-back
+    (a standing append is folded as it is read, so nothing is left to do when one stood or lost)."""
+
+    def __init__(self, log: KafkaEventLog, state: PlanStateStore) -> None:
+        self._log = log
+        self._state = state
+
+    def plan(self, plan_uuid: str) -> Plan | None:
+        return self._state.plan(plan_uuid)
+
+    def version(self, plan_uuid: str) -> int:
+        return self._log.version(plan_uuid)
+
+    def handled(self, command_id: str) -> CommandRecord | None:
+        return self._log.handled(command_id)
+
+    def look_up(self, command_ids: Iterable[str]) -> None:
+        self._state.look_up_commands(command_ids)
+
+    def settled(self, plan: Plan) -> None:
+        """Folded as the log reads the append back."""
+
+    def stale(self, plan_uuid: str) -> None:
+        """The read-back has folded the append that won."""
+
+
 class KafkaCommandHandler:
-    """One member of the handler group: the pure decisions over the fenced Kafka event log."""
+    """One member of the handler group: the consumer around ``CommandHandler`` over the fenced Kafka event log."""
 
     GROUP = "handler"
 
@@ -85,12 +105,12 @@ class KafkaCommandHandler:
         self._topics = settings.topics
         self._codec = codec
         self._clock = clock
-        self._abort_timeout_us = abort_timeout_us
         self._publisher = Publisher(settings)
         self._dead = DeadLetters(self._publisher, self._topics.dead_letters)
         self._state = PlanStateStore(state_path, cache_size, changelog=self._topics.events)
         self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state)
         self.log.listen(self._fold)
+        self.handler = CommandHandler(self.log, codec, clock, abort_timeout_us, StorePlans(self.log, self._state))
         self._stale = True
         self._consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification
         subscribe(self._consumer, self._topics.commands, on_assign=self._on_assign)
@@ -146,15 +166,15 @@ class KafkaCommandHandler:
                 commands.append((decode_command(self._codec, msg), msg.value() or b""))
             except POISON as exc:
                 self._dead.park(msg, "handler", exc)
-        for _ in range(ATTEMPTS):
-            if not commands:
-                break
-            commands = self._attempt(commands)
-        for command, _ in commands:
-            log.error("command %s lost to other writers %d times; its batch is read again", command.command_id, ATTEMPTS)
+        done, lost = self.handler.handle_batch(commands)
+        for handled in done:
+            if handled.fate != "raced":  # another writer's append of it stood meanwhile: its outcome is said on redelivery
+                self._publish_outcome(handled)
+        for command, _ in lost:
+            log.error("command %s lost to other writers %d times; its batch is read again", command.command_id, CommandHandler.ATTEMPTS)
         if messages:
             self._publisher.flush()
-            if not commands:
+            if not lost:
                 if not commit_offsets(self._consumer, messages):
                     self._stale = True  # deposed meanwhile: read the topic again before deciding anything
             else:  # not committed, and read again from the batch's start: its handled ids keep them from taking effect twice
@@ -170,56 +190,15 @@ class KafkaCommandHandler:
         for (topic, partition), offset in first.items():
             self._consumer.seek(TopicPartition(topic, partition, offset))
 
-    def _attempt(self, commands: list[tuple[Command, bytes]]) -> list[tuple[Command, bytes]]:
-        """Decide on the state the log has, append the batch, report what stood; returns what lost."""
-        working: dict[str, Plan | None] = {}
-        versions: dict[str, int] = {}  # each plan's version as this batch's earlier appends leave it
-        requests: list[AppendRequest] = []
-        decided: list[tuple[Command, bytes, Decision]] = []
-        seen: set[str] = set()
-        self._state.look_up_commands(command.command_id for command, _ in commands)
-        for command, body in commands:
-            done = self.log.handled(command.command_id)
-            if done is not None and not same_command(self._codec, done, body):  # another command under a used id
-                self._publish_outcome(command, "rejected", reused_id_reason(done), self._state.plan(command.plan_uuid), [])
-                continue
-            if done is not None:  # appended before (a redelivery, or a crash before its outcome): say it again
-                self._publish_outcome(command, done.outcome, done.reason, self._state.plan(command.plan_uuid), [])
-                continue
-            if command.command_id in seen:
-                continue  # the same command twice in one batch
-            seen.add(command.command_id)
-            uuid = command.plan_uuid
-            plan = working[uuid] if uuid in working else self._state.plan(uuid)
-            decision = decide_command(self._codec, plan, command, self._clock(), self._abort_timeout_us)
-            expected = versions.get(uuid, self.log.version(uuid))
-            record = CommandRecord(
-                command.command_id, type(command).__name__, uuid, command.issued_by, command.origin, command.issued_at,
-                body, decision.outcome, decision.reason,
-            )
-            if not requests:
-                fault_point("stop-before-append")  # a paused handler, deposed while it holds a decided batch
-            requests.append(AppendRequest(uuid, expected, decision.new_events, record, decision.plan if decision.new_events else None))
-            decided.append((command, body, decision))
-            working[uuid], versions[uuid] = decision.plan, expected + len(decision.new_events)
-        if not requests:
-            return []
-        lost: list[tuple[Command, bytes]] = []
-        for (command, body, decision), result in zip(decided, self.log.append_all(requests), strict=True):
-            if isinstance(result, StaleVersionError):
-                lost.append((command, body))  # decided again on the state that won
-            elif isinstance(result, DuplicateCommandError):
-                continue  # another writer's append of it stood meanwhile; its outcome is said on redelivery
-            else:
-                self._publish_outcome(command, decision.outcome, decision.reason, decision.plan, [type(e).__name__ for e in decision.events])
-        return lost
-
-    def _publish_outcome(self, command: Command, outcome: str, reason: str, plan: Plan | None, event_types: list[str]) -> None:
+    def _publish_outcome(self, handled: Handled) -> None:
+        command = handled.command
+        plan = handled.plan if handled.fate == "decided" else self._state.plan(command.plan_uuid)
+        event_types = [type(e).__name__ for e in handled.events]
         last = plan.version if plan and event_types else None
         record: dict[str, Any] = {
             "command_id": command.command_id, "command_type": type(command).__name__, "plan_uuid": command.plan_uuid,
             "issued_by": command.issued_by, "origin": command.origin, "issued_at": command.issued_at,
-            "handled_at": self._clock(), "outcome": outcome, "reason": reason,
+            "handled_at": self._clock(), "outcome": handled.outcome, "reason": handled.reason,
             "first_seq": (last - len(event_types) + 1) if last is not None else None, "last_seq": last,
             "event_types": event_types,
             "plan_state": plan.state if plan else None,

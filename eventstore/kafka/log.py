@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING
@@ -27,7 +27,7 @@ from confluent_kafka import OFFSET_BEGINNING
 from ..codec import AvroCodec, WriterSchema
 from ..domain.plan import Plan
 from ..exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
-from ..log import CommandRecord, NewEvent, Outcome, StoredEvent
+from ..log import AppendRequest, AppendResult, CommandRecord, NewEvent, Outcome, StoredEvent
 from ..position import Position
 from .appends import Append, Fence, PreparedAppend, new_writer_id, prepare_append, standing
 from .config import KafkaSettings
@@ -39,16 +39,6 @@ from .state_store import PlanStateStore
 #: writer knows it already (its own append: the decision's plan, not decoded again); a handler
 #: folds its plans with it into the same store, in the same transaction.
 AppendListener = Callable[[Append, Plan | None], None]
-
-
-@dataclass(frozen=True)
-class AppendRequest:
-    plan_uuid: str
-    expected_version: int
-    events: Sequence[NewEvent]
-    command: CommandRecord
-    #: The plan as these events leave it, if the writer has it (its decision's): read-back keeps it.
-    plan: Plan | None = None
 
 
 def command_record(codec: AvroCodec, append: Append) -> CommandRecord:
@@ -161,7 +151,7 @@ class KafkaEventLog:
             raise result
         return result
 
-    def append_all(self, requests: Sequence[AppendRequest], timeout_s: float = 60.0) -> list[CommandRecord | StaleVersionError | DuplicateCommandError]:
+    def append_all(self, requests: Sequence[AppendRequest], timeout_s: float = 60.0) -> list[AppendResult]:
         """Append each request in order with one flush and one read-back; each result says whether it stood."""
         self.refresh()
         try:
@@ -169,13 +159,15 @@ class KafkaEventLog:
         finally:
             self._pending, self._results, self._mine = {}, {}, {}
 
-    def _append_all(self, requests: Sequence[AppendRequest], timeout_s: float) -> list[CommandRecord | StaleVersionError | DuplicateCommandError]:
+    def _append_all(self, requests: Sequence[AppendRequest], timeout_s: float) -> list[AppendResult]:
         heads: dict[str, str] = {}
         ids: list[str | DuplicateCommandError] = []
+        batch: set[str] = set()
         for r in requests:
-            if self.state.command(r.command.command_id) is not None:
+            if r.command.command_id in batch or self.state.command(r.command.command_id) is not None:
                 ids.append(DuplicateCommandError(r.command.command_id))
                 continue
+            batch.add(r.command.command_id)
             prepared = prepare_append(
                 self._codec, command_id=r.command.command_id, command_type=r.command.command_type, plan_uuid=r.plan_uuid,
                 expected_version=r.expected_version, writer=self.writer, appended_at=time.time_ns() // 1000,
@@ -195,7 +187,7 @@ class KafkaEventLog:
             if time.monotonic() > deadline:
                 raise KafkaUnavailableError(f"{len(self._pending) - len(self._results)} confirmed append(s) never read back from {self._settings.topics.events}")
             self.refresh(wait_s=0.05)  # our own appends, read back: the partition order says which stood
-        out: list[CommandRecord | StaleVersionError | DuplicateCommandError] = []
+        out: list[AppendResult] = []
         for r, i in zip(requests, ids, strict=True):
             if isinstance(i, DuplicateCommandError):
                 out.append(i)
@@ -243,4 +235,4 @@ class KafkaEventLog:
         """Every released schema ships with the code (avro/history): nothing to keep beside a topic."""
 
 
-__all__ = ["AppendRequest", "KafkaEventLog", "command_record"]
+__all__ = ["KafkaEventLog", "command_record"]
