@@ -49,7 +49,7 @@ KAFKA_SCALE ?= 30000
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.rebuild --events $(EVENTS)
 	$(BIN)/python -m tests.benchmarks.latency --plans 1000
-	$(BIN)/python -m tests.benchmarks.kafka --plans 3000 --scale-plans $(KAFKA_SCALE) --two-serves
+	$(BIN)/python -m tests.benchmarks.kafka --plans 3000 --scale-plans $(KAFKA_SCALE) --two-serves --processes
 
 clean:
 	rm -rf $(VENV) demo *.egg-info .pytest_cache .mypy_cache .hypothesis
