@@ -32,6 +32,7 @@ from .messages import (
     ReportActionPlanProgress,
     ReportActionProgress,
 )
+from .identity import name_uuid
 from .plan import Plan, evolve, fold
 from .states import ACTION_FINISHED, ACTION_PROGRESS, PLAN_PROGRESS, PLAN_TERMINAL
 from .states import DEFAULT_ABORT_TIMEOUT_US as DEFAULT_ABORT_TIMEOUT_US  # where the rules' callers look for it
@@ -49,7 +50,7 @@ class CommandRejected(WatcherEsError):
 
 def event_id(command_id: str, index: int) -> str:
     """Stable across re-handling the same command, so a retry cannot mint new identities."""
-    return str(uuid.uuid5(_EVENT_IDS, f"{command_id}/{index}"))
+    return name_uuid(_EVENT_IDS, f"{command_id}/{index}")
 
 
 class _Emitter:
