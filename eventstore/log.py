@@ -63,6 +63,13 @@ class CommandRecord:
     first_position: int | None = None
     last_position: int | None = None
 
+    def placed(self, first: int | None, last: int | None) -> CommandRecord:
+        """The record with the positions its events got (a handler writes one per command: no ``dataclasses.replace``)."""
+        return CommandRecord(
+            self.command_id, self.command_type, self.plan_uuid, self.issued_by, self.origin, self.issued_at, self.body,
+            self.outcome, self.reason, first, last,
+        )
+
 
 @dataclass(frozen=True)
 class AppendRequest:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -159,7 +158,7 @@ class SqliteEventLog:
                     fault_point("kill-between-events")  # a crash here must leave none of them: one transaction
                     conn.executemany(insert, rows[1:])
                     last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-                recorded = replace(command, first_position=first, last_position=last)
+                recorded = command.placed(first, last)
                 _insert_chained(conn, "commands", recorded)
         except sqlite3.IntegrityError as exc:
             # Another writer got there first: same command id, or the same plan version.

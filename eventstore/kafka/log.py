@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING
@@ -120,7 +119,7 @@ class KafkaEventLog:
         first = append.position if append.events else None
         if mine is not None:  # our own append: its record and plan are known, nothing to decode
             self._results[append.append_id] = True
-            record = replace(mine[1].command, first_position=first, last_position=first)
+            record = mine[1].command.placed(first, first)
         else:
             record = command_record(self._codec, append)
         self.state.put_command(record)
