@@ -23,7 +23,8 @@ notification topics and timestamps each record as it arrives.
 3. **scale** (``--scale-plans``, 0 skips it): the log is topped up to that many plans by
    producing commands for ``serve`` to handle (how long that takes is reported), then serve is
    stopped (SIGTERM) and started again: restart -> a new cancel's outcome, restart -> its
-   ``action_plan.cancel.start``, serve's RSS after that, and the CLI's ``status``, ``plans``
+   ``action_plan.cancel.start``, serve's memory after that (RSS, and PSS: with
+   ``--processes`` the parts share pages that each RSS counts again), and the CLI's ``status``, ``plans``
    and ``audit`` at that scale.
 4. **two serves** (``--two-serves``, on a fresh broker): the throughput run with two ``serve``
    processes in the same groups (the second started after the first handled a warm-up
@@ -149,15 +150,18 @@ class ProcStats:
         return total
 
     def memory_mb(self) -> dict[str, float]:
+        """VmRSS and VmHWM summed over the processes, and Pss: forked parts share their parent's
+        pages, which every RSS counts again; the proportional set size counts them once."""
         out: dict[str, float] = {}
         for pid in self.pids():
-            try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    key, _, value = line.partition(":")
-                    if key in ("VmRSS", "VmHWM"):
-                        out[key] = round(out.get(key, 0.0) + int(value.split()[0]) / 1024, 1)
-            except OSError:
-                pass
+            for name, keys in (("status", ("VmRSS", "VmHWM")), ("smaps_rollup", ("Pss",))):
+                try:
+                    for line in Path(f"/proc/{pid}/{name}").read_text().splitlines():
+                        key, _, value = line.partition(":")
+                        if key in keys:
+                            out[key] = round(out.get(key, 0.0) + int(value.split()[0]) / 1024, 1)
+                except OSError:
+                    pass
         return out
 
 
