@@ -207,7 +207,12 @@ def _serve_part(settings: Settings, kafka: KafkaSettings, name: PartName, deadli
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: SIGTERM before ``run`` takes it over ends the part
     _die_with_parent()
     try:
-        KafkaService(settings, kafka, [name], deadline_interval_s=deadline_interval_s).run(until=lambda: os.getppid() != parent)
+        service = KafkaService(settings, kafka, [name], deadline_interval_s=deadline_interval_s)
+    except (WatcherEsError, KafkaException, sqlite3.Error) as exc:  # a missing topic, a refused setting: say which
+        log.error("%s cannot start: %s", name, exc)
+        sys.exit(1)
+    try:
+        service.run(until=lambda: os.getppid() != parent)
     except KeyboardInterrupt:
         pass  # Ctrl-C reached the whole process group: the parent says "stopped"
     except BaseException:  # logged by the part as it stopped; the parent reports it

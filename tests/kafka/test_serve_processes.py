@@ -79,3 +79,11 @@ def test_a_killed_serve_leaves_no_part_running(kafka: KafkaSettings, tmp_path: P
     while any(alive(p) for p in parts):
         assert time.monotonic() < deadline, "parts outlived their serve"
         time.sleep(0.1)
+
+
+def test_a_part_that_cannot_start_says_why(kafka: KafkaSettings, tmp_path: Path) -> None:
+    env = {**cli_env(kafka, tmp_path / "serve.db"), "WATCHER_ES_TOPIC_PREFIX": "never-created"}
+    done = run_cli(env, "serve", "--processes", timeout=120)
+    assert done.returncode == 1
+    assert "handler cannot start: topic never-created.events does not exist: run `watcher-es init`" in done.stderr
+    assert "stopped; the other parts were stopped with it" in done.stderr and "Traceback" not in done.stderr
