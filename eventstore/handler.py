@@ -164,7 +164,6 @@ class Handled:
 
     fate: Fate
     command: Command
-    body: bytes
     outcome: Outcome
     reason: str
     #: The plan as the decision left it (``decided`` only).
@@ -240,18 +239,18 @@ class CommandHandler:
                 self.plans.stale(command.plan_uuid)
                 lost.append((command, body))
             elif isinstance(result, DuplicateCommandError):
-                done.append(Handled("raced", command, body, "pending", "", None))
+                done.append(Handled("raced", command, "pending", "", None))
             else:
                 if decision.plan is not None and decision.events:
                     self.plans.settled(decision.plan)
-                done.append(Handled("decided", command, body, decision.outcome, decision.reason, decision.plan, decision.events, result))
+                done.append(Handled("decided", command, decision.outcome, decision.reason, decision.plan, decision.events, result))
         return lost
 
     def _seen_before(self, command: Command, body: bytes, earlier: CommandRecord) -> Handled:
         """A resend keeps its first outcome; another command under a used id is refused."""
         if same_command(self._codec, earlier, body):
-            return Handled("earlier", command, body, earlier.outcome, earlier.reason, None, record=earlier)
-        return Handled("reused", command, body, "rejected", reused_id_reason(earlier), None)
+            return Handled("earlier", command, earlier.outcome, earlier.reason, None, record=earlier)
+        return Handled("reused", command, "rejected", reused_id_reason(earlier), None)
 
     # ---------------------------------------------------------------- one command, answered at once
 

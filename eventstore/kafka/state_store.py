@@ -265,10 +265,9 @@ class PlanStateStore:
         pending = self._commands.get(command_id)
         if pending is not None:
             return pending
-        if command_id in self._looked_up:
-            return self._looked_up[command_id]
-        row = self._conn.execute(f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM commands WHERE command_id = ?", (command_id,)).fetchone()
-        return None if row is None else _command_record(row)
+        if command_id not in self._looked_up:
+            self.look_up_commands([command_id])
+        return self._looked_up[command_id]
 
     def look_up_commands(self, command_ids: Iterable[str]) -> None:
         """Read a batch's command records in one query (per 500): ``command`` then answers from memory."""
