@@ -116,7 +116,7 @@ def publish_notification(publisher: Publisher, settings: KafkaSettings, note: No
     topic = settings.topics.notification_topic(note.priority)
     headers = record_headers(
         type_=note.event_type, id_=note.message_id, subject=note.plan_uuid,
-        time_us=0, time_text=iso_of_oslo_timestamp(note.envelope["timestamp"]),
+        time_text=iso_of_oslo_timestamp(note.envelope["timestamp"]),
         content_type="application/json", sequence=note.plan_seq,
         extra=(("watcher_es_event_id", note.event_id), ("watcher_es_payload_set", note.payload_set)),
     )

@@ -42,14 +42,17 @@ def iso_of_oslo_timestamp(timestamp: str) -> str:
 
 
 def record_headers(
-    *, type_: str, id_: str, subject: str, time_us: int, content_type: str,
+    *, type_: str, id_: str, subject: str, content_type: str, time_us: int | None = None, time_text: str | None = None,
     fingerprint: str | None = None, sequence: int | None = None, extra: Sequence[tuple[str, str]] = (),
-    time_text: str | None = None,
 ) -> Headers:
-    """``time_text``: ``ce_time`` already formatted (a notification has its time as text only)."""
+    """``ce_time`` from ``time_us``, or ``time_text`` already formatted (a notification has its time as text only)."""
+    if time_text is None:
+        if time_us is None:
+            raise ValueError("record_headers needs time_us or time_text")
+        time_text = iso_micros(time_us)
     headers: list[tuple[str, str]] = [
         ("ce_specversion", SPEC_VERSION), ("ce_id", id_), ("ce_source", SOURCE), ("ce_type", type_),
-        ("ce_subject", subject), ("ce_time", time_text or iso_micros(time_us)), ("content-type", content_type),
+        ("ce_subject", subject), ("ce_time", time_text), ("content-type", content_type),
     ]
     if fingerprint is not None:
         headers.append(("ce_dataschema", dataschema(fingerprint)))
