@@ -25,6 +25,7 @@ from eventstore.kafka.records import iso_of_oslo_timestamp, oslo_envelope, recor
 from eventstore.kafka.state_store import PlanStateStore
 from eventstore.log import StoredEvent
 
+from .kafka_history import AUDIT_HEADER, audit_summary
 from .kafka_parts import EventsPart, source_of
 from .translator import Notification, RecordedPayloads, Translator
 
@@ -118,7 +119,10 @@ def publish_notification(publisher: Publisher, settings: KafkaSettings, note: No
         type_=note.event_type, id_=note.message_id, subject=note.plan_uuid,
         time_text=iso_of_oslo_timestamp(note.envelope["timestamp"]),
         content_type="application/json", sequence=note.plan_seq,
-        extra=(("watcher_es_event_id", note.event_id), ("watcher_es_payload_set", note.payload_set)),
+        extra=(
+            ("watcher_es_event_id", note.event_id), ("watcher_es_payload_set", note.payload_set),
+            (AUDIT_HEADER, audit_summary(note.envelope)),
+        ),
     )
     publisher.produce(topic, note.plan_uuid, oslo_envelope(note.envelope), headers)
 
