@@ -96,8 +96,13 @@ def attr(name: str) -> Source:
     return lambda src: getattr(src, name, _MISSING)
 
 
+#: A JSON attribute parsed once per text: a plan's parameters recur in every notification of it.
+#: The values are shared between payloads, which are only ever serialized, never changed.
+_parsed: Callable[[str], Any] = lru_cache(maxsize=4096)(json.loads)
+
+
 def json_attr(name: str) -> Source:
-    return lambda src: json.loads(getattr(src, name))
+    return lambda src: _parsed(getattr(src, name))
 
 
 def time_attr(name: str) -> Source:
@@ -122,7 +127,7 @@ def one_indicator(name: str) -> Source:
     """Before 1.1 a plan had one global efficacy indicator, a dict: the first of a list, or ``{}``."""
 
     def get(src: Any) -> Any:
-        value = json.loads(getattr(src, name))
+        value = _parsed(getattr(src, name))
         if isinstance(value, list):
             return value[0] if value else {}
         return value
@@ -134,7 +139,7 @@ def indicator_list(name: str) -> Source:
     """From 1.1 on, global efficacy is a list of indicators; a single registered dict becomes one."""
 
     def get(src: Any) -> Any:
-        value = json.loads(getattr(src, name))
+        value = _parsed(getattr(src, name))
         if isinstance(value, dict):
             return [value] if value else []
         return value
