@@ -6,9 +6,8 @@ cancel's first notification is readable as soon as the command returns.
 
 from __future__ import annotations
 
-import logging
-
 from .dead_letters import ParkingLot
+from .deadlines import overdue_commands
 from .outbox import NotificationOutbox
 from .read_model import ReadModel
 from .tracking import catch_up
@@ -16,14 +15,10 @@ from .translator import translator_for
 
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
-from eventstore.domain.deadline import deadline_commands
 from eventstore.domain.messages import Command
-from eventstore.exceptions import WatcherEsError
-from eventstore.handler import Clock, CommandHandler, HandlingResult, load_plan
+from eventstore.handler import Clock, CommandHandler, HandlingResult
 from eventstore.sqlite_log import SqliteEventLog
 
-
-log = logging.getLogger(__name__)
 
 class EmbeddedService:
     def __init__(self, settings: Settings, clock: Clock = system_clock, codec: AvroCodec | None = None) -> None:
@@ -71,12 +66,6 @@ class EmbeddedService:
     def enforce_deadlines(self, origin: str = "watcher-es") -> list[HandlingResult]:
         """Fail every abort past its deadline; safe to run anywhere, any number of times."""
         self.catch_up()
-        now = self.clock()
         # From the log, not the handler's cache: another process may have cancelled a plan cached before.
-        candidates = []
-        for uuid in self.model.overdue_cancellations(now):
-            try:
-                candidates.append(load_plan(self.codec, self.log.read_plan(uuid)))
-            except WatcherEsError as exc:  # its history is broken (and parked); the other plans still get their pass
-                log.warning("the deadline pass skips plan %s: %s", uuid, exc)
-        return [self.submit(command) for command in deadline_commands((p for p in candidates if p), now, origin)]
+        commands = overdue_commands(self.model, self.log.read_plan, self.codec, self.clock(), origin)
+        return [self.submit(command) for command in commands]

@@ -36,7 +36,7 @@ from typing import Literal, Protocol
 
 from confluent_kafka import KafkaException
 
-from .kafka_deadlines import overdue_commands
+from .deadlines import overdue_commands
 from .kafka_parts import KafkaReadModelPart
 from .kafka_translator import KafkaTranslatorPart
 from .read_model import ReadModel
@@ -161,7 +161,7 @@ class KafkaService:
             return  # a model catching up at start shows plans CANCELLING that have long settled
         self._model_ready = True
         self._next_deadline_pass = time.monotonic() + self._deadline_interval_s
-        for command in overdue_commands(part.model, part.trail, self._codec, self._clock(), "watcher-es serve"):
+        for command in overdue_commands(part.model, part.trail.read_plan, self._codec, self._clock(), "watcher-es serve"):
             self._deadlines.send(command)  # sent again each pass until handled: its id is derived, so it takes effect once
 
     def close(self) -> None:

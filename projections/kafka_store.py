@@ -19,6 +19,7 @@ from eventstore.config import Settings, system_clock
 from eventstore.domain.messages import Command, Fault
 from eventstore.domain.validation import validate_command
 from eventstore.exceptions import CommandValidationError
+from eventstore.handler import load_plan
 from eventstore.kafka.admin import TopicResult, consumer_positions, dead_letters, init_topics
 from eventstore.kafka.client import KafkaClient, OutcomeWatcher, delivered_notifications
 from eventstore.kafka.config import KafkaSettings
@@ -26,7 +27,7 @@ from eventstore.kafka.io import Publisher, topic_pages
 
 from .audit import PlanStory, plan_story
 from .demo import DemoReport, KafkaDemo, run_demo
-from .kafka_deadlines import folded_plan, overdue_commands
+from .deadlines import overdue_commands
 from .kafka_history import AuditTrail
 from .kafka_parts import KafkaReadModelPart
 from .kafka_translator import publish_notification, recorded_on_topics, replay_topic_notifications
@@ -103,7 +104,7 @@ class KafkaStore:
             return state, None
         # The events were appended before the outcome was published: the model caught up now has them.
         _, trail = self.model()
-        plan = folded_plan(trail, self._codec, plan_uuid)
+        plan = load_plan(self._codec, trail.read_plan(plan_uuid))
         return state, plan.fault if plan else None
 
     def plan(self, uuid: str) -> tuple[Row, list[Row]]:
@@ -157,7 +158,7 @@ class KafkaStore:
 
     def enforce_deadlines(self, origin: str) -> list[Submitted]:
         model, trail = self.model()
-        commands = overdue_commands(model, trail, self._codec, system_clock(), origin)
+        commands = overdue_commands(model, trail.read_plan, self._codec, system_clock(), origin)
         for command in commands:
             self.client.send(command)
         return [Submitted(c.command_id, c.plan_uuid, "sent") for c in commands]
