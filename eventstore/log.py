@@ -1,6 +1,8 @@
-"""The event log port and the records it deals in.
+"""The ports of the write side and the records they deal in: the event log and the dead-letter sink.
 
-``sqlite_log.py`` (the embedded default) and ``kafka/log.py`` implement it.
+``sqlite_log.py`` (the embedded default) and ``kafka/log.py`` implement the log; the projections'
+``ParkingLot`` and Kafka's ``DeadLetters`` the dead-letter sink. The third port, the notification
+sink, deals in notifications and so lives beside them (``projections/translator.py``).
 """
 
 from __future__ import annotations
@@ -98,6 +100,29 @@ class RejectedAppend:
     writer: str
     expected_version: int
     reason: str
+
+
+@dataclass(frozen=True)
+class ParkedRecord:
+    """A record a consumer cannot use, as a dead-letter sink keeps it: where it was, its key (the
+    plan) and its bytes, with the headers it came with (Kafka's; none on the embedded log)."""
+
+    source: str
+    #: The log's sequence; on Kafka offset + 1, as every position.
+    position: int
+    key: str
+    value: bytes = b""
+    headers: Sequence[tuple[str, str | bytes | None]] = ()
+
+
+class DeadLetterSink(Protocol):
+    """Where a consumer parks what it cannot use, with the stage that refused it and why, and goes on.
+
+    ``ParkingLot`` (``projections/dead_letters.py``: a table in the consumer's own file) and
+    ``DeadLetters`` (``eventstore/kafka/io.py``: the dead-letter topic, Kafka Connect's headers).
+    """
+
+    def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None: ...
 
 
 def chain_hash(previous: str, body: bytes) -> str:

@@ -8,11 +8,13 @@ them and `watcher-es verify` says what is wrong with the log.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import sqlite_utils
 
 from eventstore.config import system_clock
+from eventstore.log import ParkedRecord
 
 from .tracking import LoggedEvent
 
@@ -29,20 +31,23 @@ def ensure_dead_letter_table(db: sqlite_utils.Database) -> None:
 
 
 class ParkingLot:
-    """A poison handler that records the event and the error in the consumer's own file."""
+    """The dead-letter sink of an embedded consumer (and of a CLI's own Kafka model): a table in its own file."""
 
-    def __init__(self, db: sqlite_utils.Database, consumer: str) -> None:
+    def __init__(self, db: sqlite_utils.Database) -> None:
         ensure_dead_letter_table(db)
         self._db = db
-        self._consumer = consumer
 
-    def __call__(self, event: LoggedEvent, error: Exception) -> None:
+    def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
         kind = f"{type(error).__module__}.{type(error).__qualname__}"
-        log.warning("%s parks %s: %s", self._consumer, event.where, error)
+        log.warning("%s parks %s position %s: %s", stage, record.source, record.position, error)
         self._db.conn.execute(
             f"INSERT INTO dead_letters ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (self._consumer, event.source, event.position, event.plan_uuid, kind, str(error), system_clock()),
+            (stage, record.source, record.position, record.key, kind, str(error), system_clock()),
         )
+
+    def poison_handler(self, stage: str) -> Callable[[LoggedEvent, Exception], None]:
+        """What a consumer of the log calls with an event it cannot use."""
+        return lambda event, error: self.park(ParkedRecord(event.source, event.position, event.plan_uuid, event.body), stage, error)
 
 
 def parked(db: sqlite_utils.Database) -> list[dict[str, Any]]:

@@ -34,8 +34,8 @@ class EmbeddedService:
         # The level is the store's: set when it is created, changed only by a command that says so.
         self.outbox.translator.set_level(self.outbox.notification_level(settings.notification_level))
         # A bad event is parked with its reason in each consumer's own file; they go on.
-        self.model.on_poison = ParkingLot(self.model.db, ReadModel.CONSUMER)
-        self.outbox.on_poison = ParkingLot(self.outbox.db, NotificationOutbox.CONSUMER)
+        self.model.on_poison = ParkingLot(self.model.db).poison_handler(ReadModel.CONSUMER)
+        self.outbox.on_poison = ParkingLot(self.outbox.db).poison_handler(NotificationOutbox.CONSUMER)
         self._catch_ups = 0
 
     def close(self) -> None:

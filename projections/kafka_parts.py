@@ -24,8 +24,10 @@ from eventstore.codec import AvroCodec
 from eventstore.exceptions import KafkaUnavailableError, PoisonRecordError, StaleAppendError
 from eventstore.kafka.appends import Append, Fence, append_of, events_of
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import DeadLetters, Publisher, new_consumer, next_batch, offset_of, partition_of, partitions_of, subscribe
-from eventstore.log import StoredEvent
+from eventstore.kafka.io import (
+    DeadLetters, Publisher, new_consumer, next_batch, offset_of, parked_record, partition_of, partitions_of, subscribe,
+)
+from eventstore.log import DeadLetterSink, StoredEvent
 from eventstore.sqlite_support import write_transaction
 
 from .dead_letters import ParkingLot
@@ -49,7 +51,7 @@ class EventsPart:
         self._publisher = publisher
         self._codec = codec
         self.fence = fence
-        self._dead = DeadLetters(publisher, settings.topics.dead_letters)
+        self._dead: DeadLetterSink = DeadLetters(publisher, settings.topics.dead_letters)
         #: Records parked because their headers were unusable: never tracked, so remembered here.
         self._parked: set[tuple[str, int]] = set()
         self.consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification
@@ -70,7 +72,7 @@ class EventsPart:
             try:
                 append = append_of(self._codec, msg)
             except PoisonRecordError as exc:
-                self._dead.park(msg, self.GROUP, exc)
+                self._dead.park(parked_record(msg), self.GROUP, exc)
                 self._parked.add((f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1))
                 continue
             appends.append(append)
@@ -90,7 +92,7 @@ class EventsPart:
 
     def _parker(self, by_place: dict[tuple[str, int], Message]):  # type: ignore[no-untyped-def]
         def park(event: StoredEvent, error: Exception) -> None:
-            self._dead.park(by_place[(event.source, event.position)], self.GROUP, error)
+            self._dead.park(parked_record(by_place[(event.source, event.position)]), self.GROUP, error)
         return park
 
 
@@ -121,8 +123,9 @@ class KafkaReadModelPart:
         self.trail = AuditTrail(model.db, codec)
         self._settings = settings
         self._publisher = publisher if park_to_topic else None
-        self._dead = DeadLetters(publisher, settings.topics.dead_letters) if publisher is not None and park_to_topic else None
-        self._lot = None if self._dead is not None else ParkingLot(model.db, ReadModel.CONSUMER)
+        self._dead: DeadLetterSink = (
+            DeadLetters(publisher, settings.topics.dead_letters) if publisher is not None and park_to_topic else ParkingLot(model.db)
+        )
         self._codec = codec
         self._commit = commit
         t = settings.topics
@@ -289,10 +292,7 @@ class KafkaReadModelPart:
 
             def park(event: StoredEvent, error: Exception) -> None:
                 failures.append(True)
-                if self._dead is not None:
-                    self._dead.park(by_place[(event.source, event.position)], self.GROUP, error)
-                elif self._lot is not None:
-                    self._lot(event, error)
+                self._dead.park(parked_record(by_place[(event.source, event.position)]), self.GROUP, error)
 
             self.model.apply(events, on_poison=park)
             parked = parked or bool(failures)
@@ -311,11 +311,7 @@ class KafkaReadModelPart:
         return parked
 
     def _park_message(self, msg: Message, error: Exception) -> None:
-        if self._dead is not None:
-            self._dead.park(msg, self.GROUP, error)
-        elif self._lot is not None:
-            key = (msg.key() or b"").decode("utf-8", "replace")
-            self._lot(StoredEvent(offset_of(msg) + 1, key, 0, "", "", "", 0, b"", "", f"{msg.topic()}/{partition_of(msg)}"), error)
+        self._dead.park(parked_record(msg), self.GROUP, error)
 
     def _seek(self, source: str, position: int) -> None:
         tp = _split(source)

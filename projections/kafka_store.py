@@ -30,7 +30,7 @@ from .demo import DemoReport, KafkaDemo, run_demo
 from .deadlines import overdue_commands
 from .kafka_history import AuditTrail
 from .kafka_parts import KafkaReadModelPart
-from .kafka_translator import publish_notification, recorded_on_topics, replay_topic_notifications
+from .kafka_translator import NotificationTopics, recorded_on_topics, replay_topic_notifications
 from .kafka_service import PARTS, KafkaService, run_in_processes
 from .read_model import ReadModel
 from .replay import ProgressCallback, ReplayResult, replay
@@ -148,13 +148,14 @@ class KafkaStore:
         return replay_topic_notifications(self.kafka, translator, codec, plan)
 
     def publish(self, notes: Iterator[Notification]) -> int:
-        publisher = Publisher(self.kafka)
-        count = 0
+        sink, count, batch = NotificationTopics(Publisher(self.kafka), self.kafka), 0, []
         for note in notes:
-            publish_notification(publisher, self.kafka, note)
-            count += 1
-        publisher.flush()
-        return count
+            batch.append(note)
+            if len(batch) == 1000:  # confirmed a thousand at a time, never all held at once
+                sink.send(batch)
+                count, batch = count + len(batch), []
+        sink.send(batch)
+        return count + len(batch)
 
     def enforce_deadlines(self, origin: str) -> list[Submitted]:
         model, trail = self.model()

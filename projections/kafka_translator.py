@@ -27,7 +27,7 @@ from eventstore.log import StoredEvent
 
 from .kafka_history import AUDIT_HEADER, audit_summary
 from .kafka_parts import EventsPart, source_of
-from .translator import Notification, RecordedPayloads, Translator
+from .translator import Notification, NotificationSink, RecordedPayloads, Translator
 
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class KafkaTranslatorPart(EventsPart):
         *, state_path: Path | None = None, cache_size: int = CACHE_SIZE,
     ) -> None:
         self.translator = translator
+        self.notifications: NotificationSink = NotificationTopics(publisher, settings)
         # The translator caches the plans it folds; the store only reads them back on a miss.
         self.state = PlanStateStore(state_path, cache_size=0, changelog=settings.topics.events)
         translator.load_plans_from(self.state.plan, cache_size)
@@ -89,9 +90,7 @@ class KafkaTranslatorPart(EventsPart):
         notes: list[Notification] = []
         for run, emit in _runs(stored, self._emit_from):
             notes.extend(self.translator.translate(run, emit=emit, on_poison=park))
-        for note in notes:
-            publish_notification(self._publisher, self._settings, note)
-        self._publisher.flush()  # notifications (and dead letters) confirmed before the positions move
+        self.notifications.send(notes)  # confirmed (dead letters too) before the positions move
         for append in standing:
             self.state.mark(append.plan_uuid, self.fence.version(append.plan_uuid))
         for plan in self.translator.changed_plans():
@@ -112,19 +111,27 @@ class KafkaTranslatorPart(EventsPart):
                 log.warning("cannot rewind %s to its stored position (%s): it is read again on the next assignment", source_of(tp), exc)
 
 
-def publish_notification(publisher: Publisher, settings: KafkaSettings, note: Notification) -> None:
-    """A notification as oslo.messaging's Kafka driver publishes it, plus headers to merge topics by."""
-    topic = settings.topics.notification_topic(note.priority)
-    headers = record_headers(
-        type_=note.event_type, id_=note.message_id, subject=note.plan_uuid,
-        time_text=iso_of_oslo_timestamp(note.envelope["timestamp"]),
-        content_type="application/json", sequence=note.plan_seq,
-        extra=(
-            ("watcher_es_event_id", note.event_id), ("watcher_es_payload_set", note.payload_set),
-            (AUDIT_HEADER, audit_summary(note.envelope)),
-        ),
-    )
-    publisher.produce(topic, note.plan_uuid, oslo_envelope(note.envelope), headers)
+class NotificationTopics:
+    """The notification sink on Kafka: what oslo.messaging's Kafka driver publishes, plus headers to merge topics by."""
+
+    def __init__(self, publisher: Publisher, settings: KafkaSettings) -> None:
+        self._publisher = publisher
+        self._topics = settings.topics
+
+    def send(self, notes: Sequence[Notification]) -> None:
+        """Every one produced, then confirmed (with anything else this publisher has pending)."""
+        for note in notes:
+            headers = record_headers(
+                type_=note.event_type, id_=note.message_id, subject=note.plan_uuid,
+                time_text=iso_of_oslo_timestamp(note.envelope["timestamp"]),
+                content_type="application/json", sequence=note.plan_seq,
+                extra=(
+                    ("watcher_es_event_id", note.event_id), ("watcher_es_payload_set", note.payload_set),
+                    (AUDIT_HEADER, audit_summary(note.envelope)),
+                ),
+            )
+            self._publisher.produce(self._topics.notification_topic(note.priority), note.plan_uuid, oslo_envelope(note.envelope), headers)
+        self._publisher.flush()
 
 
 def recorded_on_topics(settings: KafkaSettings, plan_uuid: str | None = None) -> RecordedPayloads:

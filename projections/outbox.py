@@ -100,7 +100,12 @@ class NotificationOutbox:
 
     def apply(self, batch: Sequence[StoredEvent]) -> None:
         """Translate and store a batch with its position; call inside a write transaction of this file."""
-        notes = self.translator.translate(batch, on_poison=self.on_poison)
+        self.send(self.translator.translate(batch, on_poison=self.on_poison))
+        for source, position in last_positions(batch).items():
+            track(self.db, self.CONSUMER, position, source)
+
+    def send(self, notes: Sequence[Notification]) -> None:
+        """The notification sink (the caller holds a write transaction): a re-sent message id is kept once."""
         self.db.conn.executemany(
             "INSERT OR IGNORE INTO notifications"
             " (message_id, event_type, priority, plan_uuid, plan_seq, position, event_id, envelope, payload_set)"
@@ -110,8 +115,6 @@ class NotificationOutbox:
                 for n in notes
             ],
         )
-        for source, position in last_positions(batch).items():
-            track(self.db, self.CONSUMER, position, source)
 
     def read(self, after_seq: int = 0, limit: int = 1000, plan_uuid: str | None = None) -> list[tuple[int, dict[str, Any]]]:
         where, args = "seq > ?", [after_seq]

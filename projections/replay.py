@@ -196,7 +196,7 @@ def _open_scratch(path: Path, codec: AvroCodec, page_size: int | None) -> ReadMo
         conn.close()
     model = ReadModel(path, codec)
     # An unusable event is parked in the rebuilt model's own dead-letter table (`dlq` lists it) and the replay goes on.
-    model.on_poison = ParkingLot(model.db, ReadModel.CONSUMER)
+    model.on_poison = ParkingLot(model.db).poison_handler(ReadModel.CONSUMER)
     # A WAL writes every page twice (the log, then the checkpoint) and a page dirtied by several
     # batches once per batch: six times the writes of a journal kept in memory, which can
     # still roll a failed batch back (durability is moot here). The live model keeps its WAL.

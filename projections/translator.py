@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings
@@ -96,6 +96,17 @@ class Notification:
 
     def to_json(self) -> str:
         return json.dumps(self.envelope, sort_keys=False, separators=(", ", ": "))
+
+
+class NotificationSink(Protocol):
+    """The third port: where the translator's notifications go (sent again, one has the same message id and bytes).
+
+    ``NotificationOutbox`` (``outbox.py``: a SQLite file watchers follow, written inside the
+    outbox's own transaction with its position) and ``NotificationTopics`` (``kafka_translator.py``:
+    the ``.info`` / ``.error`` topics, confirmed when ``send`` returns).
+    """
+
+    def send(self, notes: Sequence[Notification]) -> None: ...
 
 
 def build_notification(

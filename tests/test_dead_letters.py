@@ -9,7 +9,10 @@ from typer.testing import CliRunner
 
 from eventstore.cli import app
 from eventstore.config import Settings
+from eventstore.log import DeadLetterSink, ParkedRecord
+from projections.dead_letters import ParkingLot, parked
 from projections.embedded import EmbeddedService
+from projections.translator import NotificationSink
 
 from . import factories as f
 
@@ -75,3 +78,15 @@ def test_every_consumer_goes_past_a_poison_event_and_an_unrelated_overdue_plan_i
     assert (finding["plan_uuid"], finding["position"]) == (broken.plan_uuid, 1), "verify names the event"
     letters = [json.loads(line) for line in run("dlq", "--json").splitlines()]
     assert letters and all(letter["plan_uuid"] == broken.plan_uuid for letter in letters)
+
+
+def test_the_embedded_sinks_are_the_ports_consumers_are_written_against(tmp_path: Path) -> None:
+    """mypy checks the assignments; the rows say where a record parked by the port lands."""
+    with EmbeddedService(Settings(db=tmp_path / "w.db")) as service:
+        lot: DeadLetterSink = ParkingLot(service.model.db)
+        outbox: NotificationSink = service.outbox
+        outbox.send([])
+        lot.park(ParkedRecord("log", 7, "plan-1", b"\x00"), "read-model", ValueError("no such field"))
+        assert [(r["consumer"], r["source"], r["position"], r["plan_uuid"], r["error"], r["message"]) for r in parked(service.model.db)] == [
+            ("read-model", "log", 7, "plan-1", "builtins.ValueError", "no such field"),
+        ]

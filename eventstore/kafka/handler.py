@@ -35,10 +35,10 @@ from ..domain.plan import Plan, evolve
 from ..domain.validation import validate_command
 from ..exceptions import CommandValidationError, CorruptRecordError, PoisonRecordError, SerializationError, UnknownSchemaError
 from ..handler import CommandHandler, Handled, decode_event
-from ..log import CommandRecord
+from ..log import CommandRecord, DeadLetterSink
 from .appends import Append
 from .config import KafkaSettings
-from .io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, offset_of, partition_of, subscribe
+from .io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, offset_of, parked_record, partition_of, subscribe
 from .log import KafkaEventLog
 from .state_store import PlanStateStore
 from .records import record_headers
@@ -106,7 +106,7 @@ class KafkaCommandHandler:
         self._codec = codec
         self._clock = clock
         self._publisher = Publisher(settings)
-        self._dead = DeadLetters(self._publisher, self._topics.dead_letters)
+        self._dead: DeadLetterSink = DeadLetters(self._publisher, self._topics.dead_letters)
         self._state = PlanStateStore(state_path, cache_size, changelog=self._topics.events)
         self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state)
         self.log.listen(self._fold)
@@ -165,7 +165,7 @@ class KafkaCommandHandler:
             try:
                 commands.append((decode_command(self._codec, msg), msg.value() or b""))
             except POISON as exc:
-                self._dead.park(msg, "handler", exc)
+                self._dead.park(parked_record(msg), "handler", exc)
         done, lost = self.handler.handle_batch(commands)
         for handled in done:
             if handled.fate != "raced":  # another writer's append of it stood meanwhile: its outcome is said on redelivery

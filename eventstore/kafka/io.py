@@ -19,8 +19,8 @@ from ..codec import AvroCodec
 from ..exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, StaleAppendError
 from .config import KafkaSettings
 from .appends import Append, Fence, events_of, standing
-from .records import Headers, dead_letter_headers
-from ..log import StoredEvent
+from .records import Headers, ReceivedHeaders, dead_letter_headers
+from ..log import ParkedRecord, StoredEvent
 
 log = logging.getLogger(__name__)
 
@@ -207,26 +207,32 @@ def _skip(msg: Message, error: Exception) -> None:
 
 
 class DeadLetters:
-    """Parks records a consumer cannot use, with where they came from and why, and moves on."""
+    """The dead-letter sink on Kafka: the record's key and bytes, Kafka Connect's error headers, then its own."""
 
     def __init__(self, publisher: Publisher, topic: str) -> None:
         self._publisher = publisher
         self.topic = topic
 
-    def park(self, msg: Message, stage: str, error: BaseException) -> None:
-        log.warning("dead-lettering %s/%s offset %s (%s): %s", msg.topic(), msg.partition(), msg.offset(), stage, error)
+    def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
+        topic, _, partition = record.source.rpartition("/")
+        offset = record.position - 1
+        log.warning("dead-lettering %s offset %s (%s): %s", record.source, offset, stage, error)
         headers = dead_letter_headers(
-            topic=msg.topic() or "", partition=partition_of(msg), offset=offset_of(msg), stage=stage,
-            error=error, original=msg.headers(),
+            topic=topic, partition=int(partition), offset=offset, stage=stage, error=error, original=record.headers,
         )
-        self._publisher.produce(self.topic, (msg.key() or b"").decode("utf-8", "replace"), msg.value() or b"", headers)
+        self._publisher.produce(self.topic, record.key, record.value, headers)
 
-    def park_record(self, source: str, offset: int, key: str, value: bytes, stage: str, error: BaseException) -> None:
-        """Park a record known by its place (``topic/partition``, offset) rather than as a consumed message."""
-        topic, _, partition = source.rpartition("/")
-        log.warning("dead-lettering %s offset %s (%s): %s", source, offset, stage, error)
-        headers = dead_letter_headers(topic=topic, partition=int(partition), offset=offset, stage=stage, error=error, original=None)
-        self._publisher.produce(self.topic, key, value, headers)
+
+def parked_record(msg: Message) -> ParkedRecord:
+    """A consumed record as the dead-letter sinks keep it."""
+    return ParkedRecord(
+        f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1, (msg.key() or b"").decode("utf-8", "replace"),
+        msg.value() or b"", _header_pairs(msg.headers()),
+    )
+
+
+def _header_pairs(headers: ReceivedHeaders) -> list[tuple[str, str | bytes | None]]:
+    return list(headers.items()) if isinstance(headers, dict) else list(headers or ())
 
 
 #: A commit refused because this member lost its partitions (paused past its session, deposed).

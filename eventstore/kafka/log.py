@@ -26,7 +26,7 @@ from confluent_kafka import OFFSET_BEGINNING
 from ..codec import AvroCodec, WriterSchema
 from ..domain.plan import Plan
 from ..exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
-from ..log import AppendRequest, AppendResult, CommandRecord, NewEvent, Outcome, StoredEvent
+from ..log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, Outcome, ParkedRecord, StoredEvent
 from ..position import Position
 from .appends import Append, Fence, PreparedAppend, new_writer_id, prepare_append, standing
 from .config import KafkaSettings
@@ -64,7 +64,7 @@ class KafkaEventLog:
         self._codec = codec
         self.writer = writer or new_writer_id()
         self._publisher = publisher or Publisher(settings)
-        self._dead = DeadLetters(self._publisher, settings.topics.dead_letters)
+        self._dead: DeadLetterSink = DeadLetters(self._publisher, settings.topics.dead_letters)
         self.state = state if state is not None else PlanStateStore(None)
         self._follower: TopicFollower | None = self._follow()
         self._fence = Fence(known=self.state.versions)
@@ -133,7 +133,7 @@ class KafkaEventLog:
         mine = self._pending.get(append.append_id)
         if mine is not None:  # ours lost: say so where operators look, once, from the writer that lost
             self._results[append.append_id] = False
-            self._dead.park_record(append.source, append.offset, append.plan_uuid, mine[0].value, "fence", error)
+            self._dead.park(ParkedRecord(append.source, append.position, append.plan_uuid, mine[0].value), "fence", error)
 
     def version(self, plan_uuid: str) -> int:
         return self._fence.version(plan_uuid)
