@@ -255,7 +255,7 @@ class CommandHandler:
     # ---------------------------------------------------------------- one command, answered at once
 
     def handle(self, command: Command) -> HandlingResult:
-        """One command, handled before this returns (the embedded service's path)."""
+        """One command, handled before this returns (the embedded backend's path)."""
         validate_command(command)
         try:
             body = self._codec.encode(type(command).__name__, to_record(command))

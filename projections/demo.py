@@ -16,7 +16,7 @@ from eventstore.exceptions import WatcherEsError
 from eventstore.kafka.client import KafkaClient
 from eventstore.plan_file import parse_plan_document
 from eventstore.times import format_time
-from .embedded import EmbeddedService
+from .embedded import EmbeddedBackend
 
 OPERATOR = "admin (project: admin)"
 
@@ -81,7 +81,7 @@ class DemoFailed(WatcherEsError):
 
 
 class DemoBackend(Protocol):
-    """Where the demo runs: the embedded service, or a cluster through `serve`."""
+    """Where the demo runs: the embedded backend, or a cluster through `serve`."""
 
     def clock(self) -> int: ...
 
@@ -95,7 +95,7 @@ class DemoBackend(Protocol):
 
 
 class EmbeddedDemo:
-    def __init__(self, service: EmbeddedService) -> None:
+    def __init__(self, service: EmbeddedBackend) -> None:
         self.service = service
         self._start_seq = service.outbox.last_seq()
 
@@ -152,9 +152,9 @@ class KafkaDemo:
             self._outcomes.close()
 
 
-def run_demo(target: EmbeddedService | DemoBackend) -> DemoReport:
+def run_demo(target: EmbeddedBackend | DemoBackend) -> DemoReport:
     """Register two plans, run them part-way, cancel both, settle the aborts; report everything."""
-    backend: DemoBackend = EmbeddedDemo(target) if isinstance(target, EmbeddedService) else target
+    backend: DemoBackend = EmbeddedDemo(target) if isinstance(target, EmbeddedBackend) else target
     origin = f"watcher-es demo@{socket.gethostname()}"
     applier = "watcher-applier"
 

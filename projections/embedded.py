@@ -1,10 +1,13 @@
-"""The embedded service: handler, read model and translator on one SQLite store.
+"""The embedded backend: handler, read model and translator on one SQLite store.
 
 After each command the consumers catch up in the same process, notifications first, so a
-cancel's first notification is readable as soon as the command returns.
+cancel's first notification is readable as soon as the command returns. `serve` runs the one
+``Service`` with a single part, ``CatchingUp``, for what other processes appended.
 """
 
 from __future__ import annotations
+
+import time
 
 from .dead_letters import ParkingLot
 from .deadlines import overdue_commands
@@ -20,7 +23,7 @@ from eventstore.handler import Clock, CommandHandler, HandlingResult
 from eventstore.sqlite_log import SqliteEventLog
 
 
-class EmbeddedService:
+class EmbeddedBackend:
     def __init__(self, settings: Settings, clock: Clock = system_clock, codec: AvroCodec | None = None) -> None:
         self.settings = settings
         self.clock = clock
@@ -42,7 +45,7 @@ class EmbeddedService:
         for part in (self.log, self.model, self.outbox):
             part.close()
 
-    def __enter__(self) -> EmbeddedService:
+    def __enter__(self) -> EmbeddedBackend:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -56,12 +59,14 @@ class EmbeddedService:
     #: How many catch-ups between two checkpoints of the notification store.
     CHECKPOINT_EVERY = 64
 
-    def catch_up(self) -> None:
-        catch_up(self.log, self.outbox)  # notifications first: they are what watchers wait for
-        catch_up(self.log, self.model)
+    def catch_up(self) -> int:
+        """Both projections brought to the end of the log; returns how many events were new to them."""
+        done = catch_up(self.log, self.outbox)  # notifications first: they are what watchers wait for
+        done += catch_up(self.log, self.model)
         self._catch_ups += 1
         if self._catch_ups % self.CHECKPOINT_EVERY == 0:
             self.outbox.checkpoint()
+        return done
 
     def enforce_deadlines(self, origin: str = "watcher-es") -> list[HandlingResult]:
         """Fail every abort past its deadline; safe to run anywhere, any number of times."""
@@ -69,3 +74,21 @@ class EmbeddedService:
         # From the log, not the handler's cache: another process may have cancelled a plan cached before.
         commands = overdue_commands(self.model, self.log.read_plan, self.codec, self.clock(), origin)
         return [self.submit(command) for command in commands]
+
+
+class CatchingUp:
+    """The embedded `serve`'s one part: the projections caught up with what other processes
+    appended. The log cannot wake it, so an idle poll waits ``idle_s`` (``serve --interval``)."""
+
+    def __init__(self, backend: EmbeddedBackend, idle_s: float) -> None:
+        self._backend = backend
+        self._idle_s = idle_s
+
+    def poll(self, timeout: float = 0.2) -> int:
+        done = self._backend.catch_up()
+        if not done and timeout:
+            time.sleep(self._idle_s)
+        return done
+
+    def close(self) -> None:
+        """The backend is its store's to close."""

@@ -1,14 +1,9 @@
-"""`watcher-es serve` on Kafka: the handler, the read model and the translator, a thread each.
-
-Each part blocks in a long poll of its own consumer (the client releases the GIL while it
-waits), so a record wakes its part at once whatever the others are doing: a cancel's command
-is decided, and its events translated, within milliseconds of arriving, and an idle `serve`
-costs the broker one fetch per part and ``fetch.wait.max.ms``.
+"""`watcher-es serve` on Kafka: the handler, the read model and the translator as parts of the one ``Service``.
 
 The handler and the translator are members of their consumer groups and share the partitions
 with the other `serve`s; the read model (``projections``) is a replicated view of every
 partition, so each `serve` answers for every plan. Each part can run alone (``--only``). Beside
-the read model the loop runs the abort-deadline pass from the model's pending deadlines,
+the read model the service runs the abort-deadline pass from the model's pending deadlines,
 publishing one deterministic EnforceAbortDeadline command per overdue cancellation: it runs
 wherever ``projections`` does (``--only handler`` alone has no model and runs no pass); any
 number of `serve`s may run it, a derived command id takes effect once.
@@ -30,9 +25,8 @@ import signal
 import sqlite3
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
-from typing import Literal, Protocol
+from typing import Literal
 
 from confluent_kafka import KafkaException
 
@@ -40,6 +34,7 @@ from .deadlines import overdue_commands
 from .kafka_parts import KafkaReadModelPart
 from .kafka_translator import KafkaTranslatorPart
 from .read_model import ReadModel
+from .service import Part, Service
 from .translator import translator_for
 
 from eventstore.codec import AvroCodec
@@ -52,9 +47,6 @@ from eventstore.kafka.io import Publisher
 
 log = logging.getLogger(__name__)
 
-#: How long a part waits for its next record before looking whether it should stop.
-POLL_S = 0.5
-
 #: How much lower the read model's process runs under ``--processes`` (``nice``; 0 to 19).
 PROJECTIONS_NICENESS = 5
 
@@ -62,120 +54,45 @@ PartName = Literal["handler", "projections", "translator"]
 PARTS: tuple[PartName, ...] = ("handler", "projections", "translator")
 
 
-class Part(Protocol):
-    def poll(self, timeout: float = 0.2) -> int: ...
+def kafka_service(
+    settings: Settings, kafka: KafkaSettings, only: Iterable[PartName] = PARTS,
+    clock: Callable[[], int] | None = None, deadline_interval_s: float = 5.0,
+) -> Service:
+    """The service with these parts, each on its own clients (one producer per part: a part's flush
+    confirms its own records, never waits on another's)."""
+    clock = clock or system_clock
+    codec = AvroCodec()
+    parts: dict[str, Part] = {}
+    publishers: list[Publisher] = []
+    model_part: KafkaReadModelPart | None = None
+    for name in only:
+        if name == "handler":
+            parts[name] = KafkaCommandHandler(kafka, codec, clock, settings.abort_timeout_us, state_path=settings.paths.handler_state)
+            continue
+        publishers.append(Publisher(kafka))
+        if name == "projections":
+            model_part = KafkaReadModelPart(kafka, publishers[-1], ReadModel(settings.paths.model, codec), codec)
+            parts[name] = model_part
+        else:
+            translator = translator_for(settings, codec, None)
+            parts[name] = KafkaTranslatorPart(kafka, publishers[-1], translator, codec, state_path=settings.paths.translator_state)
+    closers: list[Callable[[], object]] = [p.flush for p in publishers]
+    if model_part is None:
+        return Service(parts, closers=closers)
+    model, deadlines, caught_up = model_part, KafkaClient(kafka, codec), [False]
 
-    def close(self) -> None: ...
+    def deadline_pass() -> bool:
+        """The pending deadlines from the model (an indexed query), once the model has first caught
+        up: a model catching up at start shows plans CANCELLING that have long settled."""
+        caught_up[0] = caught_up[0] or model.at_end
+        if not caught_up[0]:
+            return False
+        for command in overdue_commands(model.model, model.trail.read_plan, codec, clock(), "watcher-es serve"):
+            deadlines.send(command)  # sent again each pass until handled: its id is derived, so it takes effect once
+        return True
 
-
-class KafkaService:
-    def __init__(
-        self, settings: Settings, kafka: KafkaSettings, only: Iterable[PartName] = PARTS,
-        clock: Callable[[], int] | None = None, deadline_interval_s: float = 5.0,
-    ) -> None:
-        self._clock = clock or system_clock
-        self._codec = AvroCodec()
-        #: One producer per part: a part's flush confirms its own records, never waits on another's.
-        self._publishers: list[Publisher] = []
-        self._deadline_interval_s = deadline_interval_s
-        self.parts: dict[str, Part] = {}
-        self.handler: KafkaCommandHandler | None = None
-        self.model: ReadModel | None = None
-        self.model_part: KafkaReadModelPart | None = None
-        for name in only:
-            if name == "handler":
-                self.handler = KafkaCommandHandler(
-                    kafka, self._codec, self._clock, settings.abort_timeout_us, state_path=settings.paths.handler_state,
-                )
-                self.parts[name] = self.handler
-            elif name == "projections":
-                self.model = ReadModel(settings.paths.model, self._codec)
-                self.model_part = KafkaReadModelPart(kafka, self._publisher(kafka), self.model, self._codec)
-                self.parts[name] = self.model_part
-            else:
-                translator = translator_for(settings, self._codec, None)
-                self.parts[name] = KafkaTranslatorPart(
-                    kafka, self._publisher(kafka), translator, self._codec, state_path=settings.paths.translator_state,
-                )
-        self._deadlines = KafkaClient(kafka, self._codec) if self.model_part is not None else None
-        self._stopping = False
-        self._stopped = threading.Event()
-        self._crashed: BaseException | None = None
-        self._next_deadline_pass = 0.0
-        self._model_ready = False
-
-    def _publisher(self, kafka: KafkaSettings) -> Publisher:
-        self._publishers.append(Publisher(kafka))
-        return self._publishers[-1]
-
-    def stop(self, *_: object) -> None:
-        self._stopping = True
-        self._stopped.set()
-
-    def run(self, until: Callable[[], bool] | None = None) -> None:
-        """Until stopped (SIGTERM, Ctrl-C) or ``until()`` says so; then every part closes."""
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self.stop)
-        threads = [
-            threading.Thread(target=self._run_part, args=(name, part), name=f"serve-{name}", daemon=True)
-            for name, part in self.parts.items()
-        ]
-        for thread in threads:
-            thread.start()
-        try:
-            while not self._stopping and not (until and until()):
-                self._stopped.wait(0.05)
-        finally:
-            self.stop()
-            for thread in threads:
-                thread.join()
-            self.close()
-        if self._crashed is not None:
-            raise self._crashed  # a part died of something unforeseen: serve exits, so a supervisor restarts it whole
-
-    def _run_part(self, name: str, part: Part) -> None:
-        try:
-            while not self._stopping:
-                self._isolated(name, lambda: part.poll(POLL_S))
-                if part is self.model_part:
-                    self._isolated("deadline pass", self._deadline_pass)
-        except BaseException as exc:  # never a silently dead part in a live serve
-            log.critical("%s stopped on an unexpected error; serve stops", name, exc_info=True)
-            self._crashed = exc
-            self.stop()
-
-    def _isolated(self, name: str, work: Callable[[], object]) -> None:
-        """One part failing never takes the others down: it is logged and tried again (every effect is idempotent)."""
-        try:
-            work()
-        except (WatcherEsError, KafkaException, sqlite3.Error) as exc:
-            log.error("%s failed, retrying: %s", name, exc)
-            time.sleep(0.5)
-
-    def _deadline_pass(self) -> None:
-        """The pending deadlines from the model (an indexed query), not a walk over every plan."""
-        part = self.model_part
-        if part is None or self._deadlines is None or time.monotonic() < self._next_deadline_pass:
-            return
-        if not (self._model_ready or part.at_end):
-            return  # a model catching up at start shows plans CANCELLING that have long settled
-        self._model_ready = True
-        self._next_deadline_pass = time.monotonic() + self._deadline_interval_s
-        for command in overdue_commands(part.model, part.trail.read_plan, self._codec, self._clock(), "watcher-es serve"):
-            self._deadlines.send(command)  # sent again each pass until handled: its id is derived, so it takes effect once
-
-    def close(self) -> None:
-        for name, part in self.parts.items():
-            try:
-                part.close()
-            except Exception as exc:  # noqa: BLE001 - every part must get closed; a rebalance callback may fail as the client shuts down
-                log.warning("closing %s: %s", name, exc)
-        for publisher in self._publishers:
-            publisher.flush()
-        if self._deadlines is not None:
-            self._deadlines.close()
-        if self.model is not None:
-            self.model.close()
+    closers += [deadlines.close, model.model.close]
+    return Service(parts, deadline_pass=deadline_pass, interval_s=deadline_interval_s, closers=closers)
 
 
 def run_in_processes(settings: Settings, kafka: KafkaSettings, parts: Iterable[PartName], deadline_interval_s: float) -> None:
@@ -215,7 +132,7 @@ def _serve_part(settings: Settings, kafka: KafkaSettings, name: PartName, deadli
         # (in larger batches, which cost it less per record).
         os.nice(PROJECTIONS_NICENESS)
     try:
-        service = KafkaService(settings, kafka, [name], deadline_interval_s=deadline_interval_s)
+        service = kafka_service(settings, kafka, [name], deadline_interval_s=deadline_interval_s)
     except (WatcherEsError, KafkaException, sqlite3.Error) as exc:  # a missing topic, a refused setting: say which
         log.error("%s cannot start: %s", name, exc)
         sys.exit(1)

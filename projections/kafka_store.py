@@ -31,7 +31,7 @@ from .deadlines import overdue_commands
 from .kafka_history import AuditTrail
 from .kafka_parts import KafkaReadModelPart
 from .kafka_translator import NotificationTopics, recorded_on_topics, replay_topic_notifications
-from .kafka_service import PARTS, KafkaService, run_in_processes
+from .kafka_service import PARTS, kafka_service, run_in_processes
 from .read_model import ReadModel
 from .replay import ProgressCallback, ReplayResult, replay
 from .store import ConsumerPosition, MissingModelError, Row, Submitted, UnknownPlanError, verify_against
@@ -176,7 +176,7 @@ class KafkaStore:
         if processes and len(parts) > 1:
             run_in_processes(self.settings, self.kafka, parts, interval)  # type: ignore[arg-type]
         else:
-            KafkaService(self.settings, self.kafka, parts, deadline_interval_s=interval).run()  # type: ignore[arg-type]
+            kafka_service(self.settings, self.kafka, parts, deadline_interval_s=interval).run()  # type: ignore[arg-type]
 
     def audit(self, plan: str) -> PlanStory:
         _, trail = self.model()

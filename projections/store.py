@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     from .audit import PlanStory
     from .demo import DemoReport
-    from .embedded import EmbeddedService
+    from .embedded import EmbeddedBackend
     from .replay import ProgressCallback, ReplayResult
     from .translator import Notification
     from .verify import VerifyReport
@@ -112,17 +112,17 @@ class EmbeddedStore:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._service: EmbeddedService | None = None
+        self._backend: EmbeddedBackend | None = None
         self._view: ModelView | None = None
 
     @property
-    def service(self) -> EmbeddedService:
+    def backend(self) -> EmbeddedBackend:
         """The writer's side: log, handler and both projections (commands, and `serve`)."""
-        if self._service is None:
-            from .embedded import EmbeddedService
+        if self._backend is None:
+            from .embedded import EmbeddedBackend
 
-            self._service = EmbeddedService(self.settings)
-        return self._service
+            self._backend = EmbeddedBackend(self.settings)
+        return self._backend
 
     def _require_log(self) -> Path:
         """A read command's store must be there: it is an error, never created."""
@@ -132,11 +132,11 @@ class EmbeddedStore:
         return path
 
     @property
-    def existing(self) -> EmbeddedService:
+    def existing(self) -> EmbeddedBackend:
         """The service for a read command."""
-        if self._service is None:
+        if self._backend is None:
             self._require_log()
-        return self.service
+        return self.backend
 
     @property
     def view(self) -> ModelView:
@@ -147,13 +147,13 @@ class EmbeddedStore:
         return self._view
 
     def close(self) -> None:
-        if self._service is not None:
-            self._service.close()
+        if self._backend is not None:
+            self._backend.close()
         if self._view is not None:
             self._view.close()
 
     def submit(self, command: Command, *, wait: bool, timeout: float) -> Submitted:
-        return Submitted.of(self.service.submit(command))
+        return Submitted.of(self.backend.submit(command))
 
     def settled(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
         """Another process reports the aborts: re-read the plan until its cancellation ends."""
@@ -161,7 +161,7 @@ class EmbeddedStore:
 
         deadline = time.monotonic() + timeout
         while True:
-            plan = load_plan(self.service.codec, self.service.log.read_plan(plan_uuid))
+            plan = load_plan(self.backend.codec, self.backend.log.read_plan(plan_uuid))
             if plan is None or plan.state != "CANCELLING":
                 return (plan.state if plan else "UNKNOWN"), (plan.fault if plan else None)
             if time.monotonic() > deadline:
@@ -208,25 +208,30 @@ class EmbeddedStore:
         raise CommandValidationError("--publish sends to the Kafka notification topics: it needs --bootstrap-servers")
 
     def enforce_deadlines(self, origin: str) -> list[Submitted]:
-        return [Submitted.of(r) for r in self.service.enforce_deadlines(origin)]
+        return [Submitted.of(r) for r in self.backend.enforce_deadlines(origin)]
 
     def demo(self) -> DemoReport:
         from .demo import run_demo
 
-        return run_demo(self.service)
+        return run_demo(self.backend)
 
     def serve(self, only: Sequence[str], interval: float, once: bool, say: Any, processes: bool = False) -> None:
         if only or processes:
             flag = "--only" if only else "--processes"
             raise CommandValidationError(f"{flag}: the embedded service runs as one part; {flag} needs --bootstrap-servers")
-        say(f"serving {self.settings.db} (Ctrl-C to stop)")
-        while True:
-            self.service.catch_up()
-            for result in self.service.enforce_deadlines("watcher-es serve"):
+        from .embedded import CatchingUp
+        from .service import Service
+
+        backend = self.backend
+
+        def deadline_pass() -> bool:
+            for result in backend.enforce_deadlines("watcher-es serve"):
                 say(f"deadline pass: plan {result.plan_uuid}: {result.outcome}")
-            if once:
-                return
-            time.sleep(interval)
+            return True
+
+        service = Service({"projections": CatchingUp(backend, interval)}, deadline_pass=deadline_pass, interval_s=interval)
+        say(f"serving {self.settings.db} (Ctrl-C to stop)")
+        service.run_once() if once else service.run()
 
     def audit(self, plan: str) -> PlanStory:
         from .audit import plan_story

@@ -1,4 +1,4 @@
-"""Small, generic factory fixtures: a fake clock, a codec, a log and an embedded service on temp files.
+"""Small, generic factory fixtures: a fake clock, a codec, a log and an embedded backend on temp files.
 
 Backend-specific fixtures (Kafka brokers, topics) live beside their tests, e.g. tests/kafka/.
 """
@@ -13,7 +13,7 @@ import pytest
 
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings
-from projections.embedded import EmbeddedService
+from projections.embedded import EmbeddedBackend
 from eventstore.sqlite_log import SqliteEventLog
 
 from . import factories as f
@@ -52,19 +52,19 @@ def log(tmp_path: Path) -> Iterator[SqliteEventLog]:
     event_log.close()
 
 
-ServiceFactory = Callable[..., EmbeddedService]
+ServiceFactory = Callable[..., EmbeddedBackend]
 
 
 @pytest.fixture
 def make_service(tmp_path: Path, clock: FakeClock) -> Iterator[ServiceFactory]:
-    """Opens embedded services on a temp store (same file each call unless ``db`` is given); closes them all."""
-    opened: list[EmbeddedService] = []
+    """Opens embedded backends on a temp store (same file each call unless ``db`` is given); closes them all."""
+    opened: list[EmbeddedBackend] = []
 
-    def make(db: Path | None = None, abort_timeout_us: int | None = None, publisher_id: str = "infra-optim:test") -> EmbeddedService:
+    def make(db: Path | None = None, abort_timeout_us: int | None = None, publisher_id: str = "infra-optim:test") -> EmbeddedBackend:
         settings = Settings(db=db or tmp_path / "store.db", publisher_id=publisher_id)
         if abort_timeout_us is not None:
             settings = dataclasses.replace(settings, abort_timeout_us=abort_timeout_us)
-        service = EmbeddedService(settings, clock=clock, codec=AvroCodec())
+        service = EmbeddedBackend(settings, clock=clock, codec=AvroCodec())
         opened.append(service)
         return service
 
@@ -74,5 +74,5 @@ def make_service(tmp_path: Path, clock: FakeClock) -> Iterator[ServiceFactory]:
 
 
 @pytest.fixture
-def service(make_service: ServiceFactory) -> EmbeddedService:
+def service(make_service: ServiceFactory) -> EmbeddedBackend:
     return make_service()

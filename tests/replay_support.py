@@ -11,7 +11,7 @@ from eventstore.codec import AvroCodec
 from eventstore.config import Settings
 from eventstore.domain.messages import Command
 from eventstore.handler import HandlingResult
-from projections.embedded import EmbeddedService
+from projections.embedded import EmbeddedBackend
 
 from . import factories as f
 
@@ -29,12 +29,12 @@ class TickingClock:
         return self.now
 
 
-def open_store(db: Path, clock: TickingClock | None = None) -> EmbeddedService:
+def open_store(db: Path, clock: TickingClock | None = None) -> EmbeddedBackend:
     settings = Settings(db=db, publisher_id="infra-optim:test")
-    return EmbeddedService(settings, clock=clock or TickingClock(), codec=AvroCodec())
+    return EmbeddedBackend(settings, clock=clock or TickingClock(), codec=AvroCodec())
 
 
-def submit_all(service: EmbeddedService, commands: Iterable[Command]) -> list[HandlingResult]:
+def submit_all(service: EmbeddedBackend, commands: Iterable[Command]) -> list[HandlingResult]:
     return [service.submit(c) for c in commands]
 
 

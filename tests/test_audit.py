@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from eventstore.cli import app
 from projections.demo import OPERATOR, DemoReport, run_demo
-from projections.embedded import EmbeddedService
+from projections.embedded import EmbeddedBackend
 from projections.audit import PlanStory, plan_story
 from projections.exceptions import NoSuchPlanError
 from projections.outbox import stored_notifications
@@ -22,17 +22,17 @@ from .replay_support import open_store
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[tuple[EmbeddedService, DemoReport]]:
+def demo(tmp_path: Path) -> Iterator[tuple[EmbeddedBackend, DemoReport]]:
     service = open_store(tmp_path / "w.db")
     yield service, run_demo(service)
     service.close()
 
 
-def story_of(service: EmbeddedService, plan: str) -> PlanStory:
+def story_of(service: EmbeddedBackend, plan: str) -> PlanStory:
     return plan_story(plan, service.log, service.log, stored_notifications(service.outbox, plan), service.codec)
 
 
-def test_the_demo_plans_story_has_the_cancel_every_event_and_every_notification(demo: tuple[EmbeddedService, DemoReport]) -> None:
+def test_the_demo_plans_story_has_the_cancel_every_event_and_every_notification(demo: tuple[EmbeddedBackend, DemoReport]) -> None:
     service, report = demo
     plan, _ = report.plans[0]
     story = story_of(service, plan)
@@ -66,7 +66,7 @@ def test_the_demo_plans_story_has_the_cancel_every_event_and_every_notification(
             assert entry.command_id == cancel.command_id or entry.position > cancel.position  # type: ignore[operator]
 
 
-def test_a_rejected_command_is_in_the_story_with_its_reason(demo: tuple[EmbeddedService, DemoReport]) -> None:
+def test_a_rejected_command_is_in_the_story_with_its_reason(demo: tuple[EmbeddedBackend, DemoReport]) -> None:
     service, report = demo
     plan, _ = report.plans[0]
     result = service.submit(f.cancel(plan, by="late-operator", reason="too late"))
@@ -95,7 +95,7 @@ def test_a_rejected_command_sits_where_it_was_handled(tmp_path: Path) -> None:
     assert story.entries[-1] == commands[-1] and commands[-1].details["reason"] == "once more"
 
 
-def test_an_unknown_plan_is_an_error(demo: tuple[EmbeddedService, DemoReport]) -> None:
+def test_an_unknown_plan_is_an_error(demo: tuple[EmbeddedBackend, DemoReport]) -> None:
     service, _ = demo
     with pytest.raises(NoSuchPlanError):
         story_of(service, "00000000-0000-4000-8000-000000000000")

@@ -11,7 +11,7 @@ from eventstore.cli import app
 from eventstore.config import Settings
 from eventstore.log import DeadLetterSink, ParkedRecord
 from projections.dead_letters import ParkingLot, parked
-from projections.embedded import EmbeddedService
+from projections.embedded import EmbeddedBackend
 from projections.translator import NotificationSink
 
 from . import factories as f
@@ -19,7 +19,7 @@ from . import factories as f
 
 def test_a_corrupt_event_is_parked_by_both_consumers_and_the_rest_goes_on(tmp_path: Path) -> None:
     db = tmp_path / "w.db"
-    service = EmbeddedService(Settings(db=db, publisher_id="infra-optim:tests"))
+    service = EmbeddedBackend(Settings(db=db, publisher_id="infra-optim:tests"))
     broken, healthy = f.register(state="ONGOING", actions=[f.action(state="ONGOING")]), f.register(actions=[f.action()])
     service.handler.handle(broken)  # logged but not yet projected
     service.log.db.conn.execute("DROP TRIGGER events_append_only_update")  # someone with access to the file
@@ -49,7 +49,7 @@ def test_a_corrupt_event_is_parked_by_both_consumers_and_the_rest_goes_on(tmp_pa
 def test_every_consumer_goes_past_a_poison_event_and_an_unrelated_overdue_plan_is_still_failed(tmp_path: Path) -> None:
     """serve --once, enforce-deadlines, replay and re-emission all go on; verify names the event."""
     db = tmp_path / "w.db"
-    service = EmbeddedService(Settings(db=db, publisher_id="infra-optim:tests", abort_timeout_us=1))
+    service = EmbeddedBackend(Settings(db=db, publisher_id="infra-optim:tests", abort_timeout_us=1))
     broken = f.register(state="ONGOING", actions=[f.action(state="ONGOING")])
     overdue = f.register(state="ONGOING", actions=[f.action(state="ONGOING")])
     service.handler.handle(broken)
@@ -82,7 +82,7 @@ def test_every_consumer_goes_past_a_poison_event_and_an_unrelated_overdue_plan_i
 
 def test_the_embedded_sinks_are_the_ports_consumers_are_written_against(tmp_path: Path) -> None:
     """mypy checks the assignments; the rows say where a record parked by the port lands."""
-    with EmbeddedService(Settings(db=tmp_path / "w.db")) as service:
+    with EmbeddedBackend(Settings(db=tmp_path / "w.db")) as service:
         lot: DeadLetterSink = ParkingLot(service.model.db)
         outbox: NotificationSink = service.outbox
         outbox.send([])

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from eventstore.cli import app
 from eventstore.domain.messages import Command
 from eventstore.times import format_time
-from projections.embedded import EmbeddedService
+from projections.embedded import EmbeddedBackend
 from projections.exceptions import ReplayError, UnknownInstantError
 from projections.read_model import ReadModel
 from projections.replay import ReplayProgress, parse_timestamp, replay, resolve_until
@@ -26,7 +26,7 @@ PLANS = 4
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[EmbeddedService]:
+def store(tmp_path: Path) -> Iterator[EmbeddedBackend]:
     service = open_store(tmp_path / "w.db")
     yield service
     service.close()
@@ -36,7 +36,7 @@ def scenario() -> list[Command]:
     return f.interleaved([f.cancellation_story(abort_fails=i % 2 == 1) for i in range(PLANS)])
 
 
-def as_of(path: Path, service: EmbeddedService) -> dict[str, list[tuple[object, ...]]]:
+def as_of(path: Path, service: EmbeddedBackend) -> dict[str, list[tuple[object, ...]]]:
     model = ReadModel(path, service.codec)
     try:
         return model.tables()
@@ -44,7 +44,7 @@ def as_of(path: Path, service: EmbeddedService) -> dict[str, list[tuple[object, 
         model.close()
 
 
-def test_rebuild_equals_live_and_readers_see_it_without_reopening(store: EmbeddedService) -> None:
+def test_rebuild_equals_live_and_readers_see_it_without_reopening(store: EmbeddedBackend) -> None:
     submit_all(store, scenario())
     live_before = store.model.tables()
     position = store.model.position()
@@ -60,7 +60,7 @@ def test_rebuild_equals_live_and_readers_see_it_without_reopening(store: Embedde
     assert sorted(p.name for p in store.settings.paths.model.parent.iterdir() if ".rebuild-" in p.name) == []
 
 
-def test_until_position_equals_the_live_state_captured_then(store: EmbeddedService, tmp_path: Path) -> None:
+def test_until_position_equals_the_live_state_captured_then(store: EmbeddedBackend, tmp_path: Path) -> None:
     commands = scenario()
     half = len(commands) // 2
     submit_all(store, commands[:half])
@@ -94,7 +94,7 @@ def test_until_timestamp_equals_the_live_state_captured_then(tmp_path: Path) -> 
         service.close()
 
 
-def test_until_is_a_position_or_an_iso_time(store: EmbeddedService) -> None:
+def test_until_is_a_position_or_an_iso_time(store: EmbeddedBackend) -> None:
     submit_all(store, scenario())
     last = store.log.last_position()
     assert resolve_until(store.log, "0") == 0
@@ -108,7 +108,7 @@ def test_until_is_a_position_or_an_iso_time(store: EmbeddedService) -> None:
         resolve_until(store.log, "yesterday")
 
 
-def test_an_as_of_model_never_replaces_a_live_file(store: EmbeddedService) -> None:
+def test_an_as_of_model_never_replaces_a_live_file(store: EmbeddedBackend) -> None:
     submit_all(store, scenario())
     paths = store.settings.paths
     for protected in (paths.model, paths.log, paths.notifications):
@@ -118,7 +118,7 @@ def test_an_as_of_model_never_replaces_a_live_file(store: EmbeddedService) -> No
         replay(store.log, store.codec, paths, into=paths.model.with_name("x.db"))
 
 
-def test_the_live_model_serves_the_old_state_until_the_swap(store: EmbeddedService) -> None:
+def test_the_live_model_serves_the_old_state_until_the_swap(store: EmbeddedBackend) -> None:
     submit_all(store, scenario())
     paths = store.settings.paths
     reader = sqlite3.connect(paths.model, isolation_level=None)

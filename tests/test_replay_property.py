@@ -1,6 +1,6 @@
 """The read model is a pure function of the log: rebuilt from scratch, in any batch size, it is equal.
 
-Hypothesis drives an embedded service with random commands (valid, rejected, repeated and
+Hypothesis drives an embedded backend with random commands (valid, rejected, repeated and
 malformed ones, and deadline passes after the clock jumps), then a fresh read model is built
 from the same log and compared table by table with the one that was kept up to date live.
 """
@@ -21,7 +21,7 @@ from eventstore.domain.messages import Command
 from eventstore.domain.states import ACTION_REGISTRABLE, ACTION_STATES, PLAN_REGISTRABLE, PLAN_STATES
 from eventstore.exceptions import CommandValidationError
 from eventstore.handler import load_plan
-from projections.embedded import EmbeddedService
+from projections.embedded import EmbeddedBackend
 from projections.outbox import NotificationOutbox, stored_notifications
 from projections.read_model import ReadModel
 from projections.tracking import catch_up
@@ -76,7 +76,7 @@ steps = st.one_of(  # cancellations and aborts listed twice: they are what the m
 
 @dataclass
 class Driver:
-    service: EmbeddedService
+    service: EmbeddedBackend
     clock: FakeClock
     sent: list[Command]
 
@@ -126,7 +126,7 @@ class Driver:
         self.sent.append(command)
 
 
-def rebuilt(log_service: EmbeddedService, batch_size: int) -> dict[str, list[tuple[Any, ...]]]:
+def rebuilt(log_service: EmbeddedBackend, batch_size: int) -> dict[str, list[tuple[Any, ...]]]:
     fresh = ReadModel(":memory:", CODEC)  # a rebuildable projection: nothing about it needs a file
     try:
         catch_up(log_service.log, fresh, batch_size=batch_size)
@@ -135,7 +135,7 @@ def rebuilt(log_service: EmbeddedService, batch_size: int) -> dict[str, list[tup
         fresh.close()
 
 
-def assert_model_matches_the_fold(service: EmbeddedService) -> None:
+def assert_model_matches_the_fold(service: EmbeddedBackend) -> None:
     """The read model says what folding each plan's stream says (state, action states, version)."""
     for plan_uuid in PLANS:
         plan = load_plan(service.codec, service.log.read_plan(plan_uuid))
@@ -157,7 +157,7 @@ def test_a_fresh_read_model_equals_the_live_one(registrations: tuple[tuple[Any, 
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         clock = FakeClock()
-        with EmbeddedService(
+        with EmbeddedBackend(
             Settings(db=directory / "store.db", publisher_id="infra-optim:test", abort_timeout_us=ABORT_TIMEOUT_US),
             clock=clock, codec=CODEC,
         ) as service:

@@ -18,7 +18,7 @@ from eventstore.domain.messages import Event
 from eventstore.exceptions import StaleVersionError
 from eventstore.handler import CommandHandler, load_plan
 from eventstore.log import chain_hash
-from projections.embedded import EmbeddedService
+from projections.embedded import EmbeddedBackend
 from eventstore.sqlite_log import SqliteEventLog
 
 from . import factories as f
@@ -186,8 +186,8 @@ def test_a_stale_cache_never_decides(tmp_path: Path, codec: AvroCodec, clock: Fa
 
 def test_a_deadline_pass_sees_cancellations_made_by_another_process(make_service: Any, clock: FakeClock) -> None:
     """A long-running service whose handler cached a plan before another process cancelled it still enforces the deadline."""
-    serving: EmbeddedService = make_service(abort_timeout_us=1_000)
-    cli: EmbeddedService = make_service(abort_timeout_us=1_000)
+    serving: EmbeddedBackend = make_service(abort_timeout_us=1_000)
+    cli: EmbeddedBackend = make_service(abort_timeout_us=1_000)
     serving.submit(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")]))  # the serving handler caches the plan
     cli.submit(f.cancel(PLAN))
     clock.advance(1_000)
@@ -198,7 +198,7 @@ def test_a_deadline_pass_sees_cancellations_made_by_another_process(make_service
 
 
 def test_settings_are_what_the_service_uses(tmp_path: Path, clock: FakeClock) -> None:
-    with EmbeddedService(Settings(db=tmp_path / "s.db", abort_timeout_us=42), clock=clock) as service:
+    with EmbeddedBackend(Settings(db=tmp_path / "s.db", abort_timeout_us=42), clock=clock) as service:
         service.submit(f.register(PLAN, "ONGOING", [f.action(A[0], "ONGOING")]))
         service.submit(f.cancel(PLAN))
         row = service.model.plan(PLAN)

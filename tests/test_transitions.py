@@ -25,7 +25,7 @@ from eventstore.domain.messages import (
     Fault,
 )
 from eventstore.domain.plan import Plan, evolve, fold
-from projections.embedded import EmbeddedService
+from projections.embedded import EmbeddedBackend
 
 from . import factories as f
 
@@ -451,7 +451,7 @@ def test_evolve_refuses_an_event_before_registration() -> None:
         evolve(None, event)
 
 
-def test_a_repeated_action_report_says_the_action_is_already_in_that_state(service: EmbeddedService) -> None:
+def test_a_repeated_action_report_says_the_action_is_already_in_that_state(service: EmbeddedBackend) -> None:
     action = f.action(state="ONGOING")
     plan = f.register(state="ONGOING", actions=[action])
     service.submit(plan)

@@ -15,7 +15,7 @@ from eventstore.cli import app
 from eventstore.config import Settings
 from eventstore.position import Position
 from eventstore.log import StoredEvent
-from projections.embedded import EmbeddedService
+from projections.embedded import EmbeddedBackend
 from projections.exceptions import VerificationFailed
 from projections.read_model import ReadModel
 from projections.tracking import catch_up
@@ -28,36 +28,36 @@ PLANS = 4
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[EmbeddedService]:
+def store(tmp_path: Path) -> Iterator[EmbeddedBackend]:
     service = open_store(tmp_path / "w.db")
     submit_all(service, f.interleaved([f.cancellation_story(abort_fails=i == 2) for i in range(PLANS)]))
     yield service
     service.close()
 
 
-def plan_stream(store: EmbeddedService, n: int) -> tuple[str, list[StoredEvent]]:
+def plan_stream(store: EmbeddedBackend, n: int) -> tuple[str, list[StoredEvent]]:
     """The n-th registered plan and its events."""
     plan = store.log.plan_uuids()[n]
     return plan, store.log.read_plan(plan)
 
 
-def check(store: EmbeddedService) -> VerifyReport:
+def check(store: EmbeddedBackend) -> VerifyReport:
     return verify(store.log, store.codec, store.model)
 
 
-def failure(store: EmbeddedService) -> VerificationFailed:
+def failure(store: EmbeddedBackend) -> VerificationFailed:
     with pytest.raises(VerificationFailed) as caught:
         check(store)
     return caught.value
 
 
-def test_an_untouched_store_verifies(store: EmbeddedService) -> None:
+def test_an_untouched_store_verifies(store: EmbeddedBackend) -> None:
     report = check(store)
     assert report.events == store.log.last_position() == report.log_position.sequence == report.model_position.sequence
     assert report.plans == PLANS
 
 
-def test_editing_an_events_bytes_fails_at_that_event(store: EmbeddedService) -> None:
+def test_editing_an_events_bytes_fails_at_that_event(store: EmbeddedBackend) -> None:
     plan, stream = plan_stream(store, 1)
     target = stream[2]
     edited = target.body[:-1] + bytes([target.body[-1] ^ 0x01])
@@ -70,7 +70,7 @@ def test_editing_an_events_bytes_fails_at_that_event(store: EmbeddedService) -> 
     assert f"plan {plan}, position {target.position}" in str(failed)
 
 
-def test_deleting_an_event_fails_where_its_plan_skips_a_version(store: EmbeddedService) -> None:
+def test_deleting_an_event_fails_where_its_plan_skips_a_version(store: EmbeddedBackend) -> None:
     plan, stream = plan_stream(store, 2)
     tamper(store.settings.paths.log, f"DELETE FROM events WHERE position = {stream[1].position}")
 
@@ -80,7 +80,7 @@ def test_deleting_an_event_fails_where_its_plan_skips_a_version(store: EmbeddedS
     assert "version 2 is missing" in failed.detail
 
 
-def test_deleting_a_plans_last_event_fails_where_the_model_still_shows_it(store: EmbeddedService) -> None:
+def test_deleting_a_plans_last_event_fails_where_the_model_still_shows_it(store: EmbeddedBackend) -> None:
     plan, stream = plan_stream(store, 0)
     assert stream[-1].position < store.log.last_position()  # not the tail of the log
     tamper(store.settings.paths.log, f"DELETE FROM events WHERE position = {stream[-1].position}")
@@ -90,7 +90,7 @@ def test_deleting_a_plans_last_event_fails_where_the_model_still_shows_it(store:
     assert (failed.kind, failed.plan_uuid, failed.position) == ("projection", plan, stream[-1].position)
 
 
-def test_deleting_the_tail_of_the_log_fails(store: EmbeddedService) -> None:
+def test_deleting_the_tail_of_the_log_fails(store: EmbeddedBackend) -> None:
     last = store.log.read(after=store.log.last_position() - 1)[0]
     tamper(store.settings.paths.log, f"DELETE FROM events WHERE position = {last.position}")
 
@@ -100,7 +100,7 @@ def test_deleting_the_tail_of_the_log_fails(store: EmbeddedService) -> None:
     assert "removed" in failed.detail
 
 
-def test_swapping_two_events_fails_at_the_first_of_them(store: EmbeddedService) -> None:
+def test_swapping_two_events_fails_at_the_first_of_them(store: EmbeddedBackend) -> None:
     plan, stream = plan_stream(store, 3)
     a, b = stream[1].position, stream[2].position
     tamper(
@@ -116,7 +116,7 @@ def test_swapping_two_events_fails_at_the_first_of_them(store: EmbeddedService) 
     assert "version 3 follows version 1" in failed.detail
 
 
-def test_swapping_events_of_two_plans_fails(store: EmbeddedService) -> None:
+def test_swapping_events_of_two_plans_fails(store: EmbeddedBackend) -> None:
     """Each plan's chain survives a swap across plans; the model, which records positions, does not."""
     (first, one), (second, two) = plan_stream(store, 0), plan_stream(store, 1)
     a, b = one[0].position, two[0].position
@@ -132,7 +132,7 @@ def test_swapping_events_of_two_plans_fails(store: EmbeddedService) -> None:
     assert failed.plan_uuid in (first, second) and failed.position in (a, b)
 
 
-def test_editing_a_column_the_hash_does_not_cover_fails(store: EmbeddedService) -> None:
+def test_editing_a_column_the_hash_does_not_cover_fails(store: EmbeddedBackend) -> None:
     plan, stream = plan_stream(store, 1)
     tamper(store.settings.paths.log, f"UPDATE events SET occurred_at = occurred_at - 1 WHERE position = {stream[1].position}")
 
@@ -142,7 +142,7 @@ def test_editing_a_column_the_hash_does_not_cover_fails(store: EmbeddedService) 
     assert "occurred_at" in failed.detail
 
 
-def test_a_drifted_projection_row_fails_naming_its_plan(store: EmbeddedService) -> None:
+def test_a_drifted_projection_row_fails_naming_its_plan(store: EmbeddedBackend) -> None:
     plan, stream = plan_stream(store, 2)
     store.model.db.conn.execute("UPDATE action_plans SET state = 'ONGOING' WHERE uuid = ?", (plan,))
 
@@ -152,7 +152,7 @@ def test_a_drifted_projection_row_fails_naming_its_plan(store: EmbeddedService) 
     assert "state is 'ONGOING'" in failed.detail
 
 
-def test_a_drifted_action_row_fails_naming_its_plan(store: EmbeddedService) -> None:
+def test_a_drifted_action_row_fails_naming_its_plan(store: EmbeddedBackend) -> None:
     plan, _ = plan_stream(store, 3)
     store.model.db.conn.execute("DELETE FROM actions WHERE action_plan_uuid = ? AND idx = 2", (plan,))
 
@@ -162,14 +162,14 @@ def test_a_drifted_action_row_fails_naming_its_plan(store: EmbeddedService) -> N
     assert "missing from the read model" in failed.detail
 
 
-def test_a_model_behind_the_log_is_compared_at_its_own_position(store: EmbeddedService) -> None:
+def test_a_model_behind_the_log_is_compared_at_its_own_position(store: EmbeddedBackend) -> None:
     """A projector that has not caught up yet is not drift: the later events are chain-checked only."""
     store.handler.handle(f.register())  # appended, the model not caught up
     report = check(store)
     assert not report.model_position.covers(report.log_position)
 
 
-def test_cli_verify_exits_zero_then_names_the_place(store: EmbeddedService) -> None:
+def test_cli_verify_exits_zero_then_names_the_place(store: EmbeddedBackend) -> None:
     db = store.settings.paths.log
     runner = CliRunner()
     result = runner.invoke(app, ["--db", str(db), "verify"])
@@ -190,7 +190,7 @@ def test_cli_verify_exits_zero_then_names_the_place(store: EmbeddedService) -> N
     assert '"verified": false' in result.stdout and plan in result.stdout
 
 
-def test_verify_reads_the_model_in_one_snapshot(store: EmbeddedService) -> None:
+def test_verify_reads_the_model_in_one_snapshot(store: EmbeddedBackend) -> None:
     """A projector catching up while verify runs cannot make it compare rows of one state with
     the position of another: the live model is read in one transaction."""
     other_model = ReadModel(store.settings.paths.model, store.codec)
@@ -220,7 +220,7 @@ def test_verify_reads_the_model_in_one_snapshot(store: EmbeddedService) -> None:
 def test_an_edited_command_is_found_by_verify(tmp_path: Path) -> None:
     """`audit` shows who asked for what: the commands are chained, so a patched `issued_by` shows."""
     db = tmp_path / "w.db"
-    with EmbeddedService(Settings(db=db, publisher_id="infra-optim:tests")) as service:
+    with EmbeddedBackend(Settings(db=db, publisher_id="infra-optim:tests")) as service:
         register = f.register(state="ONGOING", actions=[f.action(state="ONGOING")])
         service.submit(register)
         service.submit(f.cancel(register.plan_uuid, by="alice"))

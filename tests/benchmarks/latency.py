@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from eventstore.config import Settings
-from projections.embedded import EmbeddedService
+from projections.embedded import EmbeddedBackend
 from eventstore.sqlite_support import connect
 from projections.tracking import catch_up
 
@@ -26,7 +26,7 @@ from .. import factories as f
 
 
 def measure(plans: int, db: Path) -> tuple[list[float], list[float]]:
-    service = EmbeddedService(Settings(db=db, publisher_id="infra-optim:bench"))
+    service = EmbeddedBackend(Settings(db=db, publisher_id="infra-optim:bench"))
     reader = connect(service.settings.paths.notifications, "NORMAL")
     uuids = []
     for _ in range(plans):
@@ -37,7 +37,7 @@ def measure(plans: int, db: Path) -> tuple[list[float], list[float]]:
     for plan in uuids:
         started = time.perf_counter()
         service.handler.handle(f.cancel(plan))
-        catch_up(service.log, service.outbox)  # what EmbeddedService.submit does first
+        catch_up(service.log, service.outbox)  # what EmbeddedBackend.submit does first
         row = reader.conn.execute(
             "SELECT 1 FROM notifications WHERE plan_uuid = ? AND event_type = 'action_plan.cancel.start'", (plan,)
         ).fetchone()

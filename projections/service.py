@@ -1,0 +1,129 @@
+"""`watcher-es serve`, one service for both backends: its parts, each in a thread of its own, and the deadline pass.
+
+A part is anything that polls (``poll(timeout) -> records handled``) and closes. On Kafka the
+parts are the command handler, the read model and the translator (``kafka_service.kafka_service``),
+each blocked in a long poll of its own consumer (the client releases the GIL while it waits), so
+a record wakes its part at once whatever the others are doing. On the embedded store there is one
+part, which catches both projections up from the log (``embedded.CatchingUp``): commands are
+handled in the process that submits them.
+
+Beside the part that keeps the read model, the abort-deadline pass runs every ``interval_s``
+(``deadlines.py``, the same pass on both backends). One part failing never takes the others down:
+the failure is logged and the poll tried again (every effect is idempotent). A part that dies of
+something unforeseen stops the service with its error, so a supervisor restarts it whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from confluent_kafka import KafkaException
+
+from eventstore.exceptions import WatcherEsError
+
+log = logging.getLogger(__name__)
+
+#: How long a part waits for its next record before looking whether it should stop.
+POLL_S = 0.5
+
+
+class Part(Protocol):
+    def poll(self, timeout: float = 0.2) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class Service:
+    """``deadline_pass`` runs in the thread of the part named ``deadline_part`` (the read model's),
+    at most every ``interval_s``, and says False when it could not run yet (a model still catching
+    up shows plans CANCELLING that have long settled): it is then asked again after the next poll.
+    ``closers`` run after every part has closed."""
+
+    def __init__(
+        self, parts: Mapping[str, Part], *, deadline_pass: Callable[[], bool] | None = None, deadline_part: str = "projections",
+        interval_s: float = 5.0, closers: Sequence[Callable[[], object]] = (),
+    ) -> None:
+        self.parts: dict[str, Part] = dict(parts)
+        self._deadline_pass = deadline_pass
+        self._deadline_part = deadline_part
+        self._interval_s = interval_s
+        self._next_deadline_pass = 0.0
+        self._closers = list(closers)
+        self._stopping = False
+        self._stopped = threading.Event()
+        self._crashed: BaseException | None = None
+
+    def stop(self, *_: object) -> None:
+        self._stopping = True
+        self._stopped.set()
+
+    def run(self, until: Callable[[], bool] | None = None) -> None:
+        """Until stopped (SIGTERM, Ctrl-C) or ``until()`` says so; then every part closes."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+        threads = [
+            threading.Thread(target=self._run_part, args=(name, part), name=f"serve-{name}", daemon=True)
+            for name, part in self.parts.items()
+        ]
+        for thread in threads:
+            thread.start()
+        try:
+            while not self._stopping and not (until and until()):
+                self._stopped.wait(0.05)
+        finally:
+            self.stop()
+            for thread in threads:
+                thread.join()
+            self.close()
+        if self._crashed is not None:
+            raise self._crashed  # a part died of something unforeseen: serve exits, so a supervisor restarts it whole
+
+    def run_once(self) -> None:
+        """One poll of each part and one deadline pass, in this thread (``serve --once``)."""
+        try:
+            for name, part in self.parts.items():
+                part.poll(0)
+                if name == self._deadline_part:
+                    self._deadlines()
+        finally:
+            self.close()
+
+    def _run_part(self, name: str, part: Part) -> None:
+        try:
+            while not self._stopping:
+                self._isolated(name, lambda: part.poll(POLL_S))
+                if name == self._deadline_part:
+                    self._isolated("deadline pass", self._deadlines)
+        except BaseException as exc:  # never a silently dead part in a live serve
+            log.critical("%s stopped on an unexpected error; serve stops", name, exc_info=True)
+            self._crashed = exc
+            self.stop()
+
+    def _isolated(self, name: str, work: Callable[[], object]) -> None:
+        """One part failing never takes the others down: it is logged and tried again (every effect is idempotent)."""
+        try:
+            work()
+        except (WatcherEsError, KafkaException, sqlite3.Error) as exc:
+            log.error("%s failed, retrying: %s", name, exc)
+            time.sleep(0.5)
+
+    def _deadlines(self) -> None:
+        if self._deadline_pass is None or time.monotonic() < self._next_deadline_pass:
+            return
+        if self._deadline_pass():
+            self._next_deadline_pass = time.monotonic() + self._interval_s
+
+    def close(self) -> None:
+        for name, part in self.parts.items():
+            try:
+                part.close()
+            except Exception as exc:  # noqa: BLE001 - every part must get closed; a rebalance callback may fail as the client shuts down
+                log.warning("closing %s: %s", name, exc)
+        for closer in self._closers:
+            closer()
