@@ -85,6 +85,10 @@ class KafkaSettings:
             "heartbeat.interval.ms": 500,
             # How long the broker may hold a fetch that finds nothing (see the docstring).
             "fetch.wait.max.ms": 10 if prompt else 100,
+            # Records fetched ahead of the application, at most 16 MB per consumer (librdkafka's
+            # default is 64 MB): a part that falls behind in a burst would otherwise hold that much
+            # of the backlog in memory, four consumers to a serve.
+            "queued.max.messages.kbytes": 16384,
             **scoped,
             "bootstrap.servers": self.bootstrap_servers,
             # A projector starting at `latest` silently skips history; offsets are ours to commit.
