@@ -21,6 +21,7 @@ from .domain.validation import validate_command
 from .exceptions import CommandValidationError, DuplicateCommandError, SerializationError, StaleVersionError, WatcherEsError
 from .faults import fault_point
 from .log import AppendRequest, CommandRecord, EventLog, NewEvent, Outcome, StoredEvent
+from .frozen import quick_init
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class HandlingResult:
         return [type(e).__name__ for e in self.events]
 
 
+@quick_init
 @dataclass(frozen=True)
 class Decision:
     """What handling a command on a given state comes to, before anything is appended.

@@ -16,11 +16,13 @@ from .codec import WriterSchema
 from .domain.plan import Plan
 from .exceptions import DuplicateCommandError, StaleVersionError
 from .position import Position
+from .frozen import quick_init
 
 #: "pending": on Kafka, a command read back before the handler has said what became of it.
 Outcome = Literal["accepted", "unchanged", "rejected", "pending"]
 
 
+@quick_init
 @dataclass(frozen=True)
 class NewEvent:
     event_id: str
@@ -29,6 +31,7 @@ class NewEvent:
     body: bytes
 
 
+@quick_init
 @dataclass(frozen=True)
 class StoredEvent:
     position: int
@@ -49,6 +52,7 @@ class StoredEvent:
         return f"position {self.position}" if self.source == "log" else f"{self.source} offset {self.position - 1}"
 
 
+@quick_init
 @dataclass(frozen=True)
 class CommandRecord:
     """A command as received and what became of it: the audit trail of who asked for what."""
@@ -73,6 +77,7 @@ class CommandRecord:
         )
 
 
+@quick_init
 @dataclass(frozen=True)
 class AppendRequest:
     """One command's events and outcome, to append at the plan version its decision was made on."""

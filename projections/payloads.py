@@ -20,6 +20,7 @@ from typing import Any, Final, Union
 from eventstore.domain.messages import Fault
 from eventstore.domain.plan import ActionView, Plan
 from eventstore.exceptions import ConfigurationError
+from eventstore.frozen import quick_init
 
 NAMESPACE = "watcher"
 
@@ -167,6 +168,7 @@ def _timestamps() -> dict[str, Field]:
     return {"created_at": time_attr("created_at"), "updated_at": time_attr("updated_at"), "deleted_at": time_attr("deleted_at")}
 
 
+@quick_init
 @dataclass(frozen=True)
 class PlanView:
     """A plan as one notification shows it: the state the notification kind says, and its fault."""
@@ -179,6 +181,7 @@ class PlanView:
         return getattr(self.plan, name)
 
 
+@quick_init
 @dataclass(frozen=True)
 class ActionInPlan:
     action: ActionView

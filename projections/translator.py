@@ -32,6 +32,7 @@ from eventstore.domain.messages import (
 from eventstore.domain.messages import EVENT_TYPES, from_record
 from eventstore.domain.plan import Plan, UnexpectedEventError, evolve
 from eventstore.exceptions import ConfigurationError, WatcherEsError
+from eventstore.frozen import quick_init
 from eventstore.handler import load_plan
 from eventstore.log import EventLog, StoredEvent
 
@@ -79,6 +80,7 @@ def parse_level(level: str) -> str:
     return normal
 
 
+@quick_init
 @dataclass(frozen=True)
 class Notification:
     """One envelope and where it came from (for ordering and audit, not part of the envelope)."""

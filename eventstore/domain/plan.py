@@ -10,6 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from ..frozen import quick_init
 from .messages import (
     Action,
     ActionCancellationFailed,
@@ -30,6 +31,7 @@ from .messages import (
 R = TypeVar("R")
 
 
+@quick_init
 @dataclass(frozen=True)
 class ActionView:
     """One action as it stands now; ``fault`` is set when its abort failed."""
@@ -46,6 +48,7 @@ class ActionView:
     status_message: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class Cancellation:
     """The cancellation in progress or done; ``fault`` is the first abort that failed."""

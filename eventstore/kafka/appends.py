@@ -26,6 +26,7 @@ from ..faults import fault_point
 from ..exceptions import CorruptRecordError, PoisonRecordError, StaleAppendError, UnknownSchemaError
 from ..log import NewEvent, StoredEvent, chain_hash
 from .records import Headers, record_headers
+from ..frozen import quick_init
 
 RECORD = "EventsAppended"
 
@@ -34,6 +35,7 @@ def new_writer_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+@quick_init
 @dataclass(frozen=True)
 class Append:
     """An ``EventsAppended`` record as read from a partition."""
@@ -66,6 +68,7 @@ class Append:
         return self.events[-1].hash if self.events else None
 
 
+@quick_init
 @dataclass(frozen=True)
 class PreparedAppend:
     """An append ready to produce: its record, headers, and the chain head it leaves."""
