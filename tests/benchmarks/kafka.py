@@ -460,17 +460,18 @@ def events_end(settings: KafkaSettings) -> dict[str, int]:
 
 
 def wait_read_model(settings: KafkaSettings, dbs: Sequence[Path], timeout: float) -> float:
-    """Seconds until the read models (together) reached the events topic's end: by the audit
-    trail's positions, which pass every record (the model's own pass only appends with events)."""
+    """Seconds until every one of the read models reached the events topic's end (each is a
+    replicated view of every partition): by the audit trail's positions, which pass every record
+    (the model's own pass only appends with events)."""
     started = time.perf_counter()
     end = events_end(settings)
     deadline = time.monotonic() + timeout
     while True:
-        positions: dict[str, int] = {}
+        behind = False
         for db in dbs:
-            for source, position in read_model(db, "SELECT source, position FROM tracking WHERE consumer = 'audit-trail'"):
-                positions[source] = max(positions.get(source, 0), int(position))
-        if all(positions.get(source, 0) >= offset for source, offset in end.items()):
+            positions = dict(read_model(db, "SELECT source, position FROM tracking WHERE consumer = 'audit-trail'"))
+            behind = behind or any(int(positions.get(source, 0)) < offset for source, offset in end.items())
+        if not behind:
             return time.perf_counter() - started
         if time.monotonic() > deadline:
             raise NotDone(f"read model: not at the end of the events topic within {timeout:.0f} s")
