@@ -118,6 +118,7 @@ def test_eight_operators_for_thirty_seconds(tmp_path: Path) -> None:
         serve.terminate()
         _, serve_err = serve.communicate(timeout=60)
     assert failures == [] and "Traceback" not in serve_err, (failures, serve_err[-2000:])
+    assert serve.returncode == 0, "SIGTERM stops serve cleanly, as on Kafka"
     assert len(sent) >= 8
     for plan in sent:
         story = json.loads(_start(db, "audit", plan, "--json").communicate(timeout=60)[0])
