@@ -47,9 +47,6 @@ from eventstore.kafka.io import Publisher
 
 log = logging.getLogger(__name__)
 
-#: How much lower the read model's process runs under ``--processes`` (``nice``; 0 to 19).
-PROJECTIONS_NICENESS = 5
-
 PartName = Literal["handler", "projections", "translator"]
 PARTS: tuple[PartName, ...] = ("handler", "projections", "translator")
 
@@ -126,11 +123,6 @@ def run_in_processes(settings: Settings, kafka: KafkaSettings, parts: Iterable[P
 def _serve_part(settings: Settings, kafka: KafkaSettings, name: PartName, deadline_interval_s: float, parent: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: SIGTERM before ``run`` takes it over ends the part
     _die_with_parent()
-    if name == "projections":
-        # The read model answers queries; the handler and the translator are on a cancel's way to
-        # its notification. When the cores are full they go first; the model catches up after
-        # (in larger batches, which cost it less per record).
-        os.nice(PROJECTIONS_NICENESS)
     try:
         service = kafka_service(settings, kafka, [name], deadline_interval_s=deadline_interval_s)
     except (WatcherEsError, KafkaException, sqlite3.Error) as exc:  # a missing topic, a refused setting: say which
