@@ -133,7 +133,7 @@ class EmbeddedStore:
 
     @property
     def existing(self) -> EmbeddedBackend:
-        """The service for a read command."""
+        """The backend for a read command (its log must exist)."""
         if self._backend is None:
             self._require_log()
         return self.backend
@@ -199,10 +199,10 @@ class EmbeddedStore:
         from .replay import replay_notifications
         from .translator import translator_for
 
-        service = self.existing
-        translator = translator_for(service.settings, service.codec, service.log, recorded=service.outbox.payload_sets_of)
-        translator.set_level(service.outbox.translator.level)  # the store's level, as when first emitted
-        return replay_notifications(service.log, translator, first, last, plan_uuid=plan)
+        backend = self.existing
+        translator = translator_for(backend.settings, backend.codec, backend.log, recorded=backend.outbox.payload_sets_of)
+        translator.set_level(backend.outbox.translator.level)  # the store's level, as when first emitted
+        return replay_notifications(backend.log, translator, first, last, plan_uuid=plan)
 
     def publish(self, notes: Iterator[Notification]) -> int:
         raise CommandValidationError("--publish sends to the Kafka notification topics: it needs --bootstrap-servers")
@@ -237,8 +237,8 @@ class EmbeddedStore:
         from .audit import plan_story
         from .outbox import stored_notifications
 
-        service = self.existing
-        return plan_story(plan, service.log, service.log, stored_notifications(service.outbox, plan), service.codec)
+        backend = self.existing
+        return plan_story(plan, backend.log, backend.log, stored_notifications(backend.outbox, plan), backend.codec)
 
     def _log(self) -> tuple[SqliteEventLog, AvroCodec]:
         """The embedded log and a codec that reads every schema it was written with; never creates a log."""
