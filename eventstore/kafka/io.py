@@ -19,7 +19,7 @@ from ..codec import AvroCodec
 from ..exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, StaleAppendError
 from .config import KafkaSettings
 from .appends import Append, Fence, events_of, standing
-from .records import Headers, ReceivedHeaders, dead_letter_headers
+from .records import Headers, dead_letter_headers, header_pairs
 from ..log import ParkedRecord, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -227,12 +227,8 @@ def parked_record(msg: Message) -> ParkedRecord:
     """A consumed record as the dead-letter sinks keep it."""
     return ParkedRecord(
         f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1, (msg.key() or b"").decode("utf-8", "replace"),
-        msg.value() or b"", _header_pairs(msg.headers()),
+        msg.value() or b"", header_pairs(msg.headers()),
     )
-
-
-def _header_pairs(headers: ReceivedHeaders) -> list[tuple[str, str | bytes | None]]:
-    return list(headers.items()) if isinstance(headers, dict) else list(headers or ())
 
 
 #: A commit refused because this member lost its partitions (paused past its session, deposed).

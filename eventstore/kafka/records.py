@@ -70,10 +70,14 @@ def record_headers(
     return [(k, v.encode()) for k, v in headers]
 
 
+def header_pairs(headers: ReceivedHeaders) -> Headers:
+    """Headers as confluent-kafka hands them back (a list, a dict or None), as one list of pairs."""
+    return list(headers.items()) if isinstance(headers, dict) else list(headers or ())
+
+
 def header_map(headers: ReceivedHeaders) -> dict[str, str]:
-    pairs = headers.items() if isinstance(headers, dict) else (headers or ())
     out: dict[str, str] = {}
-    for key, value in pairs:
+    for key, value in header_pairs(headers):
         if value is not None:
             out[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return out
@@ -112,5 +116,4 @@ def dead_letter_headers(
         ("__connect.errors.exception.class.name", f"{type(error).__module__}.{type(error).__qualname__}"),
         ("__connect.errors.exception.message", str(error)),
     ]
-    kept: Headers = list(original.items()) if isinstance(original, dict) else list(original or [])
-    return [(k, v.encode()) for k, v in ours] + kept
+    return [(k, v.encode()) for k, v in ours] + header_pairs(original)
