@@ -91,6 +91,14 @@ def load_plan(codec: AvroCodec, stream: list[StoredEvent]) -> Plan | None:
     return plan
 
 
+
+def _command_record(command: Command, body: bytes, outcome: Outcome, reason: str) -> CommandRecord:
+    """The command as received (``body``: its encoding) and what became of it, before any position."""
+    return CommandRecord(
+        command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
+        command.issued_at, body, outcome, reason,
+    )
+
 class PlanStates(Protocol):
     """Where the handler finds what it decides on: each plan's state and version, and the commands
     already handled. The embedded log is folded per plan (``FoldedPlans``); on Kafka the handler's
@@ -176,7 +184,7 @@ class Handled:
 
 class CommandHandler:
     """Turns commands into appended events, a batch at a time, over any ``EventLog``: the embedded
-    service hands it one command, the Kafka handler a consumed batch. Safe with several writers:
+    backend hands it one command, the Kafka handler a consumed batch. Safe with several writers:
     an append decided on a stale state loses and the command is decided again on the state that won."""
 
     ATTEMPTS = 5
@@ -225,10 +233,7 @@ class CommandHandler:
             plan = working[uuid] if uuid in working else self.plans.plan(uuid)
             decision = decide_command(self._codec, plan, command, self._clock(), self._abort_timeout_us)
             expected = versions.get(uuid, self.plans.version(uuid))
-            record = CommandRecord(
-                command.command_id, type(command).__name__, uuid, command.issued_by, command.origin, command.issued_at,
-                body, decision.outcome, decision.reason,
-            )
+            record = _command_record(command, body, decision.outcome, decision.reason)
             if not requests:
                 fault_point("stop-before-append")  # a paused handler, deposed while it holds a decided batch
             requests.append(AppendRequest(uuid, expected, decision.new_events, record, decision.plan if decision.new_events else None))
@@ -273,10 +278,7 @@ class CommandHandler:
                 raise DuplicateCommandError(command.command_id)
             handled = self._seen_before(command, body, earlier)
         if handled.fate == "reused":  # kept for the audit
-            self._log.record_refused(CommandRecord(
-                command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
-                command.issued_at, body, "rejected", handled.reason,
-            ))
+            self._log.record_refused(_command_record(command, body, "rejected", handled.reason))
             return HandlingResult(command.command_id, command.plan_uuid, "rejected", handled.reason)
         record = handled.record
         assert record is not None
