@@ -42,6 +42,7 @@ from eventstore.kafka.log import command_record
 from eventstore.kafka.records import header_map, unwrap_oslo_envelope
 from eventstore.log import CommandRecord, Outcome, RejectedAppend, StoredEvent
 
+from .read_model import sorted_json
 from .tracking import track
 from .translator import Notification, Priority
 
@@ -49,8 +50,6 @@ log = logging.getLogger(__name__)
 
 CONSUMER = "audit-trail"
 
-#: ``json.dumps(value, sort_keys=True)`` without building an encoder for every call.
-_sorted_json = json.JSONEncoder(sort_keys=True).encode
 
 
 class AuditTrail:
@@ -134,7 +133,7 @@ class AuditTrail:
                 continue
             rows.append((
                 plan_uuid, message_id, event_id, event_type, priority, plan_seq, h.get("watcher_es_payload_set", "1.0"),
-                summary or _sorted_json(shown), f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1,
+                summary or sorted_json(shown), f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1,
             ))
         self.db.conn.executemany(  # a re-send is the same message: the first one recorded stays
             "INSERT OR IGNORE INTO trail_notifications (plan_uuid, message_id, event_id, event_type, priority, plan_seq,"
@@ -191,7 +190,7 @@ AUDIT_HEADER = "watcher_es_audit"
 
 def audit_summary(envelope: dict[str, Any]) -> str:
     """``what_audit_shows`` as the trail keeps it: the read model records it without parsing the message."""
-    return _sorted_json(what_audit_shows(envelope))
+    return sorted_json(what_audit_shows(envelope))
 
 
 def what_audit_shows(envelope: dict[str, Any]) -> dict[str, Any]:

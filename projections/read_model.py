@@ -88,7 +88,7 @@ def m002_kafka_trail(db: sqlite_utils.Database) -> None:
 
 
 #: ``json.dumps(value, sort_keys=True)`` without building a new encoder for every call.
-_sorted_json = json.JSONEncoder(sort_keys=True).encode
+sorted_json = json.JSONEncoder(sort_keys=True).encode
 
 #: Each table's row as the tuple its INSERT binds, in its column order (C speed, one per row).
 _AUDIT_ROW, _STRATEGY_ROW, _PLAN_ROW, _ACTION_ROW = (itemgetter(*c) for c in (AUDIT_COLUMNS, STRATEGY_COLUMNS, PLAN_COLUMNS, ACTION_COLUMNS))
@@ -98,7 +98,7 @@ _ACTION_STATES = {"ActionCancellationStarted": "CANCELLING", "ActionCancelled": 
 
 
 def _fault(fault: Record | None) -> str | None:
-    return None if fault is None else _sorted_json(fault)
+    return None if fault is None else sorted_json(fault)
 
 
 #: Rows per multi-row INSERT (see ``_Insert``); 50 rows of at most 17 columns stay far below
@@ -207,7 +207,7 @@ class _Batch:
         plan["version"], plan["last_position"], plan["last_event_at"] = stored.version, stored.position, occurred_at
         self.history.append((
             stored.position, plan_uuid, stored.version, stored.event_id, name, stored.command_id,
-            occurred_at, action_uuid, state, _sorted_json(detail) if detail else None,
+            occurred_at, action_uuid, state, sorted_json(detail) if detail else None,
         ))
 
     def _register(self, plan_uuid: str, r: Record) -> dict[str, Any]:
