@@ -5,12 +5,14 @@ A frozen dataclass's generated ``__init__`` stores each field through ``object._
 made for every event and notification (``StoredEvent``, ``Append``, ``Notification``...) that was
 a few percent of every part of `serve`. ``quick_init`` gives such a class an ``__init__`` that
 fills the instance's ``__dict__`` directly; the instance is exactly as frozen, equal, hashable and
-printable as before.
+printable as before. ``filled`` and ``changed`` skip ``__init__`` altogether, for records made
+from values already checked: a decoded message, a plan evolved from a valid one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -39,3 +41,18 @@ def quick_init(cls: type[T]) -> type[T]:
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     setattr(cls, "__init__", init)
     return cls
+
+
+def filled(cls: type[T], fields: Mapping[str, Any]) -> T:
+    """An instance holding these field values as they are: no ``__init__`` (nor ``__post_init__``) runs."""
+    record: T = object.__new__(cls)
+    record.__dict__.update(fields)
+    return record
+
+
+def changed(record: T, **changes: object) -> T:
+    """``dataclasses.replace`` without ``__init__``: what ``__post_init__`` derived is shared, not derived again."""
+    new: T = object.__new__(type(record))
+    new.__dict__.update(record.__dict__)
+    new.__dict__.update(changes)
+    return new

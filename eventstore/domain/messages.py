@@ -10,6 +10,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
+from ..frozen import filled
+
 # Version 1 (0.1.0): the initial records.
 # Version 2 (0.2.0): optional fields of Watcher 17's objects (audit name, auto_trigger,
 #   next_run_time; status_message of audit, plan and action), all with defaults.
@@ -295,6 +297,4 @@ def from_record(cls: type[T], record: dict[str, Any]) -> T:
         elif isinstance(value, list):
             value = tuple(value)
         kwargs[name] = value
-    message: T = object.__new__(cls)  # the fields as decoded: no __init__ here validates, and it cost a third of a decode
-    message.__dict__.update(kwargs)
-    return message
+    return filled(cls, kwargs)  # the fields as decoded: no __init__ here validates, and it cost a third of a decode

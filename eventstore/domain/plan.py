@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
 
-from ..frozen import quick_init
+# ``changed``, not ``dataclasses.replace``: none of these records validates, a plan's ``places``
+# is shared on purpose (actions keep their places), and ``replace`` was half of deciding a cancel.
+from ..frozen import changed, quick_init
 from .messages import (
     Action,
     ActionCancellationFailed,
@@ -27,9 +28,6 @@ from .messages import (
     Fault,
     Strategy,
 )
-
-R = TypeVar("R")
-
 
 @quick_init
 @dataclass(frozen=True)
@@ -93,23 +91,14 @@ class Plan:
         i = self.places.get(uuid)
         version = self.version if version is None else version
         if i is None:
-            return _changed(self, version=version)
+            return changed(self, version=version)
         actions = list(self.actions)  # one C-level copy, not a Python loop over every action
-        actions[i] = _changed(actions[i], **changes)
-        return _changed(self, actions=tuple(actions), version=version)
+        actions[i] = changed(actions[i], **changes)
+        return changed(self, actions=tuple(actions), version=version)
 
     @property
     def aborts_pending(self) -> tuple[ActionView, ...]:
         return tuple(a for a in self.actions if a.state == "CANCELLING")
-
-
-def _changed(record: R, **changes: object) -> R:
-    """``dataclasses.replace`` for the frozen records here, without running ``__init__`` again: none
-    of them validates, ``places`` is shared on purpose, and ``replace`` was half of deciding a cancel."""
-    new = object.__new__(type(record))
-    new.__dict__.update(record.__dict__)
-    new.__dict__.update(changes)
-    return new
 
 
 class UnexpectedEventError(Exception):
@@ -138,12 +127,12 @@ def evolve(plan: Plan | None, event: Event) -> Plan:
     v = plan.version + 1  # one replace per event: a cancel of many actions evolves many times
     match event:
         case ActionPlanStateChanged(state=state, status_message=message):
-            return _changed(plan, state=state, status_message=message, version=v)
+            return changed(plan, state=state, status_message=message, version=v)
         case ActionStateChanged(action_uuid=uuid, state=state, status_message=message):
             return plan.with_action(uuid, v, state=state, status_message=message)
         case ActionPlanCancellationStarted():
             c = Cancellation(event.requested_by, event.reason, event.occurred_at, event.abort_deadline, event.event_id)
-            return _changed(plan, state="CANCELLING", cancellation=c, version=v)
+            return changed(plan, state="CANCELLING", cancellation=c, version=v)
         case ActionCancellationStarted(action_uuid=uuid):
             return plan.with_action(uuid, v, state="CANCELLING")
         case ActionCancelled(action_uuid=uuid, status_message=message):
@@ -151,12 +140,12 @@ def evolve(plan: Plan | None, event: Event) -> Plan:
         case ActionCancellationFailed(action_uuid=uuid, fault=fault, status_message=message):
             plan = plan.with_action(uuid, v, state="FAILED", fault=fault, status_message=message)
             if plan.cancellation is not None and plan.cancellation.fault is None:
-                plan = _changed(plan, cancellation=_changed(plan.cancellation, fault=fault))
+                plan = changed(plan, cancellation=changed(plan.cancellation, fault=fault))
             return plan
         case ActionPlanCancelled():
-            return _changed(plan, state="CANCELLED", version=v)
+            return changed(plan, state="CANCELLED", version=v)
         case ActionPlanCancellationFailed(fault=fault):
-            return _changed(plan, state="FAILED", fault=fault, version=v)
+            return changed(plan, state="FAILED", fault=fault, version=v)
     raise UnexpectedEventError(f"no rule to apply {type(event).__name__}")
 
 
