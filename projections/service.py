@@ -15,6 +15,7 @@ something unforeseen stops the service with its error, so a supervisor restarts 
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import sqlite3
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 
 #: How long a part waits for its next record before looking whether it should stop.
 POLL_S = 0.5
+
+#: Container allocations between two young-generation collections (CPython's default is 700).
+#: A part allocates a few dicts and tuples per record and frees nearly all of them by reference
+#: counting; at 700 a tenth of each part's time went to collections that found nothing and kept
+#: rescanning its long-lived caches (2-4% at 50,000, measured per part on 2,000 plans).
+GC_YOUNG_THRESHOLD = 50_000
 
 
 class Part(Protocol):
@@ -67,6 +74,7 @@ class Service:
         """Until stopped (SIGTERM, Ctrl-C) or ``until()`` says so; then every part closes."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, self.stop)
+            gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])  # serve's process is ours alone
         threads = [
             threading.Thread(target=self._run_part, args=(name, part), name=f"serve-{name}", daemon=True)
             for name, part in self.parts.items()
