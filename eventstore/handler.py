@@ -110,8 +110,8 @@ class PlanStates(Protocol):
 
     def handled(self, command_id: str) -> CommandRecord | None: ...
 
-    def look_up(self, command_ids: Iterable[str]) -> None:
-        """Read a batch's command records ahead, where one query for all is cheaper."""
+    def look_up(self, commands: Sequence[Command]) -> None:
+        """Read a batch's command records and plan versions ahead, where one query for all is cheaper."""
 
     def settled(self, plan: Plan) -> None:
         """A decision's plan whose append stood."""
@@ -147,7 +147,7 @@ class FoldedPlans:
     def handled(self, command_id: str) -> CommandRecord | None:
         return self._log.command_outcome(command_id)
 
-    def look_up(self, command_ids: Iterable[str]) -> None:
+    def look_up(self, commands: Sequence[Command]) -> None:
         """Each is looked up when asked: one indexed read."""
 
     def settled(self, plan: Plan) -> None:
@@ -220,7 +220,7 @@ class CommandHandler:
         requests: list[AppendRequest] = []
         decided: list[tuple[Command, bytes, Decision]] = []
         seen: set[str] = set()
-        self.plans.look_up(command.command_id for command, _ in commands)
+        self.plans.look_up([command for command, _ in commands])
         for command, body in commands:
             uuid = command.plan_uuid
             earlier = self.plans.handled(command.command_id)

@@ -22,7 +22,7 @@ stands is folded as its decision's plan, not decoded again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -83,8 +83,9 @@ class StorePlans:
     def handled(self, command_id: str) -> CommandRecord | None:
         return self._log.handled(command_id)
 
-    def look_up(self, command_ids: Iterable[str]) -> None:
-        self._state.look_up_commands(command_ids)
+    def look_up(self, commands: Sequence[Command]) -> None:
+        self._state.look_up_commands(c.command_id for c in commands)
+        self._log.prime(c.plan_uuid for c in commands)
 
     def settled(self, plan: Plan) -> None:
         """Folded as the log reads the append back."""

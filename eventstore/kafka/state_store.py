@@ -164,7 +164,8 @@ class PlanStateStore:
         self._marks: dict[str, tuple[int, str]] = {}
         self._plans: dict[str, Plan] = {}
         self._commands: dict[str, CommandRecord] = {}
-        #: Command records read ahead for a batch (None: not in the store), until the next commit.
+        #: Command records read ahead for a batch (None: not in the store), and those a commit just
+        #: wrote: the writer asks for its batch's records right after the read-back commits them.
         self._looked_up: dict[str, CommandRecord | None] = {}
         self._positions: dict[str, int] = dict(self._conn.execute("SELECT source, position FROM positions").fetchall())
 
@@ -244,6 +245,8 @@ class PlanStateStore:
         if cached is not None:
             self._cache.move_to_end(plan_uuid)
             return cached
+        if self._heads.get(plan_uuid) is _ABSENT and plan_uuid not in self._marks:
+            return None  # a plan the store has no row for (a batch's new plans, looked up with their versions)
         row = self._conn.execute("SELECT plan FROM plans WHERE uuid = ?", (plan_uuid,)).fetchone()
         if row is None or row[0] is None:
             return None
@@ -317,7 +320,10 @@ class PlanStateStore:
         self._remember_heads(self._marks)
         for plan in self._plans.values():
             self._remember(plan)
-        self._marks, self._plans, self._commands, self._looked_up = {}, {}, {}, {}
+        if len(self._looked_up) > self._cache_size:
+            self._looked_up = {}
+        self._looked_up.update(self._commands)
+        self._marks, self._plans, self._commands = {}, {}, {}
 
     def discard(self) -> None:
         """Forget every pending change (the batch is read again from the stored positions)."""
