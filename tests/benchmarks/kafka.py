@@ -350,15 +350,21 @@ def _wanted_headers(headers: Any) -> dict[str, str]:
 class Tracker:
     """One consumer on the outcomes and both notification topics, from their start, without a group.
 
-    Records are timestamped when ``poll`` hands them over; ``fetch.wait.max.ms`` is 5 so the
-    broker answers a fetch almost as soon as a record is there.
+    Records are timestamped when ``poll`` hands them over. Tansu holds a fetch that finds nothing
+    for the whole ``fetch.wait.max.ms``, and answers each one with CPU taken from the cores serve
+    runs on: at 5 ms this consumer alone kept it at 20% of a core, a sixth of the broker's CPU in
+    the throughput run. So a run's tracker waits 50 ms (what that adds to the end of a phase is
+    counted against serve), and the latency phase times its cancels with a ``prompt`` one (5 ms).
     """
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, prompt: bool = False) -> None:
         t = settings.topics
         self.outcomes_topic = t.outcomes
         config = settings.consumer_config(None)
-        config.update({"fetch.wait.max.ms": 5, "enable.partition.eof": False, "log_level": QUIET, "group.id": f"{settings.group_prefix}.bench-tracker"})
+        config.update({
+            "fetch.wait.max.ms": 5 if prompt else 50, "enable.partition.eof": False, "log_level": QUIET,
+            "group.id": f"{settings.group_prefix}.bench-tracker",
+        })
         self.consumer = Consumer(config)
         assignment = []
         for topic in (t.outcomes, t.notification_topic("INFO"), t.notification_topic("ERROR")):
@@ -591,6 +597,14 @@ class Run:
         return pending
 
     def latency(self, samples: int, rate: float, serves: Sequence[Serve]) -> dict[str, Any]:
+        tracker, self.tracker = self.tracker, Tracker(self.settings, prompt=True)
+        try:
+            return self._latency(samples, rate, serves)
+        finally:
+            self.tracker.close()
+            self.tracker = tracker
+
+    def _latency(self, samples: int, rate: float, serves: Sequence[Serve]) -> dict[str, Any]:
         pending = self.register_all(samples, serves, "latency: registering", self.timeout)
         interval, sample_timeout = 1.0 / rate, 10.0
         found: list[float] = []
