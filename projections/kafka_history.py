@@ -117,7 +117,7 @@ class AuditTrail:
         """Our notifications among these records; anything else on the topics is not ours and is ignored."""
         rows = []
         for msg in messages:
-            h = header_map(msg.headers())
+            h = header_map(msg.headers(), _TRAIL_HEADERS)
             event_id, plan_uuid = h.get("watcher_es_event_id"), h.get("ce_subject")
             if not event_id or not plan_uuid:
                 continue
@@ -186,6 +186,8 @@ class AuditTrail:
 
 #: The header in which the translator sends ``audit_summary`` beside each notification.
 AUDIT_HEADER = "watcher_es_audit"
+#: What the trail reads of a notification's headers.
+_TRAIL_HEADERS = frozenset({"watcher_es_event_id", "ce_subject", AUDIT_HEADER, "ce_sequence", "watcher_es_payload_set"})
 
 
 def audit_summary(envelope: dict[str, Any]) -> str:

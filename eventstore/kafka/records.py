@@ -75,10 +75,11 @@ def header_pairs(headers: ReceivedHeaders) -> Headers:
     return list(headers.items()) if isinstance(headers, dict) else list(headers or ())
 
 
-def header_map(headers: ReceivedHeaders) -> dict[str, str]:
+def header_map(headers: ReceivedHeaders, only: frozenset[str] | None = None) -> dict[str, str]:
+    """``only``: the headers a reader of many records wants; the others are not decoded."""
     out: dict[str, str] = {}
     for key, value in header_pairs(headers):
-        if value is not None:
+        if value is not None and (only is None or key in only):
             out[key] = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     return out
 
