@@ -599,6 +599,11 @@ class Run:
     def latency(self, samples: int, rate: float, serves: Sequence[Serve]) -> dict[str, Any]:
         tracker, self.tracker = self.tracker, Tracker(self.settings, prompt=True)
         try:
+            # It reads the topics from their start: timed from where the run's tracker got to, not while catching up.
+            self.tracker.wait(
+                lambda: len(self.tracker.outcome_ids) >= len(tracker.outcome_ids) and len(self.tracker.note_ids) >= len(tracker.note_ids),
+                self.timeout, "latency: the prompt tracker catching up", serves,
+            )
             return self._latency(samples, rate, serves)
         finally:
             self.tracker.close()
