@@ -131,7 +131,8 @@ class KafkaReadModelPart:
         t = settings.topics
         self._events = t.events
         self._notifications = (t.notification_topic("INFO"), t.notification_topic("ERROR"))
-        self.consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=not park_to_topic))  # a query waits for its catch-up
+        # A query waits for its own model's catch-up: the fetch is prompt and reads far ahead.
+        self.consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=not park_to_topic, catch_up=not park_to_topic))
         self._at_end: dict[str, bool] = {}
         #: Where a gap made this part seek back to; the same gap again means the records are gone.
         self._rewound: dict[str, int] = {}

@@ -462,23 +462,29 @@ def read_model(db: Path, query: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def events_end(settings: KafkaSettings) -> dict[str, int]:
-    """Each events partition's high watermark: where the read model is done."""
-    topic = settings.topics.events
+def model_sources_end(settings: KafkaSettings) -> dict[str, int]:
+    """Each partition's high watermark on the topics the read model follows (events, both notification topics)."""
+    t = settings.topics
     consumer = Consumer({**settings.consumer_config(None), "log_level": QUIET, "group.id": f"{settings.group_prefix}.bench-watermarks"})
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {f"{topic}/{p}": int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]) for p in sorted(partitions)}
+        end: dict[str, int] = {}
+        for topic in (t.events, t.notification_topic("INFO"), t.notification_topic("ERROR")):
+            partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+            end.update(
+                (f"{topic}/{p}", int(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])) for p in sorted(partitions)
+            )
+        return end
     finally:
         consumer.close()
 
 
 def wait_read_model(settings: KafkaSettings, dbs: Sequence[Path], timeout: float) -> float:
-    """Seconds until every one of the read models reached the events topic's end (each is a
-    replicated view of every partition): by the audit trail's positions, which pass every record
-    (the model's own pass only appends with events)."""
+    """Seconds until every one of the read models reached the end of the events and notification
+    topics (each is a replicated view of every partition, its audit trail of every notification):
+    by the audit trail's positions, which pass every record (the model's own pass only appends
+    with events)."""
     started = time.perf_counter()
-    end = events_end(settings)
+    end = model_sources_end(settings)
     deadline = time.monotonic() + timeout
     while True:
         behind = False
@@ -488,7 +494,7 @@ def wait_read_model(settings: KafkaSettings, dbs: Sequence[Path], timeout: float
         if not behind:
             return time.perf_counter() - started
         if time.monotonic() > deadline:
-            raise NotDone(f"read model: not at the end of the events topic within {timeout:.0f} s")
+            raise NotDone(f"read model: not at the end of the events and notification topics within {timeout:.0f} s")
         time.sleep(0.1)
 
 
