@@ -55,7 +55,9 @@ PARTS: tuple[PartName, ...] = ("handler", "projections", "translator")
 
 #: ``nice`` of the read model's process under ``--processes``. Measured on 2 cores with the broker
 #: beside them (3,000 plans, `make bench`): at 10 the notifications of a burst were all out about
-#: 12% sooner than at 0, and the model finished no later, since it works while the others wait.
+#: 12% sooner than at 0. The model is complete about a second after the last notification of a
+#: 3,000-plan burst, and about 25 s after that of a 27,000-plan one (its process then peaks at
+#: about 100 MB, holding at most 4 MB of records fetched ahead).
 MODEL_NICENESS = 10
 
 
