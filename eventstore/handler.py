@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -91,13 +91,13 @@ def load_plan(codec: AvroCodec, stream: list[StoredEvent]) -> Plan | None:
     return plan
 
 
-
 def _command_record(command: Command, body: bytes, outcome: Outcome, reason: str) -> CommandRecord:
     """The command as received (``body``: its encoding) and what became of it, before any position."""
     return CommandRecord(
         command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
         command.issued_at, body, outcome, reason,
     )
+
 
 class PlanStates(Protocol):
     """Where the handler finds what it decides on: each plan's state and version, and the commands

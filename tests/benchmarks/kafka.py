@@ -69,7 +69,7 @@ from eventstore.config import system_clock
 from eventstore.domain.messages import Command, to_record
 from eventstore.kafka.admin import init_topics
 from eventstore.kafka.config import KafkaSettings, Topics
-from eventstore.kafka.records import Headers, record_headers
+from eventstore.kafka.records import Headers, header_map, record_headers
 
 from .. import factories as f
 
@@ -343,10 +343,6 @@ class Watch:
 WANTED_HEADERS = frozenset({"ce_id", "ce_type", "ce_subject"})
 
 
-def _wanted_headers(headers: Any) -> dict[str, str]:
-    return {k: v.decode() for k, v in headers or () if k in WANTED_HEADERS and isinstance(v, bytes)}
-
-
 class Tracker:
     """One consumer on the outcomes and both notification topics, from their start, without a group.
 
@@ -392,7 +388,7 @@ class Tracker:
         for msg in messages:
             if msg.error() is not None:
                 continue
-            h = _wanted_headers(msg.headers())
+            h = header_map(msg.headers(), WANTED_HEADERS)
             ident = h.get("ce_id", "")
             if msg.topic() == self.outcomes_topic:
                 if ident in self.outcome_ids:
