@@ -205,6 +205,14 @@ def standing(
     known: Mapping[bytes, Mapping[str, Any]] | None = None,
 ) -> list[Append]:
     """The appends among these records that stand, in order; the rest go to the handlers."""
+    return admitted(appends_in(codec, messages, on_poison, known), fence, on_conflict)
+
+
+def appends_in(
+    codec: AvroCodec, messages: Iterable[Message], on_poison: Callable[[Message, Exception], None] | None = None,
+    known: Mapping[bytes, Mapping[str, Any]] | None = None,
+) -> list[Append]:
+    """The appends these records are, before the fence; a record that is not one goes to ``on_poison``."""
     appends: list[Append] = []
     for msg in messages:
         try:
@@ -213,6 +221,13 @@ def standing(
             if on_poison is None:
                 raise
             on_poison(msg, exc)
+    return appends
+
+
+def admitted(
+    appends: Sequence[Append], fence: Fence, on_conflict: Callable[[Append, StaleAppendError], None] | None = None,
+) -> list[Append]:
+    """The appends that stand, in the order given (their partition order); the rest go to ``on_conflict``."""
     fence.prime(a.plan_uuid for a in appends)
     out = []
     for append in appends:

@@ -11,7 +11,8 @@ batch goes to ``CommandHandler.handle_batch``, the same handler as the embedded 
 decides each command on that state (``decide``, the same pure rules),
 appends one ``EventsAppended`` record at the plan's version (an append for a rejection or a
 no-op too: a decision made on a stale state must not stand either), confirms delivery, then
-reads the topic back to its end. An append of its own that stands is reported in the outcomes
+judges its appends at the fence where they landed (reading the topic back to its end when
+another writer's record came first). An append of its own that stands is reported in the outcomes
 topic; one that lost to another writer (a deposed or paused handler, a second group member the
 same plan's commands reached) is recorded in the dead-letter topic and decided again on the
 state that won. Command offsets are committed only after that. A command id already applied is
@@ -106,7 +107,7 @@ class KafkaCommandHandler:
         self._topics = settings.topics
         self._codec = codec
         self._clock = clock
-        self._publisher = Publisher(settings)
+        self._publisher = Publisher(settings, report_offsets=True)  # the log settles its appends where they landed
         self._dead: DeadLetterSink = DeadLetters(self._publisher, self._topics.dead_letters)
         self._state = PlanStateStore(state_path, cache_size, changelog=self._topics.events)
         self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state)

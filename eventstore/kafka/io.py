@@ -7,6 +7,7 @@ events, never on ``get_watermark_offsets`` (some Kafka-protocol brokers report i
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -52,11 +53,15 @@ class Publisher:
 
     Every writer flushes before it reports or commits anything, and only failed deliveries are
     reported (``delivery.report.only.error``), so nothing is polled per record: that poll, and a
-    Python callback per delivered record, cost more than producing it.
+    Python callback per delivered record, cost more than producing it. The handler's publisher
+    (``report_offsets``) is the exception: where its appends landed spares it reading them back,
+    which costs far more.
     """
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, report_offsets: bool = False) -> None:
         self._config = settings.producer_config()
+        if report_offsets:  # a writer that needs to know where its records landed
+            self._config["delivery.report.only.error"] = False
         self._producer: Producer | None = None
         self._errors: list[str] = []
 
@@ -70,15 +75,25 @@ class Publisher:
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err.str()}")
 
-    def produce(self, topic: str, key: str, value: bytes, headers: Headers) -> None:
+    def produce(
+        self, topic: str, key: str, value: bytes, headers: Headers, on_placed: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """``on_placed(partition, offset)`` once the record is confirmed (a Publisher that ``report_offsets``)."""
+        callback = self._on_delivery if on_placed is None else functools.partial(self._placed, on_placed)
         while True:
             try:
-                self.producer.produce(topic, key=key.encode(), value=value, headers=headers, on_delivery=self._on_delivery)
+                self.producer.produce(topic, key=key.encode(), value=value, headers=headers, on_delivery=callback)
                 break
             except BufferError:
                 self.producer.poll(0.1)  # the local queue is full: let deliveries drain
             except KafkaException as exc:
                 raise DeliveryError(f"cannot produce to {topic}: {exc}") from exc
+
+    def _placed(self, then: Callable[[int, int], None], err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._on_delivery(err, msg)
+        else:
+            then(partition_of(msg), offset_of(msg))
 
     def flush(self, timeout: float = 30.0) -> None:
         if self._producer is None:

@@ -4,8 +4,11 @@ An append is one ``EventsAppended`` record (all of a command's events, its outco
 command itself) produced at the plan's version and confirmed by the cluster; the log then reads
 its partitions to their end and reports whether the append stood (the first at its version) or
 lost to another writer's, which raises ``StaleVersionError`` exactly as the SQLite log's unique
-key does. ``append_all`` does the same for a whole batch with one flush and one read-back: the
-handler's path. Everything read goes through the same ``Fence`` as every other reader.
+key does. ``append_all`` does the same for a whole batch with one flush: the handler's path.
+Where the delivery reports say a partition's records of ours landed one after another right
+where the state ends, nothing can stand between them: the fence is applied to them at once, from
+the records written, and they are not read back (the follower skips them when they come).
+Everything read or settled goes through the same ``Fence`` as every other reader.
 
 State held, in a ``PlanStateStore`` (``state_store.py``): each plan's version and chain head, each
 handled command's record (what the handler must recognise) and the position of every partition
@@ -17,18 +20,19 @@ is in memory and the topic is read from its start. Reads of history (``read_plan
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from confluent_kafka import OFFSET_BEGINNING
+from confluent_kafka import OFFSET_BEGINNING, Message
 
 from ..codec import AvroCodec, WriterSchema
 from ..domain.plan import Plan
 from ..exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
 from ..log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, Outcome, ParkedRecord, StoredEvent
 from ..position import Position
-from .appends import Append, Fence, PreparedAppend, new_writer_id, prepare_append, standing
+from .appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, message_source, new_writer_id, prepare_append
 from .config import KafkaSettings
 from .io import DeadLetters, Publisher, TopicFollower, positions_reached, topic_pages
 from .state_store import PlanStateStore
@@ -63,7 +67,7 @@ class KafkaEventLog:
         self._settings = settings
         self._codec = codec
         self.writer = writer or new_writer_id()
-        self._publisher = publisher or Publisher(settings)
+        self._publisher = publisher or Publisher(settings, report_offsets=True)
         self._dead: DeadLetterSink = DeadLetters(self._publisher, settings.topics.dead_letters)
         self.state = state if state is not None else PlanStateStore(None)
         self._follower: TopicFollower | None = self._follow()
@@ -72,6 +76,8 @@ class KafkaEventLog:
         #: The records of the pending appends by their bytes: read back without decoding them again.
         self._mine: dict[bytes, Mapping[str, Any]] = {}
         self._results: dict[str, bool] = {}
+        #: Where the cluster put each pending append: (partition, offset).
+        self._placed: dict[str, tuple[int, int]] = {}
         self._listeners: list[AppendListener] = []
         #: Records read from the events topic by this log (what a restart on a stored state saves).
         self.records_read = 0
@@ -95,6 +101,7 @@ class KafkaEventLog:
         """Read every partition to its end through the fence, folding each page into the state in one commit.
 
         Up to ``wait_s`` is spent waiting for a first record when the log was current already.
+        Our own appends that were settled where they landed come back too, and are skipped.
         A page that cannot be committed is dropped with everything pending, and the topic is read
         again from the stored positions.
         """
@@ -102,17 +109,55 @@ class KafkaEventLog:
             self._follower = self._follow()
         try:
             for page in self._follower.pages(wait_s=wait_s):
+                page = self._not_settled(page)
                 self.records_read += len(page)
-                for append in standing(self._codec, page, self._fence, on_poison=lambda m, e: None, on_conflict=self._lost, known=self._mine):
-                    self._stood(append)
-                self.state.commit(positions_reached(page))
-                self._fence.forget()  # the versions are in the store now
+                self._settle(appends_in(self._codec, page, lambda m, e: None, self._mine), positions_reached(page))
         except BaseException:
             self.state.discard()
             self._fence.forget()
             follower, self._follower = self._follower, None  # opened again at the stored positions
             follower.close()
             raise
+
+    def _not_settled(self, page: list[Message]) -> list[Message]:
+        """The records of a page not settled already: our own, settled where they landed, come back too."""
+        out = []
+        for msg in page:
+            source, offset = message_source(msg)
+            if offset >= self.state.position(source):
+                out.append(msg)
+        return out
+
+    def _settle(self, appends: list[Append], positions: Mapping[str, int]) -> None:
+        """Judge appends read (or placed) in partition order at the fence, and fold what stands, with the positions, in one commit."""
+        for append in admitted(appends, self._fence, self._lost):
+            self._stood(append)
+        self.state.commit(positions)
+        self._fence.forget()  # the versions are in the store now
+
+    def _settle_in_place(self) -> None:
+        """Our appends that landed one after another right where this log's state of their partition ends.
+
+        Nothing can stand between them, so the fence judges them here exactly as every reader
+        will, from the records we wrote and the offsets the cluster confirmed, without waiting to
+        read them back. Any other partition (a record of another writer before or among ours,
+        or an offset unknown) is read back as before.
+        """
+        topic = self._settings.topics.events
+        by_partition: dict[int, list[tuple[int, str]]] = {}
+        for append_id in self._pending:
+            if append_id not in self._placed:
+                return  # a publisher without delivery offsets: its partition is unknown, so is what came before it
+            partition, offset = self._placed[append_id]
+            by_partition.setdefault(partition, []).append((offset, append_id))
+        for partition, placed in by_partition.items():
+            source = f"{topic}/{partition}"
+            placed.sort()
+            first = self.state.position(source)
+            if [offset for offset, _ in placed] != list(range(first, first + len(placed))):
+                continue
+            appends = [append_from(self._pending[i][0].record, source, offset) for offset, i in placed]
+            self._settle(appends, {source: first + len(placed)})
 
     def _stood(self, append: Append) -> None:
         mine = self._pending.get(append.append_id)
@@ -155,12 +200,15 @@ class KafkaEventLog:
         return result
 
     def append_all(self, requests: Sequence[AppendRequest], timeout_s: float = 60.0) -> list[AppendResult]:
-        """Append each request in order with one flush and one read-back; each result says whether it stood."""
+        """Append each request in order with one flush (and a read-back where needed); each result says whether it stood."""
         self.refresh()
         try:
             return self._append_all(requests, timeout_s)
         finally:
-            self._pending, self._results, self._mine = {}, {}, {}
+            self._pending, self._results, self._mine, self._placed = {}, {}, {}, {}
+
+    def _on_placed(self, append_id: str, partition: int, offset: int) -> None:
+        self._placed[append_id] = (partition, offset)
 
     def _append_all(self, requests: Sequence[AppendRequest], timeout_s: float) -> list[AppendResult]:
         heads: dict[str, str] = {}
@@ -177,7 +225,10 @@ class KafkaEventLog:
                 outcome=r.command.outcome, reason=r.command.reason, events=r.events,
                 previous_hash=heads[r.plan_uuid] if r.plan_uuid in heads else self.state.head(r.plan_uuid), command=r.command.body,
             )
-            self._publisher.produce(self._settings.topics.events, r.plan_uuid, prepared.value, prepared.headers)
+            self._publisher.produce(
+                self._settings.topics.events, r.plan_uuid, prepared.value, prepared.headers,
+                functools.partial(self._on_placed, prepared.append_id),
+            )
             self._pending[prepared.append_id] = (prepared, r)
             self._mine[prepared.value] = prepared.record
             heads[r.plan_uuid] = prepared.last_hash
@@ -185,6 +236,7 @@ class KafkaEventLog:
         if not self._pending:
             return [i for i in ids if isinstance(i, DuplicateCommandError)]
         self._publisher.flush()
+        self._settle_in_place()
         deadline = time.monotonic() + timeout_s
         while len(self._results) < len(self._pending):
             if time.monotonic() > deadline:
