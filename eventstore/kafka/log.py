@@ -79,7 +79,8 @@ class KafkaEventLog:
         #: Where the cluster put each pending append: (partition, offset).
         self._placed: dict[str, tuple[int, int]] = {}
         self._listeners: list[AppendListener] = []
-        #: Records read from the events topic by this log (what a restart on a stored state saves).
+        #: Records folded from the events topic by this log, not counting its own appends settled
+        #: where they landed (what a restart on a stored state saves).
         self.records_read = 0
 
     def _follow(self) -> TopicFollower:
