@@ -1,13 +1,13 @@
-"""The EventLog port on a Kafka events topic: atomic, fenced appends, read back through the fence.
+"""The EventLog port on a Kafka events topic: atomic, fenced appends, judged in partition order.
 
 An append is one ``EventsAppended`` record (all of a command's events, its outcome and the
-command itself) produced at the plan's version and confirmed by the cluster; the log then reads
-its partitions to their end and reports whether the append stood (the first at its version) or
-lost to another writer's, which raises ``StaleVersionError`` exactly as the SQLite log's unique
-key does. ``append_all`` does the same for a whole batch with one flush: the handler's path.
-Where the delivery reports say a partition's records of ours landed one after another right
-where the state ends, nothing can stand between them: the fence is applied to them at once, from
-the records written, and they are not read back (the follower skips them when they come).
+command itself) produced at the plan's version and confirmed by the cluster; the log then
+reports whether the append stood (the first at its version) or lost to another writer's, which
+raises ``StaleVersionError`` exactly as the SQLite log's unique key does. ``append_all`` does the
+same for a whole batch with one flush: the handler's path. Where the delivery reports say that a
+partition's records of ours landed one after another right where the state ends, nothing can
+stand between them, and the fence is applied to them at once from the records written (the
+follower skips them when they come back); in any other partition they are judged as read back.
 Everything read or settled goes through the same ``Fence`` as every other reader.
 
 State held, in a ``PlanStateStore`` (``state_store.py``): each plan's version and chain head, each
