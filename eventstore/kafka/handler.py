@@ -68,8 +68,8 @@ def decode_command(codec: AvroCodec, msg: Message) -> Command:
 
 
 class StorePlans:
-    """The handler's ``PlanStates`` on Kafka: its state store, kept current by the log's read-back
-    (a standing append is folded as it is read, so nothing is left to do when one stood or lost)."""
+    """The handler's ``PlanStates`` on Kafka: its state store, kept current by the log (a standing
+    append is folded as the log settles it or reads it, so nothing is left to do when one stood or lost)."""
 
     def __init__(self, log: KafkaEventLog, state: PlanStateStore) -> None:
         self._log = log
@@ -89,10 +89,10 @@ class StorePlans:
         self._log.prime(c.plan_uuid for c in commands)
 
     def settled(self, plan: Plan) -> None:
-        """Folded as the log reads the append back."""
+        """Folded as the log settled the append."""
 
     def stale(self, plan_uuid: str) -> None:
-        """The read-back has folded the append that won."""
+        """The log has folded the append that won (it read it before settling ours)."""
 
 
 class KafkaCommandHandler:
