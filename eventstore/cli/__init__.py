@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from .app import app
 
-
-def main() -> None:
-    app()
-
+main = app  # the console script's entry point (pyproject.toml)
 
 __all__ = ["app", "main"]

@@ -68,8 +68,9 @@ def configure(
     )
 
 
-writes.register_commands(app)
-queries.register_commands(app)
-demo.register_commands(app)
-topics.register_commands(app)
-audit.register_commands(app)
+#: In the order `--help` lists them; each is named after its function (report_progress: report-progress).
+for command in (
+    writes.register, writes.cancel, writes.report_progress, writes.report_abort, writes.enforce_deadlines, writes.serve,
+    queries.status, queries.plans, queries.notifications, demo.demo, topics.init, topics.dlq, audit.replay, audit.audit, audit.verify,
+):
+    app.command()(command)

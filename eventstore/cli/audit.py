@@ -103,9 +103,3 @@ def verify(
             f"(the read model is at position {report.model_position}; the {report.model_position.behind(report.log_position)} "
             "later positions were chain-checked only)", soft_wrap=True,
         )
-
-
-def register_commands(app: typer.Typer) -> None:
-    app.command("replay")(replay)
-    app.command("audit")(audit)
-    app.command("verify")(verify)

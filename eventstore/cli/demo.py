@@ -35,7 +35,3 @@ def demo(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", hel
     kinds = sorted({n["event_type"] for n in report.notifications})
     out.print(f"{len(report.notifications)} notifications, {len(kinds)} kinds: {', '.join(kinds)}")
     out.print(f"Full envelopes: [bold]watcher-es --db {escape(shlex.quote(str(settings_of(ctx).db)))} notifications --json[/bold]", markup=True)
-
-
-def register_commands(app: typer.Typer) -> None:
-    app.command("demo")(demo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from typing import Annotated, Any, Optional
 
 import typer
@@ -124,17 +125,5 @@ def _replay_notifications(ctx: typer.Context, plan: str | None, first: int, last
             for note in notes:
                 json_line(note.envelope)
             return
-        rows: list[tuple[Any, ...]] = []
-        for note in notes:
-            rows.append(render.notification_row(note.position, note.envelope))
-            if len(rows) == 500:
-                out.print(render.table("Notifications (re-emitted; # is the log position)", render.NOTIFICATION_COLUMNS, rows))
-                rows = []
-        if rows:
+        while rows := [render.notification_row(note.position, note.envelope) for note in islice(notes, 500)]:
             out.print(render.table("Notifications (re-emitted; # is the log position)", render.NOTIFICATION_COLUMNS, rows))
-
-
-def register_commands(app: typer.Typer) -> None:
-    app.command("status")(status)
-    app.command("plans")(plans)
-    app.command("notifications")(notifications)

@@ -46,8 +46,3 @@ def dlq(
     out.print(render.table("Dead letters", ("from", "offset", "stage", "error", "message"), (
         (f"{r['topic']}/{r['partition']}", r["offset"], r["stage"], r["error"], r["message"]) for r in rows
     )))
-
-
-def register_commands(app: typer.Typer) -> None:
-    app.command("init")(init)
-    app.command("dlq")(dlq)

@@ -28,8 +28,6 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the outcome as one 
 CommandIdOpt = Annotated[Optional[str], typer.Option("--command-id", help="Idempotency key; a command id seen before is not handled again.")]
 ByOpt = Annotated[Optional[str], typer.Option("--by", help="Who is asking (default: $OS_USERNAME or $USER).")]
 StatusMessageOpt = Annotated[Optional[str], typer.Option("--status-message", help="Watcher's status_message for the plan or action from now on, as the applier sets one (none clears it).")]
-
-
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the outcome (for cancel: until the cancellation ends) and exit non-zero unless it succeeded.")]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="With --wait: seconds to wait.")]
 
@@ -187,12 +185,3 @@ def serve(
             store.serve(only or (), interval, once, lambda line: err.print(line, markup=False), processes=processes)
         except KeyboardInterrupt:
             err.print("stopped")
-
-
-def register_commands(app: typer.Typer) -> None:
-    app.command("register")(register)
-    app.command("cancel")(cancel)
-    app.command("report-progress")(report_progress)
-    app.command("report-abort")(report_abort)
-    app.command("enforce-deadlines")(enforce_deadlines)
-    app.command("serve")(serve)
