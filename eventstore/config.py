@@ -9,8 +9,6 @@ from pathlib import Path
 from .domain.states import DEFAULT_ABORT_TIMEOUT_US
 from .kafka.config import KafkaSettings
 
-ENV_PREFIX = "WATCHER_ES_"
-
 
 def system_clock() -> int:
     """Now, in UTC microseconds since the epoch: the unit of every time in the log."""

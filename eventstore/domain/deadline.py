@@ -16,17 +16,10 @@ _DEADLINE_IDS = uuid.UUID("8f1d2c3b-4a5e-4f60-8b71-9c0d1e2f3a4b")
 PASS_NAME = "watcher-es deadline pass"
 
 
-def overdue(plans: Iterable[Plan], now: int) -> list[Plan]:
-    return [p for p in plans if p.state == "CANCELLING" and p.cancellation is not None and p.cancellation.abort_deadline <= now]
-
-
-def deadline_command(plan: Plan, now: int, origin: str) -> EnforceAbortDeadline:
-    if plan.cancellation is None:
-        raise ValueError(f"plan {plan.uuid} has no cancellation")
-    command_id = str(uuid.uuid5(_DEADLINE_IDS, plan.cancellation.started_event_id))
-    return EnforceAbortDeadline(command_id, now, PASS_NAME, origin, plan.uuid)
-
-
 def deadline_commands(plans: Iterable[Plan], now: int, origin: str) -> list[EnforceAbortDeadline]:
     """The deadline pass, whoever runs it: one command per cancellation past its abort deadline."""
-    return [deadline_command(plan, now, origin) for plan in overdue(plans, now)]
+    return [
+        EnforceAbortDeadline(str(uuid.uuid5(_DEADLINE_IDS, p.cancellation.started_event_id)), now, PASS_NAME, origin, p.uuid)
+        for p in plans
+        if p.state == "CANCELLING" and p.cancellation is not None and p.cancellation.abort_deadline <= now
+    ]
