@@ -39,6 +39,17 @@ def schema_dir() -> Path:
     raise SchemaError("the watcher_es_schemas package (the avro/ folder) is not installed: run `make install`")
 
 
+def _read(path: Path, what: str) -> tuple[str, Any, str, bytes]:
+    """A schema file's record name, schema, canonical form and fingerprint. Each file loads on its
+    own so its parsed form (and canonical form) is self-contained."""
+    try:
+        schema = load_schema(str(path), _write_hint=False)
+        canonical = to_parsing_canonical_form(schema)
+    except Exception as exc:  # fastavro raises several unrelated types here
+        raise SchemaError(f"cannot load {what}: {exc}") from exc
+    return path.name[len(NAMESPACE) + 1 : -len(".avsc")], schema, canonical, bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+
+
 @dataclass(frozen=True)
 class WriterSchema:
     """A schema some record was written with, as kept beside the log."""
@@ -83,39 +94,20 @@ class AvroCodec:
         self._fingerprints: dict[str, bytes] = {}
         self._known: dict[bytes, _Known] = {}
         self._canonical: dict[str, str] = {}
-        self._load()
-
-    def _load(self) -> None:
         files = sorted(self._directory.glob(f"{NAMESPACE}.*.avsc"))
         if not files:
             raise SchemaError(f"no {NAMESPACE}.*.avsc schemas in {self._directory}")
         for path in files:
-            try:
-                # Each file loads on its own so its parsed form (and canonical form) is self-contained.
-                schema = load_schema(str(path), _write_hint=False)
-                canonical = to_parsing_canonical_form(schema)
-            except Exception as exc:  # fastavro raises several unrelated types here
-                raise SchemaError(f"cannot load {path.name}: {exc}") from exc
-            name = path.name[len(NAMESPACE) + 1 : -len(".avsc")]
-            fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+            name, schema, canonical, fp = _read(path, path.name)
             self._current[name] = schema
             self._writers[name] = parse_schema(schema)
             self._fingerprints[name] = fp
             self._canonical[name] = canonical
             self._known[fp] = _Known.of(name, schema, None)
-        self._learn_released()
-
-    def _learn_released(self) -> None:
-        """Every schema ever released (``history/vN/``) reads too: a producer or log on an older release keeps working."""
+        # Every schema ever released (history/vN/) reads too: a producer or log on an older release keeps working.
         for release in sorted(p for p in (self._directory / "history").glob("v*") if p.is_dir()):
             for path in sorted(release.glob(f"{NAMESPACE}.*.avsc")):
-                name = path.name[len(NAMESPACE) + 1 : -len(".avsc")]
-                try:
-                    schema = load_schema(str(path), _write_hint=False)
-                    canonical = to_parsing_canonical_form(schema)
-                except Exception as exc:  # fastavro raises several unrelated types here
-                    raise SchemaError(f"cannot load released schema {release.name}/{path.name}: {exc}") from exc
-                fp = bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
+                name, schema, _, fp = _read(path, f"released schema {release.name}/{path.name}")
                 if fp not in self._known and name in self._current:
                     self._known[fp] = _Known.of(name, schema, self._current[name])
 
