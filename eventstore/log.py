@@ -16,7 +16,7 @@ from .codec import WriterSchema
 from .domain.plan import Plan
 from .exceptions import DuplicateCommandError, StaleVersionError
 from .position import Position
-from .frozen import quick_init
+from .frozen import changed, quick_init
 
 #: "pending": on Kafka, a command read back before the handler has said what became of it.
 Outcome = Literal["accepted", "unchanged", "rejected", "pending"]
@@ -71,10 +71,7 @@ class CommandRecord:
 
     def placed(self, first: int | None, last: int | None) -> CommandRecord:
         """The record with the positions its events got (a handler writes one per command: no ``dataclasses.replace``)."""
-        return CommandRecord(
-            self.command_id, self.command_type, self.plan_uuid, self.issued_by, self.origin, self.issued_at, self.body,
-            self.outcome, self.reason, first, last,
-        )
+        return changed(self, first_position=first, last_position=last)
 
 
 @quick_init

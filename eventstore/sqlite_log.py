@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from operator import attrgetter
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -23,6 +24,13 @@ from .position import LOG, Position
 from .sqlite_support import claim, connect, migrate, write_transaction
 
 migrations = Migrations("watcher-es.log")
+
+#: The columns of ``commands`` and of ``refused_commands``.
+_COMMAND_TABLE = {
+    "seq": int, "command_id": str, "command_type": str, "plan_uuid": str, "issued_by": str,
+    "origin": str, "issued_at": int, "body": bytes, "outcome": str, "reason": str,
+    "first_position": int, "last_position": int,
+}
 
 
 @migrations()
@@ -37,14 +45,8 @@ def m001_events(db: sqlite_utils.Database) -> None:
     db["events"].create_index(["plan_uuid", "version"], unique=True)  # type: ignore[union-attr]
     db["events"].create_index(["event_id"], unique=True)  # type: ignore[union-attr]
     db["schemas"].create({"fingerprint": str, "name": str, "canonical": str}, pk="fingerprint")  # type: ignore[union-attr]
-    db["commands"].create(  # type: ignore[union-attr]
-        {
-            "seq": int, "command_id": str, "command_type": str, "plan_uuid": str, "issued_by": str,
-            "origin": str, "issued_at": int, "body": bytes, "outcome": str, "reason": str,
-            "first_position": int, "last_position": int,
-        },
-        pk="seq", not_null={"command_id", "command_type", "plan_uuid", "outcome"},
-    )
+    not_null = {"command_id", "command_type", "plan_uuid", "outcome"}
+    db["commands"].create(_COMMAND_TABLE, pk="seq", not_null=not_null)  # type: ignore[union-attr]
     db["commands"].create_index(["command_id"], unique=True)  # type: ignore[union-attr]
     db["commands"].create_index(["plan_uuid"])  # type: ignore[union-attr]
     for verb in ("UPDATE", "DELETE"):
@@ -57,14 +59,7 @@ def m001_events(db: sqlite_utils.Database) -> None:
 @migrations()
 def m002_refused_commands(db: sqlite_utils.Database) -> None:
     """Commands refused before any decision (an id already used by another command): the audit shows them."""
-    db["refused_commands"].create(  # type: ignore[union-attr]
-        {
-            "seq": int, "command_id": str, "command_type": str, "plan_uuid": str, "issued_by": str,
-            "origin": str, "issued_at": int, "body": bytes, "outcome": str, "reason": str,
-            "first_position": int, "last_position": int,
-        },
-        pk="seq",
-    )
+    db["refused_commands"].create(_COMMAND_TABLE, pk="seq")  # type: ignore[union-attr]
     db["refused_commands"].create_index(["plan_uuid"])  # type: ignore[union-attr]
 
 
@@ -87,6 +82,7 @@ _EVENT_COLUMNS = "position, plan_uuid, version, event_id, event_type, command_id
 _COMMAND_COLUMNS = (
     "command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason, first_position, last_position"
 )
+_command_row = attrgetter(*_COMMAND_COLUMNS.split(", "))  # a CommandRecord as the columns' values
 
 
 class LogRow(NamedTuple):
@@ -194,17 +190,14 @@ class SqliteEventLog:
         return [WriterSchema(*r) for r in self.db.conn.execute("SELECT fingerprint, name, canonical FROM schemas")]
 
     def read(self, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
-        rows = self.db.conn.execute(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
-        ).fetchall()
-        return [StoredEvent(*r) for r in rows]
+        return [StoredEvent(*r) for r in self._page(_EVENT_COLUMNS, after, limit)]
 
     def scan(self, after: int = 0, limit: int = 1000) -> list[LogRow]:
         """``read`` for replays: the same events, as light ``LogRow`` tuples (not part of the port)."""
-        rows = self.db.conn.execute(
-            f"SELECT {_ROW_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)
-        ).fetchall()
-        return list(map(LogRow._make, rows))
+        return list(map(LogRow._make, self._page(_ROW_COLUMNS, after, limit)))
+
+    def _page(self, columns: str, after: int, limit: int) -> list[Any]:
+        return self.db.conn.execute(f"SELECT {columns} FROM events WHERE position > ? ORDER BY position LIMIT ?", (after, limit)).fetchall()
 
     def events_after(self, after: Position, limit: int = 1000) -> list[StoredEvent]:
         return self.read(after[LOG], limit)
@@ -261,10 +254,3 @@ def _insert_chained(conn: sqlite3.Connection, table: str, record: CommandRecord)
     row = conn.execute(f"SELECT hash FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
     chained = command_hash(row[0] if row and row[0] else "", record)
     conn.execute(f"INSERT INTO {table} ({_COMMAND_COLUMNS}, hash) VALUES ({', '.join('?' * 12)})", (*_command_row(record), chained))
-
-
-def _command_row(c: CommandRecord) -> tuple[object, ...]:
-    return (
-        c.command_id, c.command_type, c.plan_uuid, c.issued_by, c.origin, c.issued_at, c.body,
-        c.outcome, c.reason, c.first_position, c.last_position,
-    )
