@@ -16,7 +16,7 @@ from typing import Literal, Protocol
 from .codec import AvroCodec
 from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide_and_fold, unchanged_reason
 from .domain.messages import EVENT_TYPES, Command, Event, from_record, to_record
-from .domain.plan import Plan, evolve
+from .domain.plan import Plan, fold
 from .domain.validation import validate_command
 from .exceptions import CommandValidationError, DuplicateCommandError, SerializationError, StaleVersionError, WatcherEsError
 from .faults import fault_point
@@ -85,10 +85,7 @@ def decode_event(codec: AvroCodec, stored: StoredEvent) -> Event:
 
 
 def load_plan(codec: AvroCodec, stream: list[StoredEvent]) -> Plan | None:
-    plan: Plan | None = None
-    for stored in stream:
-        plan = evolve(plan, decode_event(codec, stored))
-    return plan
+    return fold(None, (decode_event(codec, stored) for stored in stream))
 
 
 def _command_record(command: Command, body: bytes, outcome: Outcome, reason: str) -> CommandRecord:
@@ -280,13 +277,11 @@ class CommandHandler:
         if handled.fate == "reused":  # kept for the audit
             self._log.record_refused(_command_record(command, body, "rejected", handled.reason))
             return HandlingResult(command.command_id, command.plan_uuid, "rejected", handled.reason)
-        record = handled.record
+        record = handled.record  # decided now, or earlier (a duplicate): its outcome and positions as stored
         assert record is not None
-        if handled.fate == "earlier":
-            return _from_record(record, duplicate=True)
         return HandlingResult(
-            command.command_id, command.plan_uuid, handled.outcome, handled.reason, handled.events,
-            record.first_position, record.last_position,
+            record.command_id, record.plan_uuid, handled.outcome, handled.reason, handled.events,
+            record.first_position, record.last_position, duplicate=handled.fate == "earlier",
         )
 
 
@@ -310,7 +305,3 @@ def reused_id_reason(earlier: CommandRecord) -> str:
         f"command id {earlier.command_id} was already used by another command ({earlier.command_type} of plan "
         f"{earlier.plan_uuid}, {earlier.outcome}); a new command needs a new id"
     )
-
-
-def _from_record(r: CommandRecord, duplicate: bool) -> HandlingResult:
-    return HandlingResult(r.command_id, r.plan_uuid, r.outcome, r.reason, [], r.first_position, r.last_position, duplicate)

@@ -33,7 +33,7 @@ from .messages import (
     ReportActionProgress,
 )
 from .identity import name_uuid
-from .plan import Plan, evolve, fold
+from .plan import Plan, evolve
 from .states import ACTION_FINISHED, ACTION_PROGRESS, PLAN_PROGRESS, PLAN_TERMINAL
 from .states import DEFAULT_ABORT_TIMEOUT_US as DEFAULT_ABORT_TIMEOUT_US  # where the rules' callers look for it
 
@@ -81,8 +81,7 @@ def decide_and_fold(
 ) -> tuple[list[Event], Plan | None]:
     """``decide``, and the plan as its events leave it (folded once, while deciding)."""
     if isinstance(command, RegisterActionPlan):
-        events = _register(plan, command, now)
-        return events, fold(None, events)
+        return _register(plan, command, now)
     if plan is None:
         raise CommandRejected(f"action plan {command.plan_uuid} is not registered")
     out = _Emitter(plan, command, now)
@@ -109,7 +108,7 @@ def unchanged_reason(plan: Plan | None, command: Command) -> str:
     return f"action plan {command.plan_uuid} is already {plan.state if plan else 'unknown'}: nothing to change"
 
 
-def _register(plan: Plan | None, command: RegisterActionPlan, now: int) -> list[Event]:
+def _register(plan: Plan | None, command: RegisterActionPlan, now: int) -> tuple[list[Event], Plan | None]:
     if plan is not None:
         raise CommandRejected(f"action plan {command.plan_uuid} is already registered (state {plan.state})")
     out = _Emitter(None, command, now)
@@ -118,7 +117,7 @@ def _register(plan: Plan | None, command: RegisterActionPlan, now: int) -> list[
         created_at=command.created_at, updated_at=command.updated_at, deleted_at=command.deleted_at,
         audit=command.audit, strategy=command.strategy, actions=command.actions, status_message=command.status_message,
     )
-    return out.events
+    return out.events, out.plan
 
 
 def _cancel(out: _Emitter, plan: Plan, command: CancelActionPlan, now: int, abort_timeout_us: int) -> None:

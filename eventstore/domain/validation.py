@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from ..exceptions import CommandValidationError
 from .messages import (
@@ -24,14 +25,13 @@ def _uuid(field: str, value: str) -> None:
 
 
 def _json_object(field: str, value: str) -> None:
-    _json(field, value)
-    if not isinstance(json.loads(value), dict):
+    if not isinstance(_json(field, value), dict):
         raise CommandValidationError(f"{field}: {value!r} is not a JSON object")
 
 
-def _json(field: str, value: str) -> None:
+def _json(field: str, value: str) -> Any:
     try:
-        json.loads(value)
+        return json.loads(value)
     except (ValueError, TypeError) as exc:
         raise CommandValidationError(f"{field}: {value!r} is not valid JSON ({exc})") from None
 
