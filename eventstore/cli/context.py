@@ -86,14 +86,6 @@ def default_operator() -> str:
     return os.environ.get("OS_USERNAME") or os.environ.get("USER") or "unknown"
 
 
-def settings_in(args: Any, kwargs: Any) -> Any:
-    """The --db of the command being run, for error messages."""
-    for arg in (*args, *kwargs.values()):
-        if isinstance(arg, typer.Context):
-            return settings_of(arg).db
-    return "?"
-
-
 def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Known errors become one readable line on stderr and a non-zero exit; never a traceback."""
 
@@ -108,7 +100,9 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             err.print(f"[red]error:[/red] {escape(clean(str(exc)))}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
         except sqlite3.Error as exc:  # a damaged, read-only or locked file: say which, never a traceback
-            err.print(f"[red]store:[/red] {escape(clean(str(exc)))} (is --db {escape(str(settings_in(args, kwargs)))} a readable, writable watcher-es store?)", markup=True)
+            db = next((settings_of(a).db for a in (*args, *kwargs.values()) if isinstance(a, typer.Context)), "?")
+            hint = f"(is --db {escape(str(db))} a readable, writable watcher-es store?)"
+            err.print(f"[red]store:[/red] {escape(clean(str(exc)))} {hint}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
         except Exception as exc:
             kafka = sys.modules.get("confluent_kafka")  # never imported: no KafkaException can have happened
