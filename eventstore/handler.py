@@ -1,9 +1,5 @@
-"""Command handling: load the plan, decide, append; the same for every backend.
-
-The decision is the pure ``decide``; this module only does the I/O around it: dedupe by
-command id, fold the plan's stream (cached, checked by optimistic concurrency) and append the
-events with the command's outcome in one atomic step.
-"""
+"""Command handling, the same for every backend: dedupe by command id, fold the plan (cached,
+checked by optimistic concurrency), ``decide`` (pure), append the events with the outcome atomically."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """The ports of the write side and the records they deal in: the event log and the dead-letter sink.
 
-``sqlite_log.py`` (the embedded default) and ``kafka/log.py`` implement the log; the projections'
-``ParkingLot`` and Kafka's ``DeadLetters`` the dead-letter sink. The third port, the notification
-sink, deals in notifications and so lives beside them (``projections/translator.py``).
+The third port, the notification sink, deals in notifications and so lives beside them
+(``projections/translator.py``); ARCHITECTURE.md, "The ports", names every implementation.
 """
 
 from __future__ import annotations
