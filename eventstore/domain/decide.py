@@ -13,24 +13,10 @@ from typing import Any
 
 from ..exceptions import WatcherEsError
 from .messages import (
-    ActionCancellationFailed,
-    ActionCancellationStarted,
-    ActionCancelled,
-    ActionPlanCancellationFailed,
-    ActionPlanCancellationStarted,
-    ActionPlanCancelled,
-    ActionPlanRegistered,
-    ActionPlanStateChanged,
-    ActionStateChanged,
-    CancelActionPlan,
-    Command,
-    EnforceAbortDeadline,
-    Event,
-    Fault,
-    RegisterActionPlan,
-    ReportAbortResult,
-    ReportActionPlanProgress,
-    ReportActionProgress,
+    ActionCancellationFailed, ActionCancellationStarted, ActionCancelled, ActionPlanCancellationFailed,
+    ActionPlanCancellationStarted, ActionPlanCancelled, ActionPlanRegistered, ActionPlanStateChanged,
+    ActionStateChanged, CancelActionPlan, Command, EnforceAbortDeadline, Event, Fault, RegisterActionPlan,
+    ReportAbortResult, ReportActionPlanProgress, ReportActionProgress,
 )
 from .identity import name_uuid
 from .plan import Plan, evolve

@@ -13,20 +13,9 @@ from dataclasses import dataclass, field
 # is shared on purpose (actions keep their places), and ``replace`` was half of deciding a cancel.
 from ..frozen import changed, quick_init
 from .messages import (
-    Action,
-    ActionCancellationFailed,
-    ActionCancellationStarted,
-    ActionCancelled,
-    ActionPlanCancellationFailed,
-    ActionPlanCancellationStarted,
-    ActionPlanCancelled,
-    ActionPlanRegistered,
-    ActionPlanStateChanged,
-    ActionStateChanged,
-    Audit,
-    Event,
-    Fault,
-    Strategy,
+    Action, ActionCancellationFailed, ActionCancellationStarted, ActionCancelled, ActionPlanCancellationFailed,
+    ActionPlanCancellationStarted, ActionPlanCancelled, ActionPlanRegistered, ActionPlanStateChanged,
+    ActionStateChanged, Audit, Event, Fault, Strategy,
 )
 
 @quick_init

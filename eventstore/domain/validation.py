@@ -6,13 +6,7 @@ import json
 from typing import Any
 
 from ..exceptions import CommandValidationError
-from .messages import (
-    Command,
-    RegisterActionPlan,
-    ReportAbortResult,
-    ReportActionPlanProgress,
-    ReportActionProgress,
-)
+from .messages import Command, RegisterActionPlan, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
 from .identity import canonical_uuid
 from .states import ACTION_REGISTRABLE, ACTION_STATES, PLAN_REGISTRABLE, PLAN_STATES
 
