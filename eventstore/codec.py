@@ -79,11 +79,8 @@ class _Known:
 
 
 class AvroCodec:
-    """Encodes records to and decodes them from Avro single-object encoding.
-
-    Parses each .avsc once; ``learn`` adds writer schemas kept by a log so that records written
-    with an older version of a schema still decode.
-    """
+    """Parses each .avsc once; ``learn`` adds the writer schemas a log keeps, so that records written
+    with an older version of a schema still decode."""
 
     def __init__(self, directory: Path | None = None) -> None:
         self._directory = directory or schema_dir()

@@ -49,10 +49,8 @@ class HandlingResult:
 @quick_init
 @dataclass(frozen=True)
 class Decision:
-    """What handling a command on a given state comes to, before anything is appended.
-
-    The one place a command's outcome is decided, whichever log it is then appended to.
-    """
+    """What handling a command on a given state comes to, before anything is appended: decided here
+    alone (``decide_command``), whichever log it is then appended to."""
 
     outcome: Outcome
     reason: str

@@ -117,11 +117,7 @@ class ParkedRecord:
 
 
 class DeadLetterSink(Protocol):
-    """Where a consumer parks what it cannot use, with the stage that refused it and why, and goes on.
-
-    ``ParkingLot`` (``projections/dead_letters.py``: a table in the consumer's own file) and
-    ``DeadLetters`` (``eventstore/kafka/io.py``: the dead-letter topic, Kafka Connect's headers).
-    """
+    """Where a consumer parks what it cannot use, with the stage that refused it and why, and goes on."""
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None: ...
 
