@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sqlite3
 import re
 import time
 import uuid
@@ -500,6 +501,19 @@ def test_a_damaged_or_read_only_store_is_one_readable_line(cli: Cli, tmp_path: P
     log.write_bytes(bytes(data))
     damaged = cli("plans", code=1)
     assert "Traceback" not in damaged.output and damaged.stderr.count("\n") == 1
+
+
+def test_a_store_error_names_the_db_it_came_from(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An SQLite error no check caught (a locked or failing disk) still names the --db to look at."""
+    cli("register", write_plan(tmp_path, plan_document()))
+
+    def failing(settings: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr("projections.store.open_store", failing)
+    failed = cli("plans", code=1)
+    assert failed.stderr.count("\n") == 1 and "disk I/O error" in failed.stderr
+    assert f"--db {tmp_path / 'x.db'}" in " ".join(failed.stderr.split())
 
 
 def test_replay_removes_what_a_killed_replay_left(cli: Cli, tmp_path: Path) -> None:

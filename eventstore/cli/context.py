@@ -100,7 +100,8 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             err.print(f"[red]error:[/red] {escape(clean(str(exc)))}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
         except sqlite3.Error as exc:  # a damaged, read-only or locked file: say which, never a traceback
-            db = next((settings_of(a).db for a in (*args, *kwargs.values()) if isinstance(a, typer.Context)), "?")
+            ctx = kwargs.get("ctx")  # every command takes its context as `ctx` (typer's own class, not always typer.Context)
+            db = settings_of(ctx).db if ctx is not None else "?"  # type: ignore[arg-type]
             hint = f"(is --db {escape(str(db))} a readable, writable watcher-es store?)"
             err.print(f"[red]store:[/red] {escape(clean(str(exc)))} {hint}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
