@@ -30,16 +30,16 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import Final, Literal
 
 from eventstore.codec import AvroCodec
 from eventstore.config import StorePaths
 from eventstore.position import Position
-from eventstore.log import StoredEvent
+from eventstore.log import StoredEvent, pages
 from eventstore.sqlite_log import SqliteEventLog
 
 from .exceptions import ReplayError, UnknownInstantError
@@ -62,13 +62,6 @@ Phase = Literal["replay", "swap"]
 
 #: A log read as a stream of pages from its start to its end: a Kafka events topic.
 EventPages = Callable[[], Iterable[Sequence[StoredEvent]]]
-
-
-@runtime_checkable
-class BulkLog(Protocol):
-    """A log with a lighter read for bulk readers, besides the port's ``read`` (``SqliteEventLog.scan``)."""
-
-    def scan(self, after: int = 0, limit: int = 1000) -> Sequence[LoggedEvent]: ...
 
 
 @dataclass(frozen=True)
@@ -115,26 +108,17 @@ def parse_timestamp(text: str) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def position_at(events: SqliteEventLog, at_us: int, batch_size: int = BATCH_SIZE) -> int:
-    """The last position whose event occurred at or before ``at_us`` (0 if none did).
-
-    A paged scan of the whole log through the port: ``occurred_at`` is stamped by whichever
-    handler decided, so it is not guaranteed to grow with position across processes.
-    """
-    found, after = 0, 0
-    while batch := events.read(after=after, limit=batch_size):
-        for stored in batch:
-            if stored.occurred_at <= at_us:
-                found = stored.position
-        after = batch[-1].position
-    return found
-
-
 def resolve_until(events: SqliteEventLog, until: str) -> int:
-    """``--until``: a log position as given, or the last position at or before an ISO 8601 time."""
+    """``--until``: a log position as given, or the last position whose event occurred at or before
+    an ISO 8601 time (0 if none did). For a time the whole log is read: ``occurred_at`` is stamped
+    by whichever handler decided, so it is not guaranteed to grow with position across processes.
+    """
     text = until.strip()
     if not text.isdigit():
-        return position_at(events, parse_timestamp(text))
+        found = 0
+        for page in _until_time(pages(events, BATCH_SIZE), parse_timestamp(text)):
+            found = page[-1].position
+        return found
     position, last = int(text), events.last_position()
     if position > last:
         raise UnknownInstantError(f"--until {position}: the log ends at position {last}")
@@ -179,15 +163,12 @@ def _alive(pid: int) -> bool:
 def _page_size_of(path: Path) -> int | None:
     if not path.exists():
         return None
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         return int(conn.execute("PRAGMA page_size").fetchone()[0])
-    finally:
-        conn.close()
 
 
 def _open_scratch(path: Path, codec: AvroCodec, page_size: int | None) -> ReadModel:
-    """A new, empty model file tuned for bulk loading; a crash only loses this scratch file."""
+    """A new, empty model file tuned for bulk loading."""
     _remove_files(path)
     if page_size is not None:  # the backup API refuses to copy between WAL files of different page sizes
         conn = sqlite3.connect(path)
@@ -206,22 +187,16 @@ def _open_scratch(path: Path, codec: AvroCodec, page_size: int | None) -> ReadMo
     return model
 
 
-def _pages(events: SqliteEventLog, after: int, until: int | None, batch_size: int) -> Iterator[Sequence[LoggedEvent]]:
-    """The log after ``after`` (up to ``until``, inclusive), ``batch_size`` events at a time.
-
-    A log that offers a bulk ``scan`` (the SQLite one) is read through it: the same events as
-    light tuples, since a replay would otherwise spend as long building ``StoredEvent``s as
-    decoding their bodies. Any other log is read through the port's ``read``.
-    """
-    read = events.scan if isinstance(events, BulkLog) else events.read
-    while True:
-        batch: Sequence[LoggedEvent] = read(after=after, limit=batch_size)
-        if until is not None:
-            batch = [e for e in batch if e.position <= until]
-        if not batch:
+def _log_pages(events: SqliteEventLog, until: int | None, batch_size: int) -> Iterator[Sequence[LoggedEvent]]:
+    """The embedded log up to position ``until`` (inclusive) through its bulk ``scan``: the same events as
+    light tuples, since a replay would otherwise spend as long building ``StoredEvent``s as decoding their bodies."""
+    after = 0
+    while batch := events.scan(after=after, limit=batch_size):
+        kept = batch if until is None else [e for e in batch if e.position <= until]
+        if not kept:
             return
-        yield batch
-        after = batch[-1].position
+        yield kept
+        after = kept[-1].position
 
 
 def _until_time(pages: Iterable[Sequence[StoredEvent]], until_us: int | None) -> Iterator[Sequence[StoredEvent]]:
@@ -240,21 +215,29 @@ def _feed(
 ) -> int:
     """Apply the log to ``model`` up to ``until`` (or its end), reporting after every batch.
 
-    ``until`` is a position of the embedded log, or a time (UTC microseconds) for a stream.
+    ``until`` is a position of the embedded log, or a time (UTC microseconds) for a stream. Python's
+    cycle collector is paused meanwhile: a replay allocates millions of short-lived records that
+    reference counting frees and that never form cycles, and the collector would keep scanning
+    each batch of them as it is built (a fifth of the decoding time, measured) and find nothing.
     """
     if isinstance(events, SqliteEventLog):
-        batches: Iterable[Sequence[LoggedEvent]] = _pages(events, model.position(), until, batch_size)
+        batches: Iterable[Sequence[LoggedEvent]] = _log_pages(events, until, batch_size)
         target: Position | None = Position.at(until if until is not None else events.last_position())
     else:
         batches, target = _until_time(events(), until), None  # a topic's length is not known up front
     done = 0
-    with _collector_paused():
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
         for batch in batches:
             model.process(batch)
             done += len(batch)
             if progress is not None:
                 position = reached(model)
                 progress(ReplayProgress("replay", done, position, target if target is None or target.covers(position) else position))
+    finally:
+        if collecting:
+            gc.enable()
     return done
 
 
@@ -264,33 +247,36 @@ def reached(model: ReadModel) -> Position:
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector for a replay, and restore it after.
+def _built(
+    events: SqliteEventLog | EventPages, codec: AvroCodec, target: Path, until: int | None, page_size: int | None,
+    batch_size: int, progress: ProgressCallback | None,
+) -> Iterator[tuple[Path, int, Position]]:
+    """The model up to ``until`` in a scratch file beside ``target``: the file, its events and position.
 
-    A replay allocates millions of short-lived records that are freed by reference counting
-    and never form cycles; the collector would keep scanning each batch of them as it is
-    built (a fifth of the decoding time, measured) and find nothing.
+    The file is left in a rollback-journal mode that persists (one self-contained file, no ``-wal``),
+    and removed on the way out: a crash only ever loses the scratch file.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    scratch = _scratch_path(target)
     try:
-        yield
+        model = _open_scratch(scratch, codec, page_size)
+        try:
+            count = _feed(events, model, until, batch_size, progress)
+            position = reached(model)
+        except BaseException:
+            model.close()
+            raise
+        model.db.conn.execute("PRAGMA journal_mode=DELETE")
+        model.close()
+        yield scratch, count, position
     finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _finish(model: ReadModel) -> None:
-    """Leave the file in a rollback-journal mode that persists: one self-contained file, no ``-wal``."""
-    model.db.conn.execute("PRAGMA journal_mode=DELETE")
-    model.close()
+        _remove_files(scratch)
 
 
 def build_as_of(
     events: SqliteEventLog | EventPages, codec: AvroCodec, until: int, into: Path, *, protected: tuple[Path, ...] = (),
     batch_size: int = BATCH_SIZE, progress: ProgressCallback | None = None,
 ) -> ReplayResult:
-    """The read model as it was at position ``until``, as a file of its own; the live one is untouched.
+    """The read model as it was at ``until``, as a file of its own; the live one is untouched.
 
     ``protected`` are files this must never replace (the log, the live model).
     """
@@ -300,19 +286,8 @@ def build_as_of(
     if Path(f"{into}-wal").exists():
         raise ReplayError(f"--into {into} is open in WAL mode (it has a -wal file); close it or choose another path")
     started = time.monotonic()
-    scratch = _scratch_path(into)
-    try:
-        model = _open_scratch(scratch, codec, None)
-        try:
-            count = _feed(events, model, until, batch_size, progress)
-            position = reached(model)
-        except BaseException:
-            model.close()
-            raise
-        _finish(model)
+    with _built(events, codec, into, until, None, batch_size, progress) as (scratch, count, position):
         os.replace(scratch, into)
-    finally:
-        _remove_files(scratch)
     log.info("as-of model at position %s: %d events into %s", position, count, into)
     return ReplayResult(into, position, count, time.monotonic() - started)
 
@@ -328,21 +303,11 @@ def rebuild_live(
     """
     live = Path(live)
     started = time.monotonic()
-    scratch = _scratch_path(live)
-    try:
-        model = _open_scratch(scratch, codec, _page_size_of(live))
-        try:
-            count = _feed(events, model, None, batch_size, progress)  # to the end, appends meanwhile included
-            position = reached(model)
-        except BaseException:
-            model.close()
-            raise
-        _finish(model)
+    # To the end of the log, appends meanwhile included.
+    with _built(events, codec, live, None, _page_size_of(live), batch_size, progress) as (scratch, count, position):
         if progress is not None:
             progress(ReplayProgress("swap", count, position, position))
         _copy_into(scratch, live, busy_timeout_s)
-    finally:
-        _remove_files(scratch)
     log.info("rebuilt the read model at %s to position %s from %d events", live, position, count)
     return ReplayResult(live, position, count, time.monotonic() - started)
 
@@ -380,15 +345,12 @@ def replay_notifications(
     end = last if last is not None else events.last_position()
     if end < first - 1:
         raise ReplayError(f"--to-position {end} is before --from-position {first}")
-    after = first - 1
-    while after < end:
-        batch = events.read(after=after, limit=batch_size)
-        if not batch:
-            return
-        after = batch[-1].position
+    for batch in pages(events, batch_size, Position.at(first - 1)):
         wanted = [e for e in batch if e.position <= end and (plan_uuid is None or e.plan_uuid == plan_uuid)]
         if wanted:
             yield from translator.translate(wanted, on_poison=_skip_unusable)
+        if batch[-1].position >= end:
+            return
 
 
 def _skip_unusable(event: LoggedEvent, error: Exception) -> None:
