@@ -60,10 +60,6 @@ def message_id_for(event_id: str) -> str:
     return name_uuid(_MESSAGE_IDS, event_id)
 
 
-def default_publisher_id() -> str:
-    return f"infra-optim:{socket.gethostname()}"
-
-
 @functools.lru_cache(maxsize=1024)
 def notification_timestamp(us: int) -> str:
     """The envelope's timestamp: ``YYYY-MM-DD HH:MM:SS.ffffff`` UTC, as oslo.messaging writes it.
@@ -101,12 +97,7 @@ class Notification:
 
 
 class NotificationSink(Protocol):
-    """The third port: where the translator's notifications go (sent again, one has the same message id and bytes).
-
-    ``NotificationOutbox`` (``outbox.py``: a SQLite file watchers follow, written inside the
-    outbox's own transaction with its position) and ``NotificationTopics`` (``kafka_translator.py``:
-    the ``.info`` / ``.error`` topics, confirmed when ``send`` returns).
-    """
+    """The third port (ARCHITECTURE.md): where the translator's notifications go (sent again, one has the same message id and bytes)."""
 
     def send(self, notes: Sequence[Notification]) -> None: ...
 
@@ -121,17 +112,14 @@ def build_notification(
     if kind is None:
         return None
     event_type, priority, state = kind
-    if isinstance(event, (ActionPlanCancellationStarted, ActionPlanCancelled, ActionPlanCancellationFailed)):
-        fault = event.fault if isinstance(event, ActionPlanCancellationFailed) else None
-        payload = action_plan_cancel(plan, state, fault, payloads)
-    elif isinstance(event, (ActionCancellationStarted, ActionCancelled, ActionCancellationFailed)):
+    fault = event.fault if isinstance(event, (ActionPlanCancellationFailed, ActionCancellationFailed)) else None
+    if isinstance(event, (ActionCancellationStarted, ActionCancelled, ActionCancellationFailed)):
         action = plan.action(event.action_uuid)
         if action is None:
             return None
-        fault = event.fault if isinstance(event, ActionCancellationFailed) else None
         payload = action_cancel(plan, action, state, fault, payloads)
-    else:
-        return None
+    else:  # one of the plan's three
+        payload = action_plan_cancel(plan, state, fault, payloads)
     envelope = {
         "event_type": event_type,
         "priority": priority,
@@ -162,7 +150,7 @@ class Translator:
 
     def __init__(
         self, codec: AvroCodec, log: EventLog | None, publisher_id: str, level: str = "INFO",
-        message_ids: Callable[[str], str] = message_id_for, cache_size: int | None = 10_000,
+        cache_size: int | None = 10_000,
         payloads: PayloadSet | None = None, recorded: RecordedPayloads | None = None,
     ) -> None:
         self.payloads = payloads or payload_set(DEFAULT_PAYLOAD_SET)
@@ -171,7 +159,6 @@ class Translator:
         self._log = log
         self.publisher_id = publisher_id
         self.set_level(level)
-        self._message_ids = message_ids
         self._plans: OrderedDict[str, Plan] = OrderedDict()
         self._cache_size = cache_size
         self._load: PlanLoader | None = None
@@ -217,7 +204,7 @@ class Translator:
             if self._min is None or not emit or type(event) not in KINDS:  # no message id for what causes none
                 continue
             note = build_notification(
-                plan, event, publisher_id=self.publisher_id, message_id=self._message_ids(stored.event_id),
+                plan, event, publisher_id=self.publisher_id, message_id=message_id_for(stored.event_id),
                 position=stored.position, plan_seq=stored.version,
                 payloads=payload_set(recorded[stored.event_id]) if stored.event_id in recorded else self.payloads,
             )
@@ -260,7 +247,7 @@ def translator_for(
     """
     explicit = settings.payload_version is not None
     return Translator(
-        codec, log, settings.publisher_id or default_publisher_id(),
+        codec, log, settings.publisher_id or f"infra-optim:{socket.gethostname()}",
         settings.notification_level if settings.notification_level is not None else "INFO",
         cache_size=cache_size, payloads=payload_set(settings.payload_version or DEFAULT_PAYLOAD_SET),
         recorded=None if explicit else recorded,
