@@ -319,9 +319,6 @@ class ReadModel:
         """Every plan (in one state), oldest first, each with its ``action_count``."""
         return model_view.plans(self.db.conn, state)
 
-    def history(self, plan_uuid: str) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM plan_history WHERE plan_uuid = ? ORDER BY version", [plan_uuid]))
-
     def overdue_cancellations(self, now: int) -> list[str]:
         """Plans still CANCELLING past their abort deadline: what the deadline pass must settle."""
         return [r["uuid"] for r in self.db.query(

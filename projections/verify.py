@@ -147,7 +147,7 @@ def verify(
     conn = live.db.conn
     conn.execute("BEGIN")  # one snapshot of the live model: its rows and its positions agree
     try:
-        reached = _tracked_positions(conn, live.CONSUMER)
+        reached = live.positions()
         fresh = ReadModel(scratch, codec)
         try:
             chains = _replay_and_check(stream, ChainChecker(codec), fresh, reached)
@@ -160,11 +160,6 @@ def verify(
     if difference is not None:
         raise difference
     return VerifyReport(chains.events, chains.plans, Position.of(chains.last_positions), Position.of(reached))
-
-
-def _tracked_positions(conn: sqlite3.Connection, consumer: str) -> dict[str, int]:
-    """Every source the live model has consumed, and how far."""
-    return {s: int(p) for s, p in conn.execute("SELECT source, position FROM tracking WHERE consumer = ?", (consumer,))}
 
 
 def _replay_and_check(stream: Iterable[Sequence[StoredEvent]], chains: ChainChecker, fresh: ReadModel, reached: dict[str, int]) -> ChainChecker:
@@ -205,14 +200,8 @@ def _rows(conn: sqlite3.Connection, table: str, columns: Sequence[str], key: Seq
 
 def _first_difference(live: sqlite3.Connection, fresh: sqlite3.Connection) -> VerificationFailed | None:
     """The difference at the lowest log position across all tables, or None if they are equal."""
-    found: list[VerificationFailed] = []
-    for table, columns, key in _TABLES:
-        difference = _table_difference(live, fresh, table, columns, key)
-        if difference is not None:
-            found.append(difference)
-    if not found:
-        return None
-    return min(found, key=lambda d: d.position if d.position is not None else 2**62)
+    found = [d for table in _TABLES if (d := _table_difference(live, fresh, *table)) is not None]
+    return min(found, key=lambda d: d.position if d.position is not None else 2**62, default=None)
 
 
 def _table_difference(
