@@ -10,6 +10,7 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -240,31 +241,26 @@ class EmbeddedStore:
         backend = self.existing
         return plan_story(plan, backend.log, backend.log, stored_notifications(backend.outbox, plan), backend.codec)
 
-    def _log(self) -> tuple[SqliteEventLog, AvroCodec]:
+    @contextmanager
+    def _log(self) -> Iterator[tuple[SqliteEventLog, AvroCodec]]:
         """The embedded log and a codec that reads every schema it was written with; never creates a log."""
         from eventstore.codec import AvroCodec
         from eventstore.sqlite_log import SqliteEventLog
 
-        events = SqliteEventLog(self._require_log())
-        codec = AvroCodec()
-        codec.learn(events.writer_schemas())
-        return events, codec
+        with closing(SqliteEventLog(self._require_log())) as events:
+            codec = AvroCodec()
+            codec.learn(events.writer_schemas())
+            yield events, codec
 
     def verify(self, on_disk: bool) -> VerifyReport:
-        events, codec = self._log()
-        try:
+        with self._log() as (events, codec):
             return verify_against(events, codec, self.settings, on_disk)
-        finally:
-            events.close()
 
     def replay(self, until: str | None, into: Path | None, progress: ProgressCallback | None) -> ReplayResult:
         from .replay import replay
 
-        events, codec = self._log()
-        try:
+        with self._log() as (events, codec):
             return replay(events, codec, self.settings.paths, until, into, progress=progress)
-        finally:
-            events.close()
 
     def dead_letters(self, limit: int) -> list[Row]:
         from .dead_letters import parked
