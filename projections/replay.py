@@ -375,15 +375,13 @@ def replay(
         if into is not None:
             raise ReplayError("--into needs --until: without it the live read model is rebuilt in place")
         return rebuild_live(events, codec, paths.model, batch_size=batch_size, progress=progress)
-    protected = (paths.log, paths.model, paths.notifications)
-    if not isinstance(events, SqliteEventLog):
-        if until.strip().isdigit():
-            raise UnknownInstantError(f"--until {until}: positions number the embedded log; on Kafka give an ISO 8601 time")
+    if isinstance(events, SqliteEventLog):
+        at = resolve_until(events, until)
+        default = as_of_path(paths.log, at)
+    elif until.strip().isdigit():
+        raise UnknownInstantError(f"--until {until}: positions number the embedded log; on Kafka give an ISO 8601 time")
+    else:
         at = parse_timestamp(until)
         default = as_of_path(paths.log, f"{datetime.fromtimestamp(at / 1e6, UTC):%Y%m%dT%H%M%SZ}")
-        return build_as_of(events, codec, at, into or default, protected=protected, batch_size=batch_size, progress=progress)
-    position = resolve_until(events, until)
-    return build_as_of(
-        events, codec, position, into or as_of_path(paths.log, position),
-        protected=protected, batch_size=batch_size, progress=progress,
-    )
+    protected = (paths.log, paths.model, paths.notifications)
+    return build_as_of(events, codec, at, into or default, protected=protected, batch_size=batch_size, progress=progress)
