@@ -18,7 +18,7 @@ from sqlite_utils.migrations import Migrations
 from eventstore.log import StoredEvent
 from eventstore.sqlite_support import checkpoint, claim, connect, migrate, write_transaction
 
-from .tracking import PoisonHandler, ensure_tracking_table, last_positions, track, tracked_position
+from .tracking import PoisonHandler, ensure_tracking_table, track_batch, tracked_position
 from .payloads import DEFAULT_PAYLOAD_SET
 from .translator import Notification, Translator
 
@@ -101,8 +101,7 @@ class NotificationOutbox:
     def apply(self, batch: Sequence[StoredEvent]) -> None:
         """Translate and store a batch with its position; call inside a write transaction of this file."""
         self.send(self.translator.translate(batch, on_poison=self.on_poison))
-        for source, position in last_positions(batch).items():
-            track(self.db, self.CONSUMER, position, source)
+        track_batch(self.db, self.CONSUMER, batch)
 
     def send(self, notes: Sequence[Notification]) -> None:
         """The notification sink (the caller holds a write transaction): a re-sent message id is kept once."""
