@@ -94,10 +94,6 @@ class NotificationOutbox:
     def position(self) -> int:
         return tracked_position(self.db, self.CONSUMER)
 
-    def process(self, batch: Sequence[StoredEvent]) -> None:
-        with write_transaction(self.db):
-            self.apply(batch)
-
     def apply(self, batch: Sequence[StoredEvent]) -> None:
         """Translate and store a batch with its position; call inside a write transaction of this file."""
         self.send(self.translator.translate(batch, on_poison=self.on_poison))
@@ -116,10 +112,7 @@ class NotificationOutbox:
         )
 
     def read(self, after_seq: int = 0, limit: int = 1000, plan_uuid: str | None = None) -> list[tuple[int, dict[str, Any]]]:
-        where, args = "seq > ?", [after_seq]
-        if plan_uuid:
-            where += " AND plan_uuid = ?"
-            args.append(plan_uuid)  # type: ignore[arg-type]
+        where, args = ("seq > ? AND plan_uuid = ?", (after_seq, plan_uuid)) if plan_uuid else ("seq > ?", (after_seq,))
         rows = self.db.conn.execute(f"SELECT seq, envelope FROM notifications WHERE {where} ORDER BY seq LIMIT ?", (*args, limit))
         return [(seq, json.loads(body)) for seq, body in rows]
 
