@@ -184,7 +184,8 @@ def _check_not_ahead(conn: sqlite3.Connection, reached: dict[str, int], log_ends
     for source, position in sorted(reached.items()):
         end = log_ends.get(source, 0)
         if position > end:
-            plan = _plan_after(conn, end) if source == "log" else None
+            sql = "SELECT plan_uuid FROM plan_history WHERE position > ? ORDER BY position LIMIT 1"
+            plan = _first_value(conn, sql, end) if source == "log" else None
             raise VerificationFailed(
                 "projection", plan, end + 1,
                 f"the read model has read {source} up to position {position} but it ends at {end}: events were removed from the log",
@@ -270,8 +271,3 @@ def _locate(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> tuple[
 def _first_value(conn: sqlite3.Connection, sql: str, *args: Any) -> Any:
     row = conn.execute(sql, args).fetchone()
     return row[0] if row else None
-
-
-def _plan_after(conn: sqlite3.Connection, position: int) -> str | None:
-    value = _first_value(conn, "SELECT plan_uuid FROM plan_history WHERE position > ? ORDER BY position LIMIT 1", position)
-    return str(value) if value is not None else None
