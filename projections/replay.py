@@ -57,9 +57,6 @@ BATCH_SIZE: Final = 5000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SUFFIXES: Final = ("", "-wal", "-shm", "-journal")
 
-Phase = Literal["replay", "swap"]
-
-
 #: A log read as a stream of pages from its start to its end: a Kafka events topic.
 EventPages = Callable[[], Iterable[Sequence[StoredEvent]]]
 
@@ -69,7 +66,7 @@ class ReplayProgress:
     """Where a replay is: ``events`` applied so far, up to ``position`` of ``target`` (None: a
     topic, whose end is not known up front)."""
 
-    phase: Phase
+    phase: Literal["replay", "swap"]
     events: int
     position: Position
     target: Position | None
