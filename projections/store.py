@@ -1,9 +1,4 @@
-"""A watcher-es store as every CLI command sees it: the embedded one, or a cluster.
-
-Built once from the resolved settings (``open_store``): the one place that asks which backend
-the product is on. Each command calls one method and prints what it returns, so the two
-backends answer the same questions with the same shapes, and the CLI never branches.
-"""
+"""A watcher-es store as every CLI command sees it, the embedded one or a cluster: see "the store" in ARCHITECTURE.md."""
 
 from __future__ import annotations
 
