@@ -21,15 +21,9 @@ from eventstore.codec import AvroCodec
 from eventstore.config import Settings
 from eventstore.domain.identity import name_uuid
 from eventstore.domain.messages import (
-    ActionCancellationFailed,
-    ActionCancellationStarted,
-    ActionCancelled,
-    ActionPlanCancellationFailed,
-    ActionPlanCancellationStarted,
-    ActionPlanCancelled,
-    Event,
+    EVENT_TYPES, ActionCancellationFailed, ActionCancellationStarted, ActionCancelled, ActionPlanCancellationFailed,
+    ActionPlanCancellationStarted, ActionPlanCancelled, Event, from_record,
 )
-from eventstore.domain.messages import EVENT_TYPES, from_record
 from eventstore.domain.plan import Plan, UnexpectedEventError, evolve
 from eventstore.exceptions import ConfigurationError, WatcherEsError
 from eventstore.frozen import quick_init
