@@ -81,14 +81,9 @@ class NotificationOutbox:
         with write_transaction(self.db):
             row = self.db.conn.execute("SELECT value FROM store_settings WHERE key = 'notification_level'").fetchone()
             if told is None:
-                if row is not None:
-                    return str(row[0])
-                told = "INFO"
+                told = str(row[0]) if row is not None else "INFO"
             if row is None or row[0] != told:
-                self.db.conn.execute(
-                    "INSERT INTO store_settings (key, value) VALUES ('notification_level', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (told,),
-                )
+                self.db.conn.execute("INSERT OR REPLACE INTO store_settings (key, value) VALUES ('notification_level', ?)", (told,))
             return told
 
     def position(self) -> int:
