@@ -230,17 +230,12 @@ def _feed(
             model.process(batch)
             done += len(batch)
             if progress is not None:
-                position = reached(model)
+                position = Position.of(model.positions())
                 progress(ReplayProgress("replay", done, position, target if target is None or target.covers(position) else position))
     finally:
         if collecting:
             gc.enable()
     return done
-
-
-def reached(model: ReadModel) -> Position:
-    """How far a model has read: its log position, or its position in every Kafka partition."""
-    return Position.of(model.positions())
 
 
 @contextmanager
@@ -258,7 +253,7 @@ def _built(
         model = _open_scratch(scratch, codec, page_size)
         try:
             count = _feed(events, model, until, batch_size, progress)
-            position = reached(model)
+            position = Position.of(model.positions())
         except BaseException:
             model.close()
             raise
