@@ -162,27 +162,16 @@ def _timestamps() -> dict[str, Field]:
 
 @quick_init
 @dataclass(frozen=True)
-class PlanView:
-    """A plan as one notification shows it: the state the notification kind says, and its fault."""
+class Shown:
+    """A plan, or one of its actions, as one notification shows it: the state the notification kind says, and its fault."""
 
+    subject: Plan | ActionView
     plan: Plan
     state: str
     fault: Fault | None
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.plan, name)
-
-
-@quick_init
-@dataclass(frozen=True)
-class ActionInPlan:
-    action: ActionView
-    plan: Plan
-    state: str
-    fault: Fault | None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.action, name)
+        return getattr(self.subject, name)
 
 
 # ---------------------------------------------------------------- declarations, oldest first
@@ -299,8 +288,8 @@ def payload_set(name: str) -> PayloadSet:
 
 
 def action_plan_cancel(plan: Plan, state: str, fault: Fault | None, payloads: PayloadSet) -> dict[str, Any]:
-    return payloads.declaration("ActionPlanCancelPayload").build(PlanView(plan, state, fault), payloads)
+    return payloads.declaration("ActionPlanCancelPayload").build(Shown(plan, plan, state, fault), payloads)
 
 
 def action_cancel(plan: Plan, action: ActionView, state: str, fault: Fault | None, payloads: PayloadSet) -> dict[str, Any]:
-    return payloads.declaration("ActionCancelPayload").build(ActionInPlan(action, plan, state, fault), payloads)
+    return payloads.declaration("ActionCancelPayload").build(Shown(action, plan, state, fault), payloads)
