@@ -285,11 +285,3 @@ def payload_set(name: str) -> PayloadSet:
     if found is None:
         raise ConfigurationError(f"payload version: {name!r} is not one of 1.0, latest ({', '.join(PAYLOAD_SETS)})")
     return found
-
-
-def action_plan_cancel(plan: Plan, state: str, fault: Fault | None, payloads: PayloadSet) -> dict[str, Any]:
-    return payloads.declaration("ActionPlanCancelPayload").build(Shown(plan, plan, state, fault), payloads)
-
-
-def action_cancel(plan: Plan, action: ActionView, state: str, fault: Fault | None, payloads: PayloadSet) -> dict[str, Any]:
-    return payloads.declaration("ActionCancelPayload").build(Shown(action, plan, state, fault), payloads)

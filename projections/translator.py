@@ -31,7 +31,7 @@ from eventstore.handler import load_plan
 from eventstore.log import EventLog, StoredEvent
 
 from .exceptions import UnusableEventError
-from .payloads import DEFAULT_PAYLOAD_SET, PayloadSet, action_cancel, action_plan_cancel, payload_set
+from .payloads import DEFAULT_PAYLOAD_SET, PayloadSet, Shown, payload_set
 from .tracking import PoisonHandler, decode_batch
 
 Priority = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -111,9 +111,9 @@ def build_notification(
         action = plan.action(event.action_uuid)
         if action is None:
             return None
-        payload = action_cancel(plan, action, state, fault, payloads)
+        payload = payloads.declaration("ActionCancelPayload").build(Shown(action, plan, state, fault), payloads)
     else:  # one of the plan's three
-        payload = action_plan_cancel(plan, state, fault, payloads)
+        payload = payloads.declaration("ActionPlanCancelPayload").build(Shown(plan, plan, state, fault), payloads)
     envelope = {
         "event_type": event_type,
         "priority": priority,
