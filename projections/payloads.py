@@ -142,12 +142,9 @@ def indicator_list(src: Any) -> Any:
 
 def interval_seconds(src: Any) -> int | None:
     """TerseAuditPayload 1.0's interval is an integer: seconds, or null (a cron string cannot be one)."""
-    value = src.interval
-    if value is None:
-        return None
     try:
-        return int(value)
-    except ValueError:
+        return int(src.interval)
+    except (TypeError, ValueError):  # null, or a cron string
         return None
 
 

@@ -177,9 +177,8 @@ class Translator:
 
     def set_level(self, level: str) -> None:
         """Watcher's ``notification_level``: '' sends none; otherwise the lowest priority sent."""
-        normal = parse_level(level)
-        self.level = normal
-        self._min = LEVELS.index(normal) if normal else None  # None: notifications disabled
+        self.level = parse_level(level)
+        self._min = LEVELS.index(self.level) if self.level else None  # None: notifications disabled
 
     def translate(self, batch: Sequence[StoredEvent], emit: bool = True, on_poison: PoisonHandler | None = None) -> list[Notification]:
         """The notifications a batch causes; ``emit=False`` only folds (warming up after a restart)."""
