@@ -2,9 +2,8 @@
 
 A replay always builds a fresh SQLite file beside its target and only then makes it visible,
 so a half-built model is never read and the live one keeps serving until the new one is done.
-It streams the log ``BATCH_SIZE`` events at a time (the SQLite
-log through its lighter ``scan``) and keeps nothing but the current batch in memory, so a log
-of any length replays in constant memory.
+It streams the log ``BATCH_SIZE`` events at a time and keeps nothing but the current batch in
+memory, so a log of any length replays in constant memory.
 
 How the new model replaces the live one. The live model is open in other processes (``serve``,
 every CLI command) in WAL mode, and its ``-wal``/``-shm`` files are paired with the file *by
@@ -168,10 +167,9 @@ def _open_scratch(path: Path, codec: AvroCodec, page_size: int | None) -> ReadMo
     """A new, empty model file tuned for bulk loading."""
     _remove_files(path)
     if page_size is not None:  # the backup API refuses to copy between WAL files of different page sizes
-        conn = sqlite3.connect(path)
-        conn.execute(f"PRAGMA page_size={int(page_size)}")
-        conn.execute("PRAGMA journal_mode=WAL")  # writes the header: the page size is now fixed
-        conn.close()
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute(f"PRAGMA page_size={int(page_size)}")
+            conn.execute("PRAGMA journal_mode=WAL")  # writes the header: the page size is now fixed
     model = ReadModel(path, codec)
     # An unusable event is parked in the rebuilt model's own dead-letter table (`dlq` lists it) and the replay goes on.
     model.on_poison = ParkingLot(model.db).poison_handler(ReadModel.CONSUMER)
@@ -306,17 +304,13 @@ def rebuild_live(
 
 def _copy_into(source: Path, live: Path, busy_timeout_s: float) -> None:
     """Replace the live file's whole content with ``source``'s in one SQLite write transaction."""
-    src = sqlite3.connect(source)
-    dest = sqlite3.connect(live, timeout=busy_timeout_s, isolation_level=None)
-    try:
-        src.backup(dest)
-        # Passive: never waits for readers; whatever is left is checkpointed by the next writer.
-        dest.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    except sqlite3.Error as exc:
-        raise ReplayError(f"cannot swap the rebuilt model into {live}: {exc}") from exc
-    finally:
-        dest.close()
-        src.close()
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(live, timeout=busy_timeout_s, isolation_level=None)) as dest:
+        try:
+            src.backup(dest)
+            # Passive: never waits for readers; whatever is left is checkpointed by the next writer.
+            dest.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            raise ReplayError(f"cannot swap the rebuilt model into {live}: {exc}") from exc
 
 
 # ---------------------------------------------------------------- notifications
