@@ -274,11 +274,8 @@ def verify_against(events: Any, codec: AvroCodec, settings: Settings, on_disk: b
     from .verify import verify
 
     with tempfile.TemporaryDirectory(dir=settings.paths.model.parent, prefix=".verify-") as tmp:
-        model = ReadModel(settings.paths.model, codec)
-        try:
+        with closing(ReadModel(settings.paths.model, codec)) as model:
             return verify(events, codec, model, scratch=Path(tmp) / "fresh.db" if on_disk else ":memory:")
-        finally:
-            model.close()
 
 
 __all__ = ["EmbeddedStore", "Store", "Submitted", "open_store"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import zip_longest
 from pathlib import Path
@@ -148,13 +149,10 @@ def verify(
     conn.execute("BEGIN")  # one snapshot of the live model: its rows and its positions agree
     try:
         reached = live.positions()
-        fresh = ReadModel(scratch, codec)
-        try:
+        with closing(ReadModel(scratch, codec)) as fresh:
             chains = _replay_and_check(stream, ChainChecker(codec), fresh, reached)
             _check_not_ahead(conn, reached, chains.last_positions)
             difference = _first_difference(conn, fresh.db.conn)
-        finally:
-            fresh.close()
     finally:
         conn.execute("ROLLBACK")
     if difference is not None:
