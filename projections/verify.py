@@ -22,6 +22,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
 from itertools import zip_longest
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -207,11 +208,7 @@ def _table_difference(
     live: sqlite3.Connection, fresh: sqlite3.Connection, table: str, columns: Sequence[str], key: Sequence[str],
 ) -> VerificationFailed | None:
     """Walk both tables in key order, in step; the first row that differs, or None."""
-    indexes = [columns.index(c) for c in key]
-
-    def key_of(row: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(row[i] for i in indexes)
-
+    key_of = itemgetter(*(columns.index(c) for c in key))  # the key's value (a tuple for a composite key)
     live_rows, fresh_rows = _rows(live, table, columns, key), _rows(fresh, table, columns, key)
     live_row, fresh_row = next(live_rows, None), next(fresh_rows, None)
     while live_row is not None or fresh_row is not None:
@@ -222,10 +219,7 @@ def _table_difference(
             return _describe(live, fresh, table, columns, live_row, None, "is in the read model but not in the log")
         if live_row is None or key_of(fresh_row) < key_of(live_row):
             return _describe(live, fresh, table, columns, None, fresh_row, "is missing from the read model")
-        changed = [
-            f"{c} is {a!r}, the log says {b!r}"
-            for c, a, b in zip_longest(columns, live_row, fresh_row) if a != b
-        ]
+        changed = [f"{c} is {a!r}, the log says {b!r}" for c, a, b in zip_longest(columns, live_row, fresh_row) if a != b]
         return _describe(live, fresh, table, columns, live_row, fresh_row, "drifted: " + "; ".join(changed))
     return None
 
