@@ -6,9 +6,8 @@ command, then its events in order, each followed by the notification it caused. 
 changed nothing (rejected, or unchanged) has no position; it sits where it was handled, after
 the events of the command handled before it.
 
-Commands come from the ``CommandHistory`` port below (the embedded log's ``commands`` table;
-another backend provides its own); events from the ``EventLog`` port; notifications are passed
-in as they were stored when first emitted, so the story shows what consumers actually received.
+Notifications are passed in as they were stored when first emitted, so the story shows what
+consumers actually received.
 """
 
 from __future__ import annotations

@@ -23,18 +23,14 @@ log = logging.getLogger(__name__)
 COLUMNS = ("consumer", "source", "position", "plan_uuid", "error", "message", "parked_at")
 
 
-def ensure_dead_letter_table(db: sqlite_utils.Database) -> None:
-    db["dead_letters"].create(  # type: ignore[union-attr]
-        {"seq": int, "consumer": str, "source": str, "position": int, "plan_uuid": str, "error": str, "message": str, "parked_at": int},
-        pk="seq", if_not_exists=True,
-    )
-
-
 class ParkingLot:
     """The dead-letter sink of an embedded consumer (and of a CLI's own Kafka model): a table in its own file."""
 
     def __init__(self, db: sqlite_utils.Database) -> None:
-        ensure_dead_letter_table(db)
+        db["dead_letters"].create(  # type: ignore[union-attr]
+            {"seq": int, "consumer": str, "source": str, "position": int, "plan_uuid": str, "error": str, "message": str, "parked_at": int},
+            pk="seq", if_not_exists=True,
+        )
         self._db = db
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:

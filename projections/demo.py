@@ -43,14 +43,11 @@ def _plan_document(label: str, now: int) -> dict[str, Any]:
     def host(n: int) -> str:
         return f"compute-{n}.{label}.example.org"
 
-    def instance() -> str:
-        return str(uuid.uuid4())
-
     actions = [
         ("change_nova_service_state", {"resource_id": host(1), "state": "disabled", "disabled_reason": "watcher_disabled"}),
-        ("migrate", {"migration_type": "live", "resource_id": instance(), "source_node": host(1), "destination_node": host(3)}),
-        ("migrate", {"migration_type": "live", "resource_id": instance(), "source_node": host(1), "destination_node": host(4)}),
-        ("migrate", {"migration_type": "live", "resource_id": instance(), "source_node": host(2), "destination_node": host(4)}),
+        ("migrate", {"migration_type": "live", "resource_id": str(uuid.uuid4()), "source_node": host(1), "destination_node": host(3)}),
+        ("migrate", {"migration_type": "live", "resource_id": str(uuid.uuid4()), "source_node": host(1), "destination_node": host(4)}),
+        ("migrate", {"migration_type": "live", "resource_id": str(uuid.uuid4()), "source_node": host(2), "destination_node": host(4)}),
         ("change_nova_service_state", {"resource_id": host(2), "state": "disabled", "disabled_reason": "watcher_disabled"}),
     ]
     uuids = [str(uuid.uuid4()) for _ in actions]
@@ -158,19 +155,20 @@ def run_demo(target: EmbeddedBackend | DemoBackend) -> DemoReport:
     origin = f"watcher-es demo@{socket.gethostname()}"
     applier = "watcher-applier"
 
-    def send(command_type: type[Any], issued_by: str = applier, **fields: Any) -> None:
-        command: Command = command_type(command_id=str(uuid.uuid4()), issued_at=backend.clock(), issued_by=issued_by, origin=origin, **fields)
+    def submit(command: Command, step: str) -> None:
         outcome, reason = backend.submit(command)
         if outcome == "rejected":
-            raise DemoFailed(f"demo step {command_type.__name__} was rejected: {reason}")
+            raise DemoFailed(f"{step} was rejected: {reason}")
+
+    def send(command_type: type[Any], issued_by: str = applier, **fields: Any) -> None:
+        command: Command = command_type(command_id=str(uuid.uuid4()), issued_at=backend.clock(), issued_by=issued_by, origin=origin, **fields)
+        submit(command, f"demo step {command_type.__name__}")
 
     report = DemoReport()
     for label in ("rack-a", "rack-b"):
         doc = _plan_document(label, backend.clock())
         command = parse_plan_document(doc, command_id=str(uuid.uuid4()), issued_at=backend.clock(), issued_by="watcher-decision-engine", origin=origin)
-        outcome, reason = backend.submit(command)
-        if outcome == "rejected":
-            raise DemoFailed(f"registering the demo plan was rejected: {reason}")
+        submit(command, "registering the demo plan")
         plan, actions = doc["uuid"], [a["uuid"] for a in doc["actions"]]
         report.plans.append((plan, label))
         send(ReportActionPlanProgress, plan_uuid=plan, state="ONGOING")

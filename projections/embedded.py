@@ -1,9 +1,5 @@
-"""The embedded backend: handler, read model and translator on one SQLite store.
-
-After each command the consumers catch up in the same process, notifications first, so a
-cancel's first notification is readable as soon as the command returns. `serve` runs the one
-``Service`` with a single part, ``CatchingUp``, for what other processes appended.
-"""
+"""The embedded backend: handler, read model and translator on one SQLite store, caught up in the
+process after each command, so a cancel's first notification is readable as soon as it returns."""
 
 from __future__ import annotations
 

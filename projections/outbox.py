@@ -18,7 +18,7 @@ from sqlite_utils.migrations import Migrations
 from eventstore.log import StoredEvent
 from eventstore.sqlite_support import checkpoint, claim, connect, migrate, write_transaction
 
-from .tracking import PoisonHandler, ensure_tracking_table, last_positions, track, tracked_position
+from .tracking import PoisonHandler, ensure_tracking_table, track_batch, tracked_position
 from .payloads import DEFAULT_PAYLOAD_SET
 from .translator import Notification, Translator
 
@@ -81,28 +81,18 @@ class NotificationOutbox:
         with write_transaction(self.db):
             row = self.db.conn.execute("SELECT value FROM store_settings WHERE key = 'notification_level'").fetchone()
             if told is None:
-                if row is not None:
-                    return str(row[0])
-                told = "INFO"
+                told = str(row[0]) if row is not None else "INFO"
             if row is None or row[0] != told:
-                self.db.conn.execute(
-                    "INSERT INTO store_settings (key, value) VALUES ('notification_level', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (told,),
-                )
+                self.db.conn.execute("INSERT OR REPLACE INTO store_settings (key, value) VALUES ('notification_level', ?)", (told,))
             return told
 
     def position(self) -> int:
         return tracked_position(self.db, self.CONSUMER)
 
-    def process(self, batch: Sequence[StoredEvent]) -> None:
-        with write_transaction(self.db):
-            self.apply(batch)
-
     def apply(self, batch: Sequence[StoredEvent]) -> None:
         """Translate and store a batch with its position; call inside a write transaction of this file."""
         self.send(self.translator.translate(batch, on_poison=self.on_poison))
-        for source, position in last_positions(batch).items():
-            track(self.db, self.CONSUMER, position, source)
+        track_batch(self.db, self.CONSUMER, batch)
 
     def send(self, notes: Sequence[Notification]) -> None:
         """The notification sink (the caller holds a write transaction): a re-sent message id is kept once."""
@@ -117,10 +107,7 @@ class NotificationOutbox:
         )
 
     def read(self, after_seq: int = 0, limit: int = 1000, plan_uuid: str | None = None) -> list[tuple[int, dict[str, Any]]]:
-        where, args = "seq > ?", [after_seq]
-        if plan_uuid:
-            where += " AND plan_uuid = ?"
-            args.append(plan_uuid)  # type: ignore[arg-type]
+        where, args = ("seq > ? AND plan_uuid = ?", (after_seq, plan_uuid)) if plan_uuid else ("seq > ?", (after_seq,))
         rows = self.db.conn.execute(f"SELECT seq, envelope FROM notifications WHERE {where} ORDER BY seq LIMIT ?", (*args, limit))
         return [(seq, json.loads(body)) for seq, body in rows]
 

@@ -55,8 +55,8 @@ class PayloadSet:
     name: str
     versions: Mapping[str, str]
 
-    def version_of(self, payload_class: str) -> str:
-        return self.versions[payload_class]
+    def declaration(self, payload_class: str) -> Payload:
+        return DECLARATIONS[payload_class, self.versions[payload_class]]
 
 
 @dataclass(frozen=True)
@@ -121,41 +121,30 @@ class Nested:
         value = self.get(src)
         if value is None:
             return None
-        return DECLARATIONS[self.payload_class, payloads.version_of(self.payload_class)].build(value, payloads)
+        return payloads.declaration(self.payload_class).build(value, payloads)
 
 
-def one_indicator(name: str) -> Source:
+def one_indicator(src: Any) -> Any:
     """Before 1.1 a plan had one global efficacy indicator, a dict: the first of a list, or ``{}``."""
-
-    def get(src: Any) -> Any:
-        value = _parsed(getattr(src, name))
-        if isinstance(value, list):
-            return value[0] if value else {}
-        return value
-
-    return get
+    value = _parsed(src.global_efficacy)
+    if isinstance(value, list):
+        return value[0] if value else {}
+    return value
 
 
-def indicator_list(name: str) -> Source:
+def indicator_list(src: Any) -> Any:
     """From 1.1 on, global efficacy is a list of indicators; a single registered dict becomes one."""
-
-    def get(src: Any) -> Any:
-        value = _parsed(getattr(src, name))
-        if isinstance(value, dict):
-            return [value] if value else []
-        return value
-
-    return get
+    value = _parsed(src.global_efficacy)
+    if isinstance(value, dict):
+        return [value] if value else []
+    return value
 
 
 def interval_seconds(src: Any) -> int | None:
     """TerseAuditPayload 1.0's interval is an integer: seconds, or null (a cron string cannot be one)."""
-    value = src.interval
-    if value is None:
-        return None
     try:
-        return int(value)
-    except ValueError:
+        return int(src.interval)
+    except (TypeError, ValueError):  # null, or a cron string
         return None
 
 
@@ -170,27 +159,16 @@ def _timestamps() -> dict[str, Field]:
 
 @quick_init
 @dataclass(frozen=True)
-class PlanView:
-    """A plan as one notification shows it: the state the notification kind says, and its fault."""
+class Shown:
+    """A plan, or one of its actions, as one notification shows it: the state the notification kind says, and its fault."""
 
+    subject: Plan | ActionView
     plan: Plan
     state: str
     fault: Fault | None
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.plan, name)
-
-
-@quick_init
-@dataclass(frozen=True)
-class ActionInPlan:
-    action: ActionView
-    plan: Plan
-    state: str
-    fault: Fault | None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.action, name)
+        return getattr(self.subject, name)
 
 
 # ---------------------------------------------------------------- declarations, oldest first
@@ -231,36 +209,30 @@ TERSE_AUDIT_1_2 = TERSE_AUDIT_1_1.next_version("1.2", add={"name": audit_name})
 # Version 1.3: Added 'status_message'
 TERSE_AUDIT_1_3 = TERSE_AUDIT_1_2.next_version("1.3", add={"status_message": attr("status_message")})
 
-# Version 1.0: Initial version
-TERSE_ACTION_PLAN_1_0 = Payload("TerseActionPlanPayload", "1.0", {
-    "uuid": attr("uuid"),
-    "state": attr("state"),
-    "global_efficacy": one_indicator("global_efficacy"),
-    "audit_uuid": lambda p: p.audit.uuid,
-    "strategy_uuid": lambda p: p.strategy.uuid,
-    **_timestamps(),
-})
-# Version 1.1: 'global_efficacy' is a list of indicators
-TERSE_ACTION_PLAN_1_1 = TERSE_ACTION_PLAN_1_0.next_version("1.1", change={"global_efficacy": indicator_list("global_efficacy")})
-# Version 1.2: Added 'status_message'
-TERSE_ACTION_PLAN_1_2 = TERSE_ACTION_PLAN_1_1.next_version("1.2", add={"status_message": attr("status_message")})
 
-# Version 1.0: Initial version
-ACTION_PLAN_CANCEL_1_0 = Payload("ActionPlanCancelPayload", "1.0", {
-    "uuid": attr("uuid"),
-    "state": attr("state"),
-    "global_efficacy": one_indicator("global_efficacy"),
-    "audit_uuid": lambda v: v.audit.uuid,
-    "strategy_uuid": lambda v: v.strategy.uuid,
-    "audit": Nested("TerseAuditPayload", lambda v: v.audit),
-    "strategy": Nested("StrategyPayload", lambda v: v.strategy),
-    "fault": Nested("ExceptionPayload", lambda v: v.fault),
-    **_timestamps(),
-})
-# Version 1.1: 'global_efficacy' is a list of indicators
-ACTION_PLAN_CANCEL_1_1 = ACTION_PLAN_CANCEL_1_0.next_version("1.1", change={"global_efficacy": indicator_list("global_efficacy")})
-# Version 1.2: Added 'status_message'
-ACTION_PLAN_CANCEL_1_2 = ACTION_PLAN_CANCEL_1_1.next_version("1.2", add={"status_message": attr("status_message")})
+def _plan_versions(name: str, **nested: Field) -> tuple[Payload, Payload, Payload]:
+    """TerseActionPlanPayload, and ActionPlanCancelPayload with ``nested`` added: the same three versions."""
+    # Version 1.0: Initial version
+    v1_0 = Payload(name, "1.0", {
+        "uuid": attr("uuid"),
+        "state": attr("state"),
+        "global_efficacy": one_indicator,
+        "audit_uuid": lambda p: p.audit.uuid,
+        "strategy_uuid": lambda p: p.strategy.uuid,
+        **nested,
+        **_timestamps(),
+    })
+    # Version 1.1: 'global_efficacy' is a list of indicators
+    v1_1 = v1_0.next_version("1.1", change={"global_efficacy": indicator_list})
+    # Version 1.2: Added 'status_message'
+    return v1_0, v1_1, v1_1.next_version("1.2", add={"status_message": attr("status_message")})
+
+
+TERSE_ACTION_PLAN_1_0, TERSE_ACTION_PLAN_1_1, TERSE_ACTION_PLAN_1_2 = _plan_versions("TerseActionPlanPayload")
+ACTION_PLAN_CANCEL_1_0, ACTION_PLAN_CANCEL_1_1, ACTION_PLAN_CANCEL_1_2 = _plan_versions(
+    "ActionPlanCancelPayload", audit=Nested("TerseAuditPayload", lambda v: v.audit),
+    strategy=Nested("StrategyPayload", lambda v: v.strategy), fault=Nested("ExceptionPayload", lambda v: v.fault),
+)
 
 # Version 1.0: Initial version
 ACTION_CANCEL_1_0 = Payload("ActionCancelPayload", "1.0", {
@@ -310,13 +282,3 @@ def payload_set(name: str) -> PayloadSet:
     if found is None:
         raise ConfigurationError(f"payload version: {name!r} is not one of 1.0, latest ({', '.join(PAYLOAD_SETS)})")
     return found
-
-
-def action_plan_cancel(plan: Plan, state: str, fault: Fault | None, payloads: PayloadSet) -> dict[str, Any]:
-    declaration = DECLARATIONS["ActionPlanCancelPayload", payloads.version_of("ActionPlanCancelPayload")]
-    return declaration.build(PlanView(plan, state, fault), payloads)
-
-
-def action_cancel(plan: Plan, action: ActionView, state: str, fault: Fault | None, payloads: PayloadSet) -> dict[str, Any]:
-    declaration = DECLARATIONS["ActionCancelPayload", payloads.version_of("ActionCancelPayload")]
-    return declaration.build(ActionInPlan(action, plan, state, fault), payloads)

@@ -25,7 +25,7 @@ from eventstore.sqlite_support import claim, connect, migrate, write_transaction
 
 from . import model_view
 from .exceptions import UnusableEventError
-from .tracking import LoggedEvent, decode_batch, ensure_tracking_table, last_positions, track, tracked_position
+from .tracking import LoggedEvent, decode_batch, ensure_tracking_table, track_batch, tracked_position
 
 E = TypeVar("E", bound=LoggedEvent)
 
@@ -283,8 +283,7 @@ class ReadModel:
                     raise
                 park(stored, UnusableEventError(f"{stored.where}: {name} for unknown {exc}: an earlier event of the plan is missing"))
         rows.write(self.db.conn)
-        for source, position in last_positions(batch).items():
-            track(self.db, self.CONSUMER, position, source)
+        track_batch(self.db, self.CONSUMER, batch)
 
     def _load_known(self, rows: _Batch, plan_uuids: set[str]) -> None:
         uuids = list(plan_uuids)
@@ -318,9 +317,6 @@ class ReadModel:
     def plans(self, state: str | None = None) -> list[dict[str, Any]]:
         """Every plan (in one state), oldest first, each with its ``action_count``."""
         return model_view.plans(self.db.conn, state)
-
-    def history(self, plan_uuid: str) -> list[dict[str, Any]]:
-        return list(self.db.query("SELECT * FROM plan_history WHERE plan_uuid = ? ORDER BY version", [plan_uuid]))
 
     def overdue_cancellations(self, now: int) -> list[str]:
         """Plans still CANCELLING past their abort deadline: what the deadline pass must settle."""

@@ -2,9 +2,8 @@
 
 A replay always builds a fresh SQLite file beside its target and only then makes it visible,
 so a half-built model is never read and the live one keeps serving until the new one is done.
-It streams the log ``BATCH_SIZE`` events at a time (the SQLite
-log through its lighter ``scan``) and keeps nothing but the current batch in memory, so a log
-of any length replays in constant memory.
+It streams the log ``BATCH_SIZE`` events at a time and keeps nothing but the current batch in
+memory, so a log of any length replays in constant memory.
 
 How the new model replaces the live one. The live model is open in other processes (``serve``,
 every CLI command) in WAL mode, and its ``-wal``/``-shm`` files are paired with the file *by
@@ -30,16 +29,16 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Final, Literal, Protocol, runtime_checkable
+from typing import Final, Literal
 
 from eventstore.codec import AvroCodec
 from eventstore.config import StorePaths
 from eventstore.position import Position
-from eventstore.log import StoredEvent
+from eventstore.log import StoredEvent, pages
 from eventstore.sqlite_log import SqliteEventLog
 
 from .exceptions import ReplayError, UnknownInstantError
@@ -57,18 +56,8 @@ BATCH_SIZE: Final = 5000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SUFFIXES: Final = ("", "-wal", "-shm", "-journal")
 
-Phase = Literal["replay", "swap"]
-
-
 #: A log read as a stream of pages from its start to its end: a Kafka events topic.
 EventPages = Callable[[], Iterable[Sequence[StoredEvent]]]
-
-
-@runtime_checkable
-class BulkLog(Protocol):
-    """A log with a lighter read for bulk readers, besides the port's ``read`` (``SqliteEventLog.scan``)."""
-
-    def scan(self, after: int = 0, limit: int = 1000) -> Sequence[LoggedEvent]: ...
 
 
 @dataclass(frozen=True)
@@ -76,7 +65,7 @@ class ReplayProgress:
     """Where a replay is: ``events`` applied so far, up to ``position`` of ``target`` (None: a
     topic, whose end is not known up front)."""
 
-    phase: Phase
+    phase: Literal["replay", "swap"]
     events: int
     position: Position
     target: Position | None
@@ -115,26 +104,17 @@ def parse_timestamp(text: str) -> int:
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def position_at(events: SqliteEventLog, at_us: int, batch_size: int = BATCH_SIZE) -> int:
-    """The last position whose event occurred at or before ``at_us`` (0 if none did).
-
-    A paged scan of the whole log through the port: ``occurred_at`` is stamped by whichever
-    handler decided, so it is not guaranteed to grow with position across processes.
-    """
-    found, after = 0, 0
-    while batch := events.read(after=after, limit=batch_size):
-        for stored in batch:
-            if stored.occurred_at <= at_us:
-                found = stored.position
-        after = batch[-1].position
-    return found
-
-
 def resolve_until(events: SqliteEventLog, until: str) -> int:
-    """``--until``: a log position as given, or the last position at or before an ISO 8601 time."""
+    """``--until``: a log position as given, or the last position whose event occurred at or before
+    an ISO 8601 time (0 if none did). For a time the whole log is read: ``occurred_at`` is stamped
+    by whichever handler decided, so it is not guaranteed to grow with position across processes.
+    """
     text = until.strip()
     if not text.isdigit():
-        return position_at(events, parse_timestamp(text))
+        found = 0
+        for page in _until_time(pages(events, BATCH_SIZE), parse_timestamp(text)):
+            found = page[-1].position
+        return found
     position, last = int(text), events.last_position()
     if position > last:
         raise UnknownInstantError(f"--until {position}: the log ends at position {last}")
@@ -179,21 +159,17 @@ def _alive(pid: int) -> bool:
 def _page_size_of(path: Path) -> int | None:
     if not path.exists():
         return None
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         return int(conn.execute("PRAGMA page_size").fetchone()[0])
-    finally:
-        conn.close()
 
 
 def _open_scratch(path: Path, codec: AvroCodec, page_size: int | None) -> ReadModel:
-    """A new, empty model file tuned for bulk loading; a crash only loses this scratch file."""
+    """A new, empty model file tuned for bulk loading."""
     _remove_files(path)
     if page_size is not None:  # the backup API refuses to copy between WAL files of different page sizes
-        conn = sqlite3.connect(path)
-        conn.execute(f"PRAGMA page_size={int(page_size)}")
-        conn.execute("PRAGMA journal_mode=WAL")  # writes the header: the page size is now fixed
-        conn.close()
+        with closing(sqlite3.connect(path)) as conn:
+            conn.execute(f"PRAGMA page_size={int(page_size)}")
+            conn.execute("PRAGMA journal_mode=WAL")  # writes the header: the page size is now fixed
     model = ReadModel(path, codec)
     # An unusable event is parked in the rebuilt model's own dead-letter table (`dlq` lists it) and the replay goes on.
     model.on_poison = ParkingLot(model.db).poison_handler(ReadModel.CONSUMER)
@@ -206,22 +182,16 @@ def _open_scratch(path: Path, codec: AvroCodec, page_size: int | None) -> ReadMo
     return model
 
 
-def _pages(events: SqliteEventLog, after: int, until: int | None, batch_size: int) -> Iterator[Sequence[LoggedEvent]]:
-    """The log after ``after`` (up to ``until``, inclusive), ``batch_size`` events at a time.
-
-    A log that offers a bulk ``scan`` (the SQLite one) is read through it: the same events as
-    light tuples, since a replay would otherwise spend as long building ``StoredEvent``s as
-    decoding their bodies. Any other log is read through the port's ``read``.
-    """
-    read = events.scan if isinstance(events, BulkLog) else events.read
-    while True:
-        batch: Sequence[LoggedEvent] = read(after=after, limit=batch_size)
-        if until is not None:
-            batch = [e for e in batch if e.position <= until]
-        if not batch:
+def _log_pages(events: SqliteEventLog, until: int | None, batch_size: int) -> Iterator[Sequence[LoggedEvent]]:
+    """The embedded log up to position ``until`` (inclusive) through its bulk ``scan``: the same events as
+    light tuples, since a replay would otherwise spend as long building ``StoredEvent``s as decoding their bodies."""
+    after = 0
+    while batch := events.scan(after=after, limit=batch_size):
+        kept = batch if until is None else [e for e in batch if e.position <= until]
+        if not kept:
             return
-        yield batch
-        after = batch[-1].position
+        yield kept
+        after = kept[-1].position
 
 
 def _until_time(pages: Iterable[Sequence[StoredEvent]], until_us: int | None) -> Iterator[Sequence[StoredEvent]]:
@@ -240,57 +210,63 @@ def _feed(
 ) -> int:
     """Apply the log to ``model`` up to ``until`` (or its end), reporting after every batch.
 
-    ``until`` is a position of the embedded log, or a time (UTC microseconds) for a stream.
+    ``until`` is a position of the embedded log, or a time (UTC microseconds) for a stream. Python's
+    cycle collector is paused meanwhile: a replay allocates millions of short-lived records that
+    reference counting frees and that never form cycles, and the collector would keep scanning
+    each batch of them as it is built (a fifth of the decoding time, measured) and find nothing.
     """
     if isinstance(events, SqliteEventLog):
-        batches: Iterable[Sequence[LoggedEvent]] = _pages(events, model.position(), until, batch_size)
+        batches: Iterable[Sequence[LoggedEvent]] = _log_pages(events, until, batch_size)
         target: Position | None = Position.at(until if until is not None else events.last_position())
     else:
         batches, target = _until_time(events(), until), None  # a topic's length is not known up front
     done = 0
-    with _collector_paused():
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
         for batch in batches:
             model.process(batch)
             done += len(batch)
             if progress is not None:
-                position = reached(model)
+                position = Position.of(model.positions())
                 progress(ReplayProgress("replay", done, position, target if target is None or target.covers(position) else position))
+    finally:
+        if collecting:
+            gc.enable()
     return done
 
 
-def reached(model: ReadModel) -> Position:
-    """How far a model has read: its log position, or its position in every Kafka partition."""
-    return Position.of(model.positions())
-
-
 @contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cycle collector for a replay, and restore it after.
+def _built(
+    events: SqliteEventLog | EventPages, codec: AvroCodec, target: Path, until: int | None, page_size: int | None,
+    batch_size: int, progress: ProgressCallback | None,
+) -> Iterator[tuple[Path, int, Position]]:
+    """The model up to ``until`` in a scratch file beside ``target``: the file, its events and position.
 
-    A replay allocates millions of short-lived records that are freed by reference counting
-    and never form cycles; the collector would keep scanning each batch of them as it is
-    built (a fifth of the decoding time, measured) and find nothing.
+    The file is left in a rollback-journal mode that persists (one self-contained file, no ``-wal``),
+    and removed on the way out: a crash only ever loses the scratch file.
     """
-    was_enabled = gc.isenabled()
-    gc.disable()
+    scratch = _scratch_path(target)
     try:
-        yield
+        model = _open_scratch(scratch, codec, page_size)
+        try:
+            count = _feed(events, model, until, batch_size, progress)
+            position = Position.of(model.positions())
+        except BaseException:
+            model.close()
+            raise
+        model.db.conn.execute("PRAGMA journal_mode=DELETE")
+        model.close()
+        yield scratch, count, position
     finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _finish(model: ReadModel) -> None:
-    """Leave the file in a rollback-journal mode that persists: one self-contained file, no ``-wal``."""
-    model.db.conn.execute("PRAGMA journal_mode=DELETE")
-    model.close()
+        _remove_files(scratch)
 
 
 def build_as_of(
     events: SqliteEventLog | EventPages, codec: AvroCodec, until: int, into: Path, *, protected: tuple[Path, ...] = (),
     batch_size: int = BATCH_SIZE, progress: ProgressCallback | None = None,
 ) -> ReplayResult:
-    """The read model as it was at position ``until``, as a file of its own; the live one is untouched.
+    """The read model as it was at ``until``, as a file of its own; the live one is untouched.
 
     ``protected`` are files this must never replace (the log, the live model).
     """
@@ -300,19 +276,8 @@ def build_as_of(
     if Path(f"{into}-wal").exists():
         raise ReplayError(f"--into {into} is open in WAL mode (it has a -wal file); close it or choose another path")
     started = time.monotonic()
-    scratch = _scratch_path(into)
-    try:
-        model = _open_scratch(scratch, codec, None)
-        try:
-            count = _feed(events, model, until, batch_size, progress)
-            position = reached(model)
-        except BaseException:
-            model.close()
-            raise
-        _finish(model)
+    with _built(events, codec, into, until, None, batch_size, progress) as (scratch, count, position):
         os.replace(scratch, into)
-    finally:
-        _remove_files(scratch)
     log.info("as-of model at position %s: %d events into %s", position, count, into)
     return ReplayResult(into, position, count, time.monotonic() - started)
 
@@ -328,38 +293,24 @@ def rebuild_live(
     """
     live = Path(live)
     started = time.monotonic()
-    scratch = _scratch_path(live)
-    try:
-        model = _open_scratch(scratch, codec, _page_size_of(live))
-        try:
-            count = _feed(events, model, None, batch_size, progress)  # to the end, appends meanwhile included
-            position = reached(model)
-        except BaseException:
-            model.close()
-            raise
-        _finish(model)
+    # To the end of the log, appends meanwhile included.
+    with _built(events, codec, live, None, _page_size_of(live), batch_size, progress) as (scratch, count, position):
         if progress is not None:
             progress(ReplayProgress("swap", count, position, position))
         _copy_into(scratch, live, busy_timeout_s)
-    finally:
-        _remove_files(scratch)
     log.info("rebuilt the read model at %s to position %s from %d events", live, position, count)
     return ReplayResult(live, position, count, time.monotonic() - started)
 
 
 def _copy_into(source: Path, live: Path, busy_timeout_s: float) -> None:
     """Replace the live file's whole content with ``source``'s in one SQLite write transaction."""
-    src = sqlite3.connect(source)
-    dest = sqlite3.connect(live, timeout=busy_timeout_s, isolation_level=None)
-    try:
-        src.backup(dest)
-        # Passive: never waits for readers; whatever is left is checkpointed by the next writer.
-        dest.execute("PRAGMA wal_checkpoint(PASSIVE)")
-    except sqlite3.Error as exc:
-        raise ReplayError(f"cannot swap the rebuilt model into {live}: {exc}") from exc
-    finally:
-        dest.close()
-        src.close()
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(live, timeout=busy_timeout_s, isolation_level=None)) as dest:
+        try:
+            src.backup(dest)
+            # Passive: never waits for readers; whatever is left is checkpointed by the next writer.
+            dest.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            raise ReplayError(f"cannot swap the rebuilt model into {live}: {exc}") from exc
 
 
 # ---------------------------------------------------------------- notifications
@@ -380,15 +331,12 @@ def replay_notifications(
     end = last if last is not None else events.last_position()
     if end < first - 1:
         raise ReplayError(f"--to-position {end} is before --from-position {first}")
-    after = first - 1
-    while after < end:
-        batch = events.read(after=after, limit=batch_size)
-        if not batch:
-            return
-        after = batch[-1].position
+    for batch in pages(events, batch_size, Position.at(first - 1)):
         wanted = [e for e in batch if e.position <= end and (plan_uuid is None or e.plan_uuid == plan_uuid)]
         if wanted:
             yield from translator.translate(wanted, on_poison=_skip_unusable)
+        if batch[-1].position >= end:
+            return
 
 
 def _skip_unusable(event: LoggedEvent, error: Exception) -> None:
@@ -413,15 +361,13 @@ def replay(
         if into is not None:
             raise ReplayError("--into needs --until: without it the live read model is rebuilt in place")
         return rebuild_live(events, codec, paths.model, batch_size=batch_size, progress=progress)
-    protected = (paths.log, paths.model, paths.notifications)
-    if not isinstance(events, SqliteEventLog):
-        if until.strip().isdigit():
-            raise UnknownInstantError(f"--until {until}: positions number the embedded log; on Kafka give an ISO 8601 time")
+    if isinstance(events, SqliteEventLog):
+        at = resolve_until(events, until)
+        default = as_of_path(paths.log, at)
+    elif until.strip().isdigit():
+        raise UnknownInstantError(f"--until {until}: positions number the embedded log; on Kafka give an ISO 8601 time")
+    else:
         at = parse_timestamp(until)
         default = as_of_path(paths.log, f"{datetime.fromtimestamp(at / 1e6, UTC):%Y%m%dT%H%M%SZ}")
-        return build_as_of(events, codec, at, into or default, protected=protected, batch_size=batch_size, progress=progress)
-    position = resolve_until(events, until)
-    return build_as_of(
-        events, codec, position, into or as_of_path(paths.log, position),
-        protected=protected, batch_size=batch_size, progress=progress,
-    )
+    protected = (paths.log, paths.model, paths.notifications)
+    return build_as_of(events, codec, at, into or default, protected=protected, batch_size=batch_size, progress=progress)

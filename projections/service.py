@@ -1,16 +1,9 @@
-"""`watcher-es serve`, one service for both backends: its parts, each in a thread of its own, and the deadline pass.
+"""`watcher-es serve`, one service for both backends (ARCHITECTURE.md): its parts, each in a thread of its own, and the deadline pass.
 
-A part is anything that polls (``poll(timeout) -> records handled``) and closes. On Kafka the
-parts are the command handler, the read model and the translator (``kafka_service.kafka_service``),
-each blocked in a long poll of its own consumer (the client releases the GIL while it waits), so
-a record wakes its part at once whatever the others are doing. On the embedded store there is one
-part, which catches both projections up from the log (``embedded.CatchingUp``): commands are
-handled in the process that submits them.
-
-Beside the part that keeps the read model, the abort-deadline pass runs every ``interval_s``
-(``deadlines.py``, the same pass on both backends). One part failing never takes the others down:
-the failure is logged and the poll tried again (every effect is idempotent). A part that dies of
-something unforeseen stops the service with its error, so a supervisor restarts it whole.
+A part is anything that polls (``poll(timeout) -> records handled``) and closes: on Kafka the
+handler, read model and translator (``kafka_service``), each blocked in a long poll of its own
+consumer (the client releases the GIL while it waits), so a record wakes its part at once
+whatever the others are doing; on the embedded store one part (``embedded.CatchingUp``).
 """
 
 from __future__ import annotations
@@ -47,18 +40,17 @@ class Part(Protocol):
 
 
 class Service:
-    """``deadline_pass`` runs in the thread of the part named ``deadline_part`` (the read model's),
+    """``deadline_pass`` runs in the thread of the part named "projections" (the read model's),
     at most every ``interval_s``, and says False when it could not run yet (a model still catching
     up shows plans CANCELLING that have long settled): it is then asked again after the next poll.
     ``closers`` run after every part has closed."""
 
     def __init__(
-        self, parts: Mapping[str, Part], *, deadline_pass: Callable[[], bool] | None = None, deadline_part: str = "projections",
-        interval_s: float = 5.0, closers: Sequence[Callable[[], object]] = (),
+        self, parts: Mapping[str, Part], *, deadline_pass: Callable[[], bool] | None = None, interval_s: float = 5.0,
+        closers: Sequence[Callable[[], object]] = (),
     ) -> None:
         self.parts: dict[str, Part] = dict(parts)
         self._deadline_pass = deadline_pass
-        self._deadline_part = deadline_part
         self._interval_s = interval_s
         self._next_deadline_pass = 0.0
         self._closers = list(closers)
@@ -97,7 +89,7 @@ class Service:
         try:
             for name, part in self.parts.items():
                 part.poll(0)
-                if name == self._deadline_part:
+                if name == "projections":
                     self._deadlines()
         finally:
             self.close()
@@ -106,7 +98,7 @@ class Service:
         try:
             while not self._stopping:
                 self._isolated(name, lambda: part.poll(POLL_S))
-                if name == self._deadline_part:
+                if name == "projections":
                     self._isolated("deadline pass", self._deadlines)
         except BaseException as exc:  # never a silently dead part in a live serve
             log.critical("%s stopped on an unexpected error; serve stops", name, exc_info=True)

@@ -1,15 +1,11 @@
-"""A watcher-es store as every CLI command sees it: the embedded one, or a cluster.
-
-Built once from the resolved settings (``open_store``): the one place that asks which backend
-the product is on. Each command calls one method and prints what it returns, so the two
-backends answer the same questions with the same shapes, and the CLI never branches.
-"""
+"""A watcher-es store as every CLI command sees it, the embedded one or a cluster: see "the store" in ARCHITECTURE.md."""
 
 from __future__ import annotations
 
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -240,31 +236,26 @@ class EmbeddedStore:
         backend = self.existing
         return plan_story(plan, backend.log, backend.log, stored_notifications(backend.outbox, plan), backend.codec)
 
-    def _log(self) -> tuple[SqliteEventLog, AvroCodec]:
+    @contextmanager
+    def _log(self) -> Iterator[tuple[SqliteEventLog, AvroCodec]]:
         """The embedded log and a codec that reads every schema it was written with; never creates a log."""
         from eventstore.codec import AvroCodec
         from eventstore.sqlite_log import SqliteEventLog
 
-        events = SqliteEventLog(self._require_log())
-        codec = AvroCodec()
-        codec.learn(events.writer_schemas())
-        return events, codec
+        with closing(SqliteEventLog(self._require_log())) as events:
+            codec = AvroCodec()
+            codec.learn(events.writer_schemas())
+            yield events, codec
 
     def verify(self, on_disk: bool) -> VerifyReport:
-        events, codec = self._log()
-        try:
+        with self._log() as (events, codec):
             return verify_against(events, codec, self.settings, on_disk)
-        finally:
-            events.close()
 
     def replay(self, until: str | None, into: Path | None, progress: ProgressCallback | None) -> ReplayResult:
         from .replay import replay
 
-        events, codec = self._log()
-        try:
+        with self._log() as (events, codec):
             return replay(events, codec, self.settings.paths, until, into, progress=progress)
-        finally:
-            events.close()
 
     def dead_letters(self, limit: int) -> list[Row]:
         from .dead_letters import parked
@@ -283,11 +274,8 @@ def verify_against(events: Any, codec: AvroCodec, settings: Settings, on_disk: b
     from .verify import verify
 
     with tempfile.TemporaryDirectory(dir=settings.paths.model.parent, prefix=".verify-") as tmp:
-        model = ReadModel(settings.paths.model, codec)
-        try:
+        with closing(ReadModel(settings.paths.model, codec)) as model:
             return verify(events, codec, model, scratch=Path(tmp) / "fresh.db" if on_disk else ":memory:")
-        finally:
-            model.close()
 
 
 __all__ = ["EmbeddedStore", "Store", "Submitted", "open_store"]

@@ -79,9 +79,10 @@ def track(db: sqlite_utils.Database, consumer: str, position: int, source: str =
     )
 
 
-def last_positions(batch: Sequence[LoggedEvent]) -> dict[str, int]:
-    """The last position of each source in a batch: what to record with the batch's effects."""
-    return {e.source: e.position for e in batch}
+def track_batch(db: sqlite_utils.Database, consumer: str, batch: Sequence[LoggedEvent]) -> None:
+    """Record the last position of each source in a batch, inside the write transaction that holds its effects."""
+    for source, position in {e.source: e.position for e in batch}.items():
+        track(db, consumer, position, source)
 
 
 class LogConsumer(Protocol):

@@ -21,15 +21,9 @@ from eventstore.codec import AvroCodec
 from eventstore.config import Settings
 from eventstore.domain.identity import name_uuid
 from eventstore.domain.messages import (
-    ActionCancellationFailed,
-    ActionCancellationStarted,
-    ActionCancelled,
-    ActionPlanCancellationFailed,
-    ActionPlanCancellationStarted,
-    ActionPlanCancelled,
-    Event,
+    EVENT_TYPES, ActionCancellationFailed, ActionCancellationStarted, ActionCancelled, ActionPlanCancellationFailed,
+    ActionPlanCancellationStarted, ActionPlanCancelled, Event, from_record,
 )
-from eventstore.domain.messages import EVENT_TYPES, from_record
 from eventstore.domain.plan import Plan, UnexpectedEventError, evolve
 from eventstore.exceptions import ConfigurationError, WatcherEsError
 from eventstore.frozen import quick_init
@@ -37,7 +31,7 @@ from eventstore.handler import load_plan
 from eventstore.log import EventLog, StoredEvent
 
 from .exceptions import UnusableEventError
-from .payloads import DEFAULT_PAYLOAD_SET, PayloadSet, action_cancel, action_plan_cancel, payload_set
+from .payloads import DEFAULT_PAYLOAD_SET, PayloadSet, Shown, payload_set
 from .tracking import PoisonHandler, decode_batch
 
 Priority = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -58,10 +52,6 @@ KINDS: Final[dict[type[Any], tuple[str, Priority, str]]] = {
 
 def message_id_for(event_id: str) -> str:
     return name_uuid(_MESSAGE_IDS, event_id)
-
-
-def default_publisher_id() -> str:
-    return f"infra-optim:{socket.gethostname()}"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -101,12 +91,7 @@ class Notification:
 
 
 class NotificationSink(Protocol):
-    """The third port: where the translator's notifications go (sent again, one has the same message id and bytes).
-
-    ``NotificationOutbox`` (``outbox.py``: a SQLite file watchers follow, written inside the
-    outbox's own transaction with its position) and ``NotificationTopics`` (``kafka_translator.py``:
-    the ``.info`` / ``.error`` topics, confirmed when ``send`` returns).
-    """
+    """The third port (ARCHITECTURE.md): where the translator's notifications go (sent again, one has the same message id and bytes)."""
 
     def send(self, notes: Sequence[Notification]) -> None: ...
 
@@ -121,17 +106,14 @@ def build_notification(
     if kind is None:
         return None
     event_type, priority, state = kind
-    if isinstance(event, (ActionPlanCancellationStarted, ActionPlanCancelled, ActionPlanCancellationFailed)):
-        fault = event.fault if isinstance(event, ActionPlanCancellationFailed) else None
-        payload = action_plan_cancel(plan, state, fault, payloads)
-    elif isinstance(event, (ActionCancellationStarted, ActionCancelled, ActionCancellationFailed)):
+    fault = event.fault if isinstance(event, (ActionPlanCancellationFailed, ActionCancellationFailed)) else None
+    if isinstance(event, (ActionCancellationStarted, ActionCancelled, ActionCancellationFailed)):
         action = plan.action(event.action_uuid)
         if action is None:
             return None
-        fault = event.fault if isinstance(event, ActionCancellationFailed) else None
-        payload = action_cancel(plan, action, state, fault, payloads)
-    else:
-        return None
+        payload = payloads.declaration("ActionCancelPayload").build(Shown(action, plan, state, fault), payloads)
+    else:  # one of the plan's three
+        payload = payloads.declaration("ActionPlanCancelPayload").build(Shown(plan, plan, state, fault), payloads)
     envelope = {
         "event_type": event_type,
         "priority": priority,
@@ -162,7 +144,7 @@ class Translator:
 
     def __init__(
         self, codec: AvroCodec, log: EventLog | None, publisher_id: str, level: str = "INFO",
-        message_ids: Callable[[str], str] = message_id_for, cache_size: int | None = 10_000,
+        cache_size: int | None = 10_000,
         payloads: PayloadSet | None = None, recorded: RecordedPayloads | None = None,
     ) -> None:
         self.payloads = payloads or payload_set(DEFAULT_PAYLOAD_SET)
@@ -171,7 +153,6 @@ class Translator:
         self._log = log
         self.publisher_id = publisher_id
         self.set_level(level)
-        self._message_ids = message_ids
         self._plans: OrderedDict[str, Plan] = OrderedDict()
         self._cache_size = cache_size
         self._load: PlanLoader | None = None
@@ -196,9 +177,8 @@ class Translator:
 
     def set_level(self, level: str) -> None:
         """Watcher's ``notification_level``: '' sends none; otherwise the lowest priority sent."""
-        normal = parse_level(level)
-        self.level = normal
-        self._min = LEVELS.index(normal) if normal else None  # None: notifications disabled
+        self.level = parse_level(level)
+        self._min = LEVELS.index(self.level) if self.level else None  # None: notifications disabled
 
     def translate(self, batch: Sequence[StoredEvent], emit: bool = True, on_poison: PoisonHandler | None = None) -> list[Notification]:
         """The notifications a batch causes; ``emit=False`` only folds (warming up after a restart)."""
@@ -217,7 +197,7 @@ class Translator:
             if self._min is None or not emit or type(event) not in KINDS:  # no message id for what causes none
                 continue
             note = build_notification(
-                plan, event, publisher_id=self.publisher_id, message_id=self._message_ids(stored.event_id),
+                plan, event, publisher_id=self.publisher_id, message_id=message_id_for(stored.event_id),
                 position=stored.position, plan_seq=stored.version,
                 payloads=payload_set(recorded[stored.event_id]) if stored.event_id in recorded else self.payloads,
             )
@@ -260,7 +240,7 @@ def translator_for(
     """
     explicit = settings.payload_version is not None
     return Translator(
-        codec, log, settings.publisher_id or default_publisher_id(),
+        codec, log, settings.publisher_id or f"infra-optim:{socket.gethostname()}",
         settings.notification_level if settings.notification_level is not None else "INFO",
         cache_size=cache_size, payloads=payload_set(settings.payload_version or DEFAULT_PAYLOAD_SET),
         recorded=None if explicit else recorded,

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from itertools import zip_longest
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, NoReturn
 
@@ -147,24 +149,16 @@ def verify(
     conn = live.db.conn
     conn.execute("BEGIN")  # one snapshot of the live model: its rows and its positions agree
     try:
-        reached = _tracked_positions(conn, live.CONSUMER)
-        fresh = ReadModel(scratch, codec)
-        try:
+        reached = live.positions()
+        with closing(ReadModel(scratch, codec)) as fresh:
             chains = _replay_and_check(stream, ChainChecker(codec), fresh, reached)
             _check_not_ahead(conn, reached, chains.last_positions)
             difference = _first_difference(conn, fresh.db.conn)
-        finally:
-            fresh.close()
     finally:
         conn.execute("ROLLBACK")
     if difference is not None:
         raise difference
     return VerifyReport(chains.events, chains.plans, Position.of(chains.last_positions), Position.of(reached))
-
-
-def _tracked_positions(conn: sqlite3.Connection, consumer: str) -> dict[str, int]:
-    """Every source the live model has consumed, and how far."""
-    return {s: int(p) for s, p in conn.execute("SELECT source, position FROM tracking WHERE consumer = ?", (consumer,))}
 
 
 def _replay_and_check(stream: Iterable[Sequence[StoredEvent]], chains: ChainChecker, fresh: ReadModel, reached: dict[str, int]) -> ChainChecker:
@@ -189,7 +183,8 @@ def _check_not_ahead(conn: sqlite3.Connection, reached: dict[str, int], log_ends
     for source, position in sorted(reached.items()):
         end = log_ends.get(source, 0)
         if position > end:
-            plan = _plan_after(conn, end) if source == "log" else None
+            sql = "SELECT plan_uuid FROM plan_history WHERE position > ? ORDER BY position LIMIT 1"
+            plan = _first_value(conn, sql, end) if source == "log" else None
             raise VerificationFailed(
                 "projection", plan, end + 1,
                 f"the read model has read {source} up to position {position} but it ends at {end}: events were removed from the log",
@@ -205,25 +200,15 @@ def _rows(conn: sqlite3.Connection, table: str, columns: Sequence[str], key: Seq
 
 def _first_difference(live: sqlite3.Connection, fresh: sqlite3.Connection) -> VerificationFailed | None:
     """The difference at the lowest log position across all tables, or None if they are equal."""
-    found: list[VerificationFailed] = []
-    for table, columns, key in _TABLES:
-        difference = _table_difference(live, fresh, table, columns, key)
-        if difference is not None:
-            found.append(difference)
-    if not found:
-        return None
-    return min(found, key=lambda d: d.position if d.position is not None else 2**62)
+    found = [d for table in _TABLES if (d := _table_difference(live, fresh, *table)) is not None]
+    return min(found, key=lambda d: d.position if d.position is not None else 2**62, default=None)
 
 
 def _table_difference(
     live: sqlite3.Connection, fresh: sqlite3.Connection, table: str, columns: Sequence[str], key: Sequence[str],
 ) -> VerificationFailed | None:
     """Walk both tables in key order, in step; the first row that differs, or None."""
-    indexes = [columns.index(c) for c in key]
-
-    def key_of(row: tuple[Any, ...]) -> tuple[Any, ...]:
-        return tuple(row[i] for i in indexes)
-
+    key_of = itemgetter(*(columns.index(c) for c in key))  # the key's value (a tuple for a composite key)
     live_rows, fresh_rows = _rows(live, table, columns, key), _rows(fresh, table, columns, key)
     live_row, fresh_row = next(live_rows, None), next(fresh_rows, None)
     while live_row is not None or fresh_row is not None:
@@ -234,10 +219,7 @@ def _table_difference(
             return _describe(live, fresh, table, columns, live_row, None, "is in the read model but not in the log")
         if live_row is None or key_of(fresh_row) < key_of(live_row):
             return _describe(live, fresh, table, columns, None, fresh_row, "is missing from the read model")
-        changed = [
-            f"{c} is {a!r}, the log says {b!r}"
-            for c, a, b in zip_longest(columns, live_row, fresh_row) if a != b
-        ]
+        changed = [f"{c} is {a!r}, the log says {b!r}" for c, a, b in zip_longest(columns, live_row, fresh_row) if a != b]
         return _describe(live, fresh, table, columns, live_row, fresh_row, "drifted: " + "; ".join(changed))
     return None
 
@@ -281,8 +263,3 @@ def _locate(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> tuple[
 def _first_value(conn: sqlite3.Connection, sql: str, *args: Any) -> Any:
     row = conn.execute(sql, args).fetchone()
     return row[0] if row else None
-
-
-def _plan_after(conn: sqlite3.Connection, position: int) -> str | None:
-    value = _first_value(conn, "SELECT plan_uuid FROM plan_history WHERE position > ? ORDER BY position LIMIT 1", position)
-    return str(value) if value is not None else None
