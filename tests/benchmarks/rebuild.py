@@ -12,6 +12,7 @@ process so the peak RSS reported is the replay's alone, not the fill's.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -40,7 +41,7 @@ from eventstore.domain.messages import (
     to_record,
 )
 from eventstore.domain.plan import Plan, evolve
-from eventstore.log import chain_hash
+from eventstore.log import CommandRecord, chain_hash, command_hash
 from eventstore.sqlite_log import SqliteEventLog
 from eventstore.sqlite_support import write_transaction
 
@@ -126,6 +127,7 @@ def fill(path: Path, events: int) -> int:
     log.db.conn.execute("PRAGMA synchronous=OFF")  # a benchmark fixture, not a record
     template = _Template.build()
     position, written, n = log.last_position(), 0, 0
+    command_head = ""  # the commands table's own chain (what `verify` checks), across every plan
     while written < events:
         event_rows: list[tuple[Any, ...]] = []
         command_rows: list[tuple[Any, ...]] = []
@@ -145,10 +147,12 @@ def fill(path: Path, events: int) -> int:
                     position += 1
                     version += 1
                     event_rows.append((position, record["plan_uuid"], version, record["event_id"], name, record["command_id"], record["occurred_at"], body, previous))
-                command_rows.append((
+                stored = CommandRecord(
                     command["command_id"], command_type, command["plan_uuid"], command["issued_by"], command["origin"], command["issued_at"],
                     codec.encode(command_type, command), "accepted", "", first if decided else None, position if decided else None,
-                ))
+                )
+                command_head = command_hash(command_head, stored)
+                command_rows.append((*dataclasses.astuple(stored), command_head))
                 written += len(decided)
             n += 1
         with write_transaction(log.db):
@@ -158,7 +162,7 @@ def fill(path: Path, events: int) -> int:
             )
             log.db.conn.executemany(
                 "INSERT INTO commands (command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason,"
-                " first_position, last_position) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", command_rows,
+                " first_position, last_position, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", command_rows,
             )
         print(f"filled {written:,} events", file=sys.stderr, end="\r")
     print(file=sys.stderr)
