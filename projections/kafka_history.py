@@ -37,9 +37,8 @@ from confluent_kafka import Message
 from eventstore.codec import AvroCodec
 from eventstore.exceptions import StaleAppendError
 from eventstore.kafka.appends import Append
-from eventstore.kafka.io import offset_of, partition_of
 from eventstore.kafka.log import command_record
-from eventstore.kafka.records import header_map, unwrap_oslo_envelope
+from eventstore.kafka.records import header_map, offset_of, source_of, unwrap_oslo_envelope
 from eventstore.log import CommandRecord, Outcome, RejectedAppend, StoredEvent
 
 from .read_model import sorted_json
@@ -133,7 +132,7 @@ class AuditTrail:
                 continue
             rows.append((
                 plan_uuid, message_id, event_id, event_type, priority, plan_seq, h.get("watcher_es_payload_set", "1.0"),
-                summary or sorted_json(shown), f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1,
+                summary or sorted_json(shown), source_of(msg), offset_of(msg) + 1,
             ))
         self.db.conn.executemany(  # a re-send is the same message: the first one recorded stays
             "INSERT OR IGNORE INTO trail_notifications (plan_uuid, message_id, event_id, event_type, priority, plan_seq,"

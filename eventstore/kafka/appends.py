@@ -25,7 +25,7 @@ from ..codec import AvroCodec
 from ..faults import fault_point
 from ..exceptions import CorruptRecordError, PoisonRecordError, StaleAppendError, UnknownSchemaError
 from ..log import NewEvent, StoredEvent, chain_hash
-from .records import Headers, record_headers
+from .records import Headers, offset_of, record_headers, source_of
 from ..frozen import quick_init
 
 RECORD = "EventsAppended"
@@ -142,14 +142,9 @@ def append_from(r: Mapping[str, Any], source: str, offset: int) -> Append:
     )
 
 
-def message_source(msg: Message) -> tuple[str, int]:
-    partition, offset = msg.partition(), msg.offset()
-    return f"{msg.topic()}/{-1 if partition is None else partition}", -1 if offset is None else offset
-
-
 def append_of(codec: AvroCodec, msg: Message, known: Mapping[bytes, Mapping[str, Any]] | None = None) -> Append:
     """``known``: records this reader encoded itself, by their bytes (a writer reading back its own appends)."""
-    source, offset = message_source(msg)
+    source, offset = source_of(msg), offset_of(msg)
     value = msg.value() or b""
     record = known.get(value) if known else None
     return read_append(codec, value, source, offset) if record is None else append_from(record, source, offset)
@@ -196,16 +191,6 @@ class Fence:
 
     def forget(self) -> None:
         self._versions.clear()
-
-
-def standing(
-    codec: AvroCodec, messages: Iterable[Message], fence: Fence, *,
-    on_poison: Callable[[Message, Exception], None] | None = None,
-    on_conflict: Callable[[Append, StaleAppendError], None] | None = None,
-    known: Mapping[bytes, Mapping[str, Any]] | None = None,
-) -> list[Append]:
-    """The appends among these records that stand, in order; the rest go to the handlers."""
-    return admitted(appends_in(codec, messages, on_poison, known), fence, on_conflict)
 
 
 def appends_in(

@@ -39,10 +39,10 @@ from ..handler import CommandHandler, Handled, decode_event
 from ..log import CommandRecord, DeadLetterSink
 from .appends import Append
 from .config import KafkaSettings
-from .io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, offset_of, parked_record, partition_of, subscribe
+from .io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, parked_record, subscribe
 from .log import KafkaEventLog
 from .state_store import PlanStateStore
-from .records import record_headers
+from .records import offset_of, partition_of, record_headers
 
 log = logging.getLogger(__name__)
 

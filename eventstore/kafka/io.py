@@ -19,8 +19,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from ..codec import AvroCodec
 from ..exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, StaleAppendError
 from .config import KafkaSettings
-from .appends import Append, Fence, events_of, standing
-from .records import Headers, dead_letter_headers, header_pairs
+from .appends import Append, Fence, admitted, appends_in, events_of
+from .records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of
 from ..log import ParkedRecord, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -181,23 +181,9 @@ class TopicFollower:
         return [m for page in self.pages(limit_s) for m in page]
 
 
-def partition_of(msg: Message) -> int:
-    """A consumed record's partition (confluent-kafka types it optional: only produced ones lack it)."""
-    partition = msg.partition()
-    return -1 if partition is None else partition
-
-
-def offset_of(msg: Message) -> int:
-    offset = msg.offset()
-    return -1 if offset is None else offset
-
-
 def positions_reached(messages: Iterable[Message]) -> dict[str, int]:
     """The position (``topic/partition`` -> offset + 1 of its last record) each partition of a batch reaches."""
-    out: dict[str, int] = {}
-    for msg in messages:
-        out[f"{msg.topic()}/{partition_of(msg)}"] = offset_of(msg) + 1
-    return out
+    return {source_of(msg): offset_of(msg) + 1 for msg in messages}
 
 
 def topic_pages(
@@ -212,7 +198,7 @@ def topic_pages(
     follower = TopicFollower(settings, settings.topics.events)
     try:
         for page in follower.pages():
-            yield events_of(standing(codec, page, fence, on_poison=_skip, on_conflict=on_conflict))
+            yield events_of(admitted(appends_in(codec, page, _skip), fence, on_conflict))
     finally:
         follower.close()
 
@@ -241,7 +227,7 @@ class DeadLetters:
 def parked_record(msg: Message) -> ParkedRecord:
     """A consumed record as the dead-letter sinks keep it."""
     return ParkedRecord(
-        f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1, (msg.key() or b"").decode("utf-8", "replace"),
+        source_of(msg), offset_of(msg) + 1, (msg.key() or b"").decode("utf-8", "replace"),
         msg.value() or b"", header_pairs(msg.headers()),
     )
 

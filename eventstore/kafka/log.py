@@ -25,16 +25,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from confluent_kafka import OFFSET_BEGINNING, Message
+from confluent_kafka import OFFSET_BEGINNING
 
 from ..codec import AvroCodec, WriterSchema
 from ..domain.plan import Plan
 from ..exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
 from ..log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, Outcome, ParkedRecord, StoredEvent
 from ..position import Position
-from .appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, message_source, new_writer_id, prepare_append
+from .appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, new_writer_id, prepare_append
 from .config import KafkaSettings
 from .io import DeadLetters, Publisher, TopicFollower, positions_reached, topic_pages
+from .records import offset_of, source_of
 from .state_store import PlanStateStore
 
 
@@ -110,7 +111,7 @@ class KafkaEventLog:
             self._follower = self._follow()
         try:
             for page in self._follower.pages(wait_s=wait_s):
-                page = self._not_settled(page)
+                page = [msg for msg in page if offset_of(msg) >= self.state.position(source_of(msg))]
                 self.records_read += len(page)
                 self._settle(appends_in(self._codec, page, lambda m, e: None, self._mine), positions_reached(page))
         except BaseException:
@@ -119,15 +120,6 @@ class KafkaEventLog:
             follower, self._follower = self._follower, None  # opened again at the stored positions
             follower.close()
             raise
-
-    def _not_settled(self, page: list[Message]) -> list[Message]:
-        """The records of a page not settled already: our own, settled where they landed, come back too."""
-        out = []
-        for msg in page:
-            source, offset = message_source(msg)
-            if offset >= self.state.position(source):
-                out.append(msg)
-        return out
 
     def _settle(self, appends: list[Append], positions: Mapping[str, int]) -> None:
         """Judge appends read (or placed) in partition order at the fence, and fold what stands, with the positions, in one commit."""
