@@ -92,8 +92,8 @@ class KafkaStore:
         self.client.send(command)
         outcome = self.client.wait_outcome(command.command_id, self._outcomes, timeout)
         return Submitted(
-            outcome.command_id, outcome.plan_uuid, outcome.outcome, outcome.reason, outcome.duplicate,  # type: ignore[arg-type]
-            outcome.event_types, outcome.plan_state,
+            outcome.command_id, outcome.plan_uuid, outcome.outcome, outcome.reason,  # type: ignore[arg-type]
+            event_types=outcome.event_types, plan_state=outcome.plan_state,
         )
 
     def settled(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
@@ -123,7 +123,7 @@ class KafkaStore:
         if self.settings.paths.model.exists():  # the model at --db (a `serve`'s or this CLI's): its own tracking is the truth
             model = ReadModel(self.settings.paths.model, AvroCodec())
             prefix = f"{self.kafka.topics.events}/"
-            read = {**AuditTrail(model.db, self._codec).positions()}
+            read = AuditTrail(model.db, self._codec).positions()
             for source, position in model.positions().items():  # a model swapped in by `replay` may be ahead of its trail
                 read[source] = max(read.get(source, 0), position)
             model_positions = {k: v for k, v in read.items() if k.startswith(prefix)} or None

@@ -113,18 +113,6 @@ def prepare_append(
     return PreparedAppend(append_id, plan_uuid, command_id, value, headers, head, record)
 
 
-def read_append(codec: AvroCodec, value: bytes, source: str, offset: int) -> Append:
-    """An events-topic record as an ``Append``; a record that is not one raises PoisonRecordError."""
-    where = f"{source} offset {offset}"
-    try:
-        name, r = codec.decode(value, where)
-    except (CorruptRecordError, UnknownSchemaError) as exc:
-        raise PoisonRecordError(str(exc)) from None
-    if name != RECORD:
-        raise PoisonRecordError(f"{where}: a {name} record on the events topic, where every record is an {RECORD}")
-    return append_from(r, source, offset)
-
-
 def append_from(r: Mapping[str, Any], source: str, offset: int) -> Append:
     """An ``EventsAppended`` record's fields as the ``Append`` found at this place."""
     position = offset + 1
@@ -143,11 +131,22 @@ def append_from(r: Mapping[str, Any], source: str, offset: int) -> Append:
 
 
 def append_of(codec: AvroCodec, msg: Message, known: Mapping[bytes, Mapping[str, Any]] | None = None) -> Append:
-    """``known``: records this reader encoded itself, by their bytes (a writer reading back its own appends)."""
+    """An events-topic record as an ``Append``; a record that is not one raises PoisonRecordError.
+
+    ``known``: records this reader encoded itself, by their bytes (a writer reading back its own appends).
+    """
     source, offset = source_of(msg), offset_of(msg)
     value = msg.value() or b""
     record = known.get(value) if known else None
-    return read_append(codec, value, source, offset) if record is None else append_from(record, source, offset)
+    if record is None:
+        where = f"{source} offset {offset}"
+        try:
+            name, record = codec.decode(value, where)
+        except (CorruptRecordError, UnknownSchemaError) as exc:
+            raise PoisonRecordError(str(exc)) from None
+        if name != RECORD:
+            raise PoisonRecordError(f"{where}: a {name} record on the events topic, where every record is an {RECORD}")
+    return append_from(record, source, offset)
 
 
 class Fence:
@@ -163,11 +162,9 @@ class Fence:
         self._versions: dict[str, int] = {}
 
     def version(self, plan_uuid: str) -> int:
-        found = self._versions.get(plan_uuid)
-        if found is None:
-            found = (self._known([plan_uuid]).get(plan_uuid, 0)) if self._known else 0
-            self._versions[plan_uuid] = found
-        return found
+        if plan_uuid not in self._versions:
+            self.prime([plan_uuid])
+        return self._versions.get(plan_uuid, 0)
 
     def prime(self, plan_uuids: Iterable[str]) -> None:
         """Look up many plans' versions at once (one query for a whole batch)."""

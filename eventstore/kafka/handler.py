@@ -82,7 +82,7 @@ class StorePlans:
         return self._log.version(plan_uuid)
 
     def handled(self, command_id: str) -> CommandRecord | None:
-        return self._log.handled(command_id)
+        return self._state.command(command_id)
 
     def look_up(self, commands: Sequence[Command]) -> None:
         self._state.look_up_commands(c.command_id for c in commands)
@@ -110,8 +110,7 @@ class KafkaCommandHandler:
         self._publisher = Publisher(settings, report_offsets=True)  # the log settles its appends where they landed
         self._dead: DeadLetterSink = DeadLetters(self._publisher, self._topics.dead_letters)
         self._state = PlanStateStore(state_path, cache_size, changelog=self._topics.events)
-        self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state)
-        self.log.listen(self._fold)
+        self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state, listener=self._fold)
         self.handler = CommandHandler(self.log, codec, clock, abort_timeout_us, StorePlans(self.log, self._state))
         self._stale = True
         self._consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification

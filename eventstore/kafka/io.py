@@ -258,9 +258,6 @@ def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> bool:
     return True
 
 
-def subscribe(consumer: Consumer, topic: str, on_assign: Callable[[Consumer, list[TopicPartition]], Any] | None = None) -> None:
-    partitions_of(consumer, topic)
-    if on_assign is None:
-        consumer.subscribe([topic])
-    else:
-        consumer.subscribe([topic], on_assign=on_assign)
+def subscribe(consumer: Consumer, topic: str, on_assign: Callable[[Consumer, list[TopicPartition]], Any]) -> None:
+    partitions_of(consumer, topic)  # a missing topic is an error, not a wait for it
+    consumer.subscribe([topic], on_assign=on_assign)

@@ -63,7 +63,7 @@ class KafkaEventLog:
 
     def __init__(
         self, settings: KafkaSettings, codec: AvroCodec, publisher: Publisher | None = None, writer: str | None = None,
-        state: PlanStateStore | None = None,
+        state: PlanStateStore | None = None, listener: AppendListener | None = None,
     ) -> None:
         self._settings = settings
         self._codec = codec
@@ -79,7 +79,7 @@ class KafkaEventLog:
         self._results: dict[str, bool] = {}
         #: Where the cluster put each pending append: (partition, offset).
         self._placed: dict[str, tuple[int, int]] = {}
-        self._listeners: list[AppendListener] = []
+        self._listener = listener
         #: Records folded from the events topic by this log, not counting its own appends settled
         #: where they landed (what a restart on a stored state saves).
         self.records_read = 0
@@ -93,9 +93,6 @@ class KafkaEventLog:
         if self._follower is not None:
             self._follower.close()
         self.state.close()
-
-    def listen(self, listener: AppendListener) -> None:
-        self._listeners.append(listener)
 
     # ---------------------------------------------------------------- reading the topic forward
 
@@ -163,9 +160,8 @@ class KafkaEventLog:
         self.state.put_command(record)
         if append.last_hash is not None:
             self.state.mark(append.plan_uuid, append.expected_version + len(append.events), append.last_hash)
-        known = mine[1].plan if mine is not None else None
-        for listener in self._listeners:
-            listener(append, known)
+        if self._listener is not None:
+            self._listener(append, mine[1].plan if mine is not None else None)
 
     def _lost(self, append: Append, error: StaleAppendError) -> None:
         mine = self._pending.get(append.append_id)
@@ -179,10 +175,6 @@ class KafkaEventLog:
     def prime(self, plan_uuids: Iterable[str]) -> None:
         """Look up the versions of a batch's plans at once (new plans included), not one query each."""
         self._fence.prime(plan_uuids)
-
-    def handled(self, command_id: str) -> CommandRecord | None:
-        """The command's record if an append of it stands (as far as this log has read)."""
-        return self.state.command(command_id)
 
     # ---------------------------------------------------------------- the port
 
