@@ -1,22 +1,19 @@
 """The audit trail on Kafka: each plan's commands, events, conflicts and notifications, kept in the model.
 
-The read-model part (``kafka_parts``) hands every batch it consumes to this trail inside the
-transaction that applies the batch to the model, so ``audit`` reads a handful of indexed rows
-of one plan instead of scanning five topics:
+The read-model part (``kafka_parts``) hands every batch to the trail inside the transaction that
+applies it to the model, so ``audit`` reads a handful of indexed rows of one plan instead of
+scanning five topics:
 
-- *commands*: every ``EventsAppended`` that stands carries its command (who, from where, when,
-  why) and its outcome, rejections and no-ops included (they are appended too); what the
-  handler only answered on the outcomes topic (a re-delivery, a reused command id) changed
-  nothing and is not shown, nor is a command still waiting to be handled;
-- *events*: the events of the appends that stand, bodies and chain hashes as appended;
+- *commands*: those of the appends that stand, rejections and no-ops included (they are appended
+  too); what the handler only answered on the outcomes topic (a re-delivery, a reused command
+  id) changed nothing and is not shown;
+- *events*: those of the appends that stand, bodies and chain hashes as appended;
 - *conflicts*: appends that lost the fence, with their writer, as every reader skips them;
-- *notifications*: what the translator actually published, read from the two notification
-  topics (records without our ``watcher_es_event_id`` header, e.g. Watcher's own, are not
-  ours and are ignored), one row per message id (a re-send is the same message), keeping the
-  part of the envelope the audit shows (``what_audit_shows``). They are
-  recorded, not derived again with the translator: the notification level and payload set
-  in force when an event was translated may differ from today's, and the audit must show what
-  consumers received. Each row is indexed by its plan, so a query stays bounded by one plan.
+- *notifications*: ours (records with a ``watcher_es_event_id`` header; Watcher's own are
+  ignored) as published, one row per message id (a re-send is the same message), keeping only
+  what the audit shows (``what_audit_shows``). Recorded, not derived again with the translator:
+  the notification level and payload set in force when an event was translated may differ from
+  today's, and the audit must show what consumers received.
 
 Positions: the trail's own tracking rows (consumer ``audit-trail``) say, per partition of the
 events topic and of both notification topics, the next record it has consumed up to, skipped
@@ -48,7 +45,6 @@ from .translator import Notification, Priority
 log = logging.getLogger(__name__)
 
 CONSUMER = "audit-trail"
-
 
 
 class AuditTrail:

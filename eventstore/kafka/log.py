@@ -1,21 +1,17 @@
 """The EventLog port on a Kafka events topic: atomic, fenced appends, judged in partition order.
 
-An append is one ``EventsAppended`` record (all of a command's events, its outcome and the
-command itself) produced at the plan's version and confirmed by the cluster; the log then
-reports whether the append stood (the first at its version) or lost to another writer's, which
-raises ``StaleVersionError`` exactly as the SQLite log's unique key does. ``append_all`` does the
-same for a whole batch with one flush: the handler's path. Where the delivery reports say that a
-partition's records of ours landed one after another right where the state ends, nothing can
-stand between them, and the fence is applied to them at once from the records written (the
-follower skips them when they come back); in any other partition they are judged as read back.
-Everything read or settled goes through the same ``Fence`` as every other reader.
+An append is one ``EventsAppended`` record (``appends.py``) produced at the plan's version; once
+the cluster confirms it, one that lost to another writer's raises ``StaleVersionError``, as the
+SQLite log's unique key does. ``append_all``, the handler's path, does a batch with one flush.
+Where the delivery reports say a partition's records of ours landed one after another right
+where the state ends, nothing can stand between them: the fence judges them at once from the
+records written (the follower skips them when they come back). Elsewhere they are judged as
+read back.
 
-State held, in a ``PlanStateStore`` (``state_store.py``): each plan's version and chain head, each
-handled command's record (what the handler must recognise) and the position of every partition
-they reflect, committed together a page at a time. The topic is read from those positions, so a
-log opened on a store that exists reads only what was appended since; without a file the store
-is in memory and the topic is read from its start. Reads of history (``read_plan``,
-``events_after``) scan the topic.
+The state (``PlanStateStore``) holds each plan's version and chain head, each handled command's
+record and the positions they reflect, so a log opened on a stored state reads only the topic's
+tail; without a file it is in memory and the topic is read from its start. ``read_plan`` and
+``events_after`` scan the topic.
 """
 
 from __future__ import annotations
