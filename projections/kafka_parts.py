@@ -34,10 +34,14 @@ log = logging.getLogger(__name__)
 
 
 def read_appends(
-    codec: AvroCodec, messages: Sequence[Message], park: Callable[[Message, Exception], None],
+    codec: AvroCodec, messages: Sequence[Message], dead: DeadLetterSink, stage: str,
 ) -> tuple[list[Append], Callable[[StoredEvent, Exception], None]]:
-    """The appends these records are (a record that is not one goes to ``park``), and how to park an event of one."""
+    """The appends these records are (a record that is not one is parked), and how to park the record of an event."""
     by_place = {(source_of(msg), offset_of(msg) + 1): msg for msg in messages}
+
+    def park(msg: Message, error: Exception) -> None:
+        dead.park(parked_record(msg), stage, error)
+
     return appends_in(codec, messages, park), lambda event, error: park(by_place[(event.source, event.position)], error)
 
 
@@ -66,7 +70,6 @@ class KafkaReadModelPart:
     ) -> None:
         self.model = model
         self.trail = AuditTrail(model.db, codec)
-        self._settings = settings
         self._publisher = publisher if park_to_topic else None
         self._dead: DeadLetterSink = (
             DeadLetters(publisher, settings.topics.dead_letters) if publisher is not None and park_to_topic else ParkingLot(model.db)
@@ -115,8 +118,7 @@ class KafkaReadModelPart:
             return
         with write_transaction(self.model.db):
             start = self.trail.positions()  # every record consumed, skipped ones too
-        for source in new:
-            self._at_end[source] = False
+        self._at_end.update(dict.fromkeys(new, False))
         # position = offset + 1 of the last record consumed = next offset
         self.consumer.incremental_assign([_split(source, start.get(source, 0)) for source in new])
 
@@ -172,7 +174,6 @@ class KafkaReadModelPart:
         by_source: dict[str, list[Message]] = {}
         for msg in messages:
             by_source.setdefault(source_of(msg), []).append(msg)
-        parked = False
         with write_transaction(self.model.db):
             consumed = self.trail.positions()  # read inside the transaction: another process may share this file
             applied = self.model.positions()
@@ -197,34 +198,27 @@ class KafkaReadModelPart:
                 kept = [m for m in batch if offset_of(m) + 1 > at]
                 (fresh_events if is_events else fresh_notes).extend(kept)
                 reached[source] = last
-            parked = self._apply_events(fresh_events, applied)
+            self._apply_events(fresh_events, applied)
             self.trail.record_notifications(fresh_notes)
             for source, position in reached.items():
                 self.trail.track(source, position)
-            if parked and self._publisher is not None:
-                self._publisher.flush()  # the dead letters are confirmed before the positions pass them
+            if self._publisher is not None:
+                self._publisher.flush()  # any dead letters are confirmed before the positions pass them
         if self._commit and reached:
             self._commit_positions(reached)
 
-    def _apply_events(self, messages: list[Message], applied: dict[str, int]) -> bool:
-        """Apply the records past each position: to the model those past its own, to the trail the rest; True if any was parked."""
-        parked: list[Message] = []
-
-        def park(msg: Message, error: Exception) -> None:
-            parked.append(msg)
-            self._dead.park(parked_record(msg), self.GROUP, error)
-
-        appends, park_event = read_appends(self._codec, messages, park)
+    def _apply_events(self, messages: list[Message], applied: dict[str, int]) -> None:
+        """Apply the records past each position: to the model those past its own, to the trail the rest."""
+        appends, park = read_appends(self._codec, messages, self._dead, self.GROUP)
         # The model: appends past its own position (a replayed model may be ahead of the trail), through its fence.
         mine = [a for a in appends if a.position > applied.get(a.source, 0)]
         events = events_of(admitted(mine, Fence(known=self.model.plan_versions)))
         if events:
-            self.model.apply(events, on_poison=park_event)
+            self.model.apply(events, on_poison=park)
         # The trail: every append past its position, and the fence's verdict on it.
         conflicts: list[tuple[Append, StaleAppendError]] = []
         stood = admitted(appends, Fence(known=self.trail.plan_versions), lambda append, error: conflicts.append((append, error)))
         self.trail.record(stood, conflicts)
-        return bool(parked)
 
     def _seek(self, source: str, position: int) -> None:
         self.consumer.seek(_split(source, position))  # position p means "read from offset p"

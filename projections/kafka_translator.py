@@ -20,9 +20,7 @@ from eventstore.codec import AvroCodec
 from eventstore.kafka.appends import Append, Fence, admitted, events_of
 from eventstore.kafka.client import delivered_notifications
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import (
-    DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, parked_record, positions_reached, subscribe, topic_pages,
-)
+from eventstore.kafka.io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, positions_reached, subscribe, topic_pages
 from eventstore.kafka.records import iso_of_oslo_timestamp, oslo_envelope, record_headers
 from eventstore.kafka.state_store import PlanStateStore
 from eventstore.log import DeadLetterSink, StoredEvent
@@ -80,7 +78,7 @@ class KafkaTranslatorPart:
         messages = [m for m in next_batch(self.consumer, 1000, timeout) if m.error() is None]
         if not messages:
             return 0
-        appends, park = read_appends(self._codec, messages, self._park)
+        appends, park = read_appends(self._codec, messages, self._dead, self.GROUP)
         try:
             self._apply(messages, [a for a in appends if a.position > self.state.position(a.source)], park)
         except BaseException:
@@ -88,9 +86,6 @@ class KafkaTranslatorPart:
             raise
         commit_offsets(self.consumer, messages)  # informative, and where a rebuilt store starts emitting
         return len(messages)
-
-    def _park(self, msg: Message, error: Exception) -> None:
-        self._dead.park(parked_record(msg), self.GROUP, error)
 
     def _apply(self, messages: list[Message], appends: list[Append], park: Callable[[StoredEvent, Exception], None]) -> None:
         """Translate, publish and confirm a batch, then store the plan states and positions it reaches."""

@@ -74,8 +74,6 @@ class PreparedAppend:
     """An append ready to produce: its record, headers, and the chain head it leaves."""
 
     append_id: str
-    plan_uuid: str
-    command_id: str
     value: bytes
     headers: Headers
     last_hash: str
@@ -110,7 +108,7 @@ def prepare_append(
         fingerprint=codec.fingerprint_of(RECORD), sequence=expected_version + len(items),
         extra=(("watcher_es_command_id", command_id), ("watcher_es_expected_version", str(expected_version)), ("watcher_es_writer", writer)),
     )
-    return PreparedAppend(append_id, plan_uuid, command_id, value, headers, head, record)
+    return PreparedAppend(append_id, value, headers, head, record)
 
 
 def append_from(r: Mapping[str, Any], source: str, offset: int) -> Append:
