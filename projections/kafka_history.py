@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import sqlite_utils
@@ -36,7 +36,7 @@ from eventstore.exceptions import StaleAppendError
 from eventstore.kafka.appends import Append
 from eventstore.kafka.log import command_record
 from eventstore.kafka.records import header_map, offset_of, source_of, unwrap_oslo_envelope
-from eventstore.log import CommandRecord, Outcome, RejectedAppend, StoredEvent
+from eventstore.log import CommandRecord, RejectedAppend, StoredEvent
 
 from .read_model import sorted_json
 from .tracking import track
@@ -147,13 +147,10 @@ class AuditTrail:
 
     def plan_commands(self, plan_uuid: str) -> list[CommandRecord]:
         rows = self.db.conn.execute(
-            "SELECT command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason, first_position"
-            " FROM trail_commands WHERE plan_uuid = ? ORDER BY position", (plan_uuid,),
+            "SELECT command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason, first_position,"
+            " first_position FROM trail_commands WHERE plan_uuid = ? ORDER BY position", (plan_uuid,),
         )
-        return [
-            CommandRecord(c, t, p, by, origin, at, body, cast(Outcome, outcome), reason, first, first)
-            for c, t, p, by, origin, at, body, outcome, reason, first in rows
-        ]
+        return [CommandRecord(*row) for row in rows]
 
     def conflicts(self, plan_uuid: str) -> list[RejectedAppend]:
         rows = self.db.conn.execute(
@@ -174,7 +171,7 @@ class AuditTrail:
             " WHERE n.plan_uuid = ? ORDER BY n.plan_seq, n.message_id", (plan_uuid,),
         )
         return [
-            Notification(message_id, event_type, cast(Priority, priority), plan, seq, position, event_id, _envelope(envelope), payload_set)
+            Notification(message_id, event_type, cast(Priority, priority), plan, seq, position, event_id, json.loads(envelope), payload_set)
             for message_id, event_type, priority, plan, seq, position, event_id, envelope, payload_set in rows
         ]
 
@@ -203,8 +200,3 @@ def what_audit_shows(envelope: dict[str, Any]) -> dict[str, Any]:
         **{k: envelope[k] for k in ("message_id", "event_type", "priority", "publisher_id", "timestamp") if k in envelope},
         "payload": {"watcher_object.data": kept},
     }
-
-
-def _envelope(text: str) -> dict[str, Any]:
-    value: Mapping[str, Any] = json.loads(text)
-    return dict(value)

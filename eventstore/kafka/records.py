@@ -41,10 +41,6 @@ def source_of(msg: Message) -> str:
     return f"{msg.topic()}/{partition_of(msg)}"
 
 
-def dataschema(fingerprint: str) -> str:
-    return f"urn:avro:crc-64-avro:{fingerprint}"
-
-
 def iso_micros(us: int) -> str:
     """``ce_time`` of every record: the second's text is cached, as the records of a burst share it."""
     seconds, micros = divmod(us, 1_000_000)
@@ -81,7 +77,7 @@ def record_headers(
         ("ce_subject", subject), ("ce_time", time_text), ("content-type", content_type),
     ]
     if fingerprint is not None:
-        headers.append(("ce_dataschema", dataschema(fingerprint)))
+        headers.append(("ce_dataschema", f"urn:avro:crc-64-avro:{fingerprint}"))
     if sequence is not None:
         headers.append(("ce_sequence", str(sequence)))
     headers.extend(extra)

@@ -33,7 +33,7 @@ from sqlite_utils.migrations import Migrations
 from ..domain.messages import Audit, Fault, Strategy
 from ..domain.plan import ActionView, Cancellation, Plan
 from ..exceptions import WatcherEsError
-from ..log import CommandRecord, Outcome
+from ..log import CommandRecord
 from ..sqlite_support import claim, connect, migrate, write_transaction
 
 log = logging.getLogger(__name__)
@@ -120,10 +120,12 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[i : i + _CHUNK]
 
 
+#: A ``CommandRecord``'s fields, in order: its row.
 _COMMAND_COLUMNS = (
     "command_id", "command_type", "plan_uuid", "issued_by", "origin", "issued_at", "body", "outcome", "reason",
     "first_position", "last_position",
 )
+_COMMAND_ROW = attrgetter(*_COMMAND_COLUMNS)
 #: A plan the store has no row for (compared by identity: a row may hold version 0 too).
 _ABSENT = (0, "")
 _MARK = "INSERT INTO plans (uuid, version, head) VALUES (?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET version = excluded.version, head = excluded.head"
@@ -133,10 +135,6 @@ _PLAN = (
 )
 _COMMAND = f"INSERT OR REPLACE INTO commands ({', '.join(_COMMAND_COLUMNS)}) VALUES ({', '.join('?' * len(_COMMAND_COLUMNS))})"
 _POSITION = "INSERT INTO positions (source, position) VALUES (?, ?) ON CONFLICT (source) DO UPDATE SET position = excluded.position"
-
-
-def _command_record(row: Any) -> CommandRecord:
-    return CommandRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], cast(Outcome, row[7]), row[8], row[9], row[10])
 
 
 class PlanStateStore:
@@ -279,7 +277,7 @@ class PlanStateStore:
             rows = self._conn.execute(
                 f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM commands WHERE command_id IN ({', '.join('?' * len(chunk))})", chunk,
             )
-            self._looked_up.update((row[0], _command_record(row)) for row in rows)
+            self._looked_up.update((row[0], CommandRecord(*row)) for row in rows)
         for command_id in missing:
             self._looked_up.setdefault(command_id, None)
 
@@ -307,11 +305,7 @@ class PlanStateStore:
                     (p.uuid, p.state, p.cancellation.abort_deadline if p.cancellation else None, encode_plan(p))
                     for p in self._plans.values()
                 ])
-                self._conn.executemany(_COMMAND, [
-                    (c.command_id, c.command_type, c.plan_uuid, c.issued_by, c.origin, c.issued_at, c.body, c.outcome,
-                     c.reason, c.first_position, c.last_position)
-                    for c in self._commands.values()
-                ])
+                self._conn.executemany(_COMMAND, map(_COMMAND_ROW, self._commands.values()))
                 self._conn.executemany(_POSITION, positions.items())
         except BaseException:
             self.discard()
