@@ -1,4 +1,4 @@
-"""The read model on Kafka: a replicated view of every partition, and what the group parts share.
+"""The read model on Kafka: a replicated view of every partition (and ``read_appends``, which the translator shares).
 
 ``KafkaReadModelPart`` is no member of a consumer group: it assigns itself every partition of
 the events topic (and of both notification topics, for the audit trail), so the model of every
@@ -15,14 +15,14 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from eventstore.codec import AvroCodec
 from eventstore.exceptions import KafkaUnavailableError, StaleAppendError
 from eventstore.kafka.appends import Append, Fence, admitted, appends_in, events_of
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import DeadLetters, Publisher, new_consumer, next_batch, parked_record, partitions_of
-from eventstore.kafka.records import offset_of, source_of
+from eventstore.kafka.records import offset_of, source_of, topic_partition
 from eventstore.log import DeadLetterSink, StoredEvent
 from eventstore.sqlite_support import write_transaction
 
@@ -43,11 +43,6 @@ def read_appends(
         dead.park(parked_record(msg), stage, error)
 
     return appends_in(codec, messages, park), lambda event, error: park(by_place[(event.source, event.position)], error)
-
-
-def _split(source: str, offset: int) -> TopicPartition:
-    topic, _, partition = source.rpartition("/")
-    return TopicPartition(topic, int(partition), offset)
 
 
 class KafkaReadModelPart:
@@ -120,7 +115,7 @@ class KafkaReadModelPart:
             start = self.trail.positions()  # every record consumed, skipped ones too
         self._at_end.update(dict.fromkeys(new, False))
         # position = offset + 1 of the last record consumed = next offset
-        self.consumer.incremental_assign([_split(source, start.get(source, 0)) for source in new])
+        self.consumer.incremental_assign([topic_partition(source, start.get(source, 0)) for source in new])
 
     # ---------------------------------------------------------------- consuming
 
@@ -221,12 +216,12 @@ class KafkaReadModelPart:
         self.trail.record(stood, conflicts)
 
     def _seek(self, source: str, position: int) -> None:
-        self.consumer.seek(_split(source, position))  # position p means "read from offset p"
+        self.consumer.seek(topic_partition(source, position))  # position p means "read from offset p"
         self._at_end[source] = False
 
     def _commit_positions(self, reached: dict[str, int]) -> None:
         """Informative only (see the class docstring): a refused commit is logged, never an error."""
         try:
-            self.consumer.commit(offsets=[_split(source, position) for source, position in reached.items()], asynchronous=True)
+            self.consumer.commit(offsets=[topic_partition(source, position) for source, position in reached.items()], asynchronous=True)
         except KafkaException as exc:
             log.debug("the read model's informative commit was refused: %s", exc)

@@ -20,7 +20,7 @@ from ..codec import AvroCodec
 from ..exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, StaleAppendError
 from .config import KafkaSettings
 from .appends import Append, Fence, admitted, appends_in, events_of
-from .records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of
+from .records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of, topic_partition
 from ..log import ParkedRecord, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -215,11 +215,10 @@ class DeadLetters:
         self.topic = topic
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
-        topic, _, partition = record.source.rpartition("/")
-        offset = record.position - 1
-        log.warning("dead-lettering %s offset %s (%s): %s", record.source, offset, stage, error)
+        tp = topic_partition(record.source, record.position - 1)
+        log.warning("dead-lettering %s offset %s (%s): %s", record.source, tp.offset, stage, error)
         headers = dead_letter_headers(
-            topic=topic, partition=int(partition), offset=offset, stage=stage, error=error, original=record.headers,
+            topic=tp.topic, partition=tp.partition, offset=tp.offset, stage=stage, error=error, original=record.headers,
         )
         self._publisher.produce(self.topic, record.key, record.value, headers)
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import Message, TopicPartition
 
 Headers = list[tuple[str, str | bytes | None]]
 #: What confluent-kafka hands back as a message's headers.
@@ -39,6 +39,12 @@ def offset_of(msg: Message) -> int:
 def source_of(msg: Message) -> str:
     """A consumed record's ``topic/partition``, the source its position is kept for."""
     return f"{msg.topic()}/{partition_of(msg)}"
+
+
+def topic_partition(source: str, offset: int) -> TopicPartition:
+    """An offset of a ``topic/partition`` source."""
+    topic, _, partition = source.rpartition("/")
+    return TopicPartition(topic, int(partition), offset)
 
 
 def iso_micros(us: int) -> str:
