@@ -11,6 +11,7 @@ questions every store answers.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -148,14 +149,11 @@ class KafkaStore:
         return replay_topic_notifications(self.kafka, translator, codec, plan)
 
     def publish(self, notes: Iterator[Notification]) -> int:
-        sink, count, batch = NotificationTopics(Publisher(self.kafka), self.kafka), 0, []
-        for note in notes:
-            batch.append(note)
-            if len(batch) == 1000:  # confirmed a thousand at a time, never all held at once
-                sink.send(batch)
-                count, batch = count + len(batch), []
-        sink.send(batch)
-        return count + len(batch)
+        sink, count = NotificationTopics(Publisher(self.kafka), self.kafka), 0
+        while batch := list(islice(notes, 1000)):  # confirmed a thousand at a time, never all held at once
+            sink.send(batch)
+            count += len(batch)
+        return count
 
     def enforce_deadlines(self, origin: str) -> list[Submitted]:
         model, trail = self.model()

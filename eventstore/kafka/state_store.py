@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -37,6 +37,7 @@ from ..log import CommandRecord
 from ..sqlite_support import claim, connect, migrate, write_transaction
 
 log = logging.getLogger(__name__)
+V = TypeVar("V")
 
 migrations = Migrations("watcher-es.plan-state")
 
@@ -222,17 +223,8 @@ class PlanStateStore:
         for chunk in _chunks(plan_uuids):
             rows = self._conn.execute(f"SELECT uuid, version, head FROM plans WHERE uuid IN ({', '.join('?' * len(chunk))})", chunk)
             found.update((uuid, (version, head or "")) for uuid, version, head in rows)
-        self._remember_heads(found)
+        self._remember(self._heads, found)
         return found
-
-    def _remember_heads(self, heads: Mapping[str, tuple[int, str]]) -> None:
-        if self._cache_size <= 0:
-            return
-        self._heads.update(heads)
-        for uuid in heads:
-            self._heads.move_to_end(uuid)
-        while len(self._heads) > self._cache_size:
-            self._heads.popitem(last=False)
 
     def plan(self, plan_uuid: str) -> Plan | None:
         """The plan as the events folded so far leave it (pending changes included)."""
@@ -249,7 +241,7 @@ class PlanStateStore:
         if row is None or row[0] is None:
             return None
         plan = self._decode(plan_uuid, row[0])
-        self._remember(plan)
+        self._remember(self._cache, {plan.uuid: plan})
         return plan
 
     def _decode(self, plan_uuid: str, text: str) -> Plan:
@@ -311,9 +303,8 @@ class PlanStateStore:
             self.discard()
             raise
         self._positions.update(positions)
-        self._remember_heads(self._marks)
-        for plan in self._plans.values():
-            self._remember(plan)
+        self._remember(self._heads, self._marks)
+        self._remember(self._cache, self._plans)
         if len(self._looked_up) > self._cache_size:
             self._looked_up = {}
         self._looked_up.update(self._commands)
@@ -323,13 +314,15 @@ class PlanStateStore:
         """Forget every pending change (the batch is read again from the stored positions)."""
         self._marks, self._plans, self._commands, self._looked_up = {}, {}, {}, {}
 
-    def _remember(self, plan: Plan) -> None:
+    def _remember(self, cache: OrderedDict[str, V], items: Mapping[str, V]) -> None:
+        """Keep the items in a bounded LRU cache (none with ``cache_size`` 0)."""
         if self._cache_size <= 0:
             return
-        self._cache[plan.uuid] = plan
-        self._cache.move_to_end(plan.uuid)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        for key, value in items.items():
+            cache[key] = value
+            cache.move_to_end(key)
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)
 
 
 __all__ = ["FORMAT", "CorruptStateError", "PlanStateStore", "decode_plan", "encode_plan"]
