@@ -1,11 +1,9 @@
 """The store on a cluster: commands go to the commands topic and `serve` handles them.
 
 Queries (`status`, `plans`, `audit`, `enforce-deadlines`, the fault a `cancel --wait` reports)
-read the read model at --db, never the topics. Where a `serve` runs with the same --db it keeps
-that model current; anywhere else the CLI keeps its own there and first catches it up from its
-stored positions to the end of every partition (``KafkaReadModelPart.catch_up``), so after the
-first time a query reads only what was appended since. See ``projections.store`` for the
-questions every store answers.
+read the read model at --db, never the topics: kept current by a `serve` with the same --db, or
+caught up by the CLI itself from its stored positions (``model``). See ``projections.store`` for
+the questions every store answers.
 """
 
 from __future__ import annotations

@@ -40,10 +40,6 @@ def new_consumer(config: dict[str, Any]) -> Consumer:
     return _client(Consumer, config, "consumer")
 
 
-def new_producer(config: dict[str, Any]) -> Producer:
-    return _client(Producer, config, "producer")
-
-
 def new_admin(config: dict[str, Any]) -> AdminClient:
     return _client(AdminClient, config, "admin")
 
@@ -68,7 +64,7 @@ class Publisher:
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            self._producer = new_producer(self._config)
+            self._producer = _client(Producer, self._config, "producer")
         return self._producer
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:

@@ -1,12 +1,9 @@
 """A Kafka part's local state store: each plan's state, version and chain head, where each partition got to.
 
-The Kafka Streams model: the events topic is the changelog, this SQLite file is the state
-partitioned like it. A part folds what it reads into the store and commits every change of a
-batch together with the positions (offset + 1 per ``topic/partition``) the batch reaches, in
-one transaction; on start it reads the topic only from those positions, so a restart costs
-the records written since it stopped, not the whole history. The handler keeps here too the
-command records it must recognise (a redelivered command, a reused id). Memory holds a
-bounded LRU of plans; a miss reads the row.
+The Kafka Streams model: the events topic is the changelog, this SQLite file the state
+partitioned like it, committed a batch at a time with the positions the batch reaches, so a
+restart reads only the records written since it stopped. The handler keeps here too the command
+records it must recognise (a redelivered command, a reused id).
 
 The file is rebuildable: deleting it makes the next start fold the topic from its beginning
 and reach the same state, and a file written with another plan serialization (``FORMAT``), or
