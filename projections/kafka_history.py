@@ -1,22 +1,19 @@
 """The audit trail on Kafka: each plan's commands, events, conflicts and notifications, kept in the model.
 
-The read-model part (``kafka_parts``) hands every batch it consumes to this trail inside the
-transaction that applies the batch to the model, so ``audit`` reads a handful of indexed rows
-of one plan instead of scanning five topics:
+The read-model part (``kafka_parts``) hands every batch to the trail inside the transaction that
+applies it to the model, so ``audit`` reads a handful of indexed rows of one plan instead of
+scanning five topics:
 
-- *commands*: every ``EventsAppended`` that stands carries its command (who, from where, when,
-  why) and its outcome, rejections and no-ops included (they are appended too); what the
-  handler only answered on the outcomes topic (a re-delivery, a reused command id) changed
-  nothing and is not shown, nor is a command still waiting to be handled;
-- *events*: the events of the appends that stand, bodies and chain hashes as appended;
+- *commands*: those of the appends that stand, rejections and no-ops included (they are appended
+  too); what the handler only answered on the outcomes topic (a re-delivery, a reused command
+  id) changed nothing and is not shown;
+- *events*: those of the appends that stand, bodies and chain hashes as appended;
 - *conflicts*: appends that lost the fence, with their writer, as every reader skips them;
-- *notifications*: what the translator actually published, read from the two notification
-  topics (records without our ``watcher_es_event_id`` header, e.g. Watcher's own, are not
-  ours and are ignored), one row per message id (a re-send is the same message), keeping the
-  part of the envelope the audit shows (``what_audit_shows``). They are
-  recorded, not derived again with the translator: the notification level and payload set
-  in force when an event was translated may differ from today's, and the audit must show what
-  consumers received. Each row is indexed by its plan, so a query stays bounded by one plan.
+- *notifications*: ours (records with a ``watcher_es_event_id`` header; Watcher's own are
+  ignored) as published, one row per message id (a re-send is the same message), keeping only
+  what the audit shows (``what_audit_shows``). Recorded, not derived again with the translator:
+  the notification level and payload set in force when an event was translated may differ from
+  today's, and the audit must show what consumers received.
 
 Positions: the trail's own tracking rows (consumer ``audit-trail``) say, per partition of the
 events topic and of both notification topics, the next record it has consumed up to, skipped
@@ -28,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import sqlite_utils
@@ -37,10 +34,9 @@ from confluent_kafka import Message
 from eventstore.codec import AvroCodec
 from eventstore.exceptions import StaleAppendError
 from eventstore.kafka.appends import Append
-from eventstore.kafka.io import offset_of, partition_of
 from eventstore.kafka.log import command_record
-from eventstore.kafka.records import header_map, unwrap_oslo_envelope
-from eventstore.log import CommandRecord, Outcome, RejectedAppend, StoredEvent
+from eventstore.kafka.records import header_map, offset_of, source_of, unwrap_oslo_envelope
+from eventstore.log import CommandRecord, RejectedAppend, StoredEvent
 
 from .read_model import sorted_json
 from .tracking import track
@@ -49,7 +45,6 @@ from .translator import Notification, Priority
 log = logging.getLogger(__name__)
 
 CONSUMER = "audit-trail"
-
 
 
 class AuditTrail:
@@ -133,7 +128,7 @@ class AuditTrail:
                 continue
             rows.append((
                 plan_uuid, message_id, event_id, event_type, priority, plan_seq, h.get("watcher_es_payload_set", "1.0"),
-                summary or sorted_json(shown), f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1,
+                summary or sorted_json(shown), source_of(msg), offset_of(msg) + 1,
             ))
         self.db.conn.executemany(  # a re-send is the same message: the first one recorded stays
             "INSERT OR IGNORE INTO trail_notifications (plan_uuid, message_id, event_id, event_type, priority, plan_seq,"
@@ -152,13 +147,10 @@ class AuditTrail:
 
     def plan_commands(self, plan_uuid: str) -> list[CommandRecord]:
         rows = self.db.conn.execute(
-            "SELECT command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason, first_position"
-            " FROM trail_commands WHERE plan_uuid = ? ORDER BY position", (plan_uuid,),
+            "SELECT command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason, first_position,"
+            " first_position FROM trail_commands WHERE plan_uuid = ? ORDER BY position", (plan_uuid,),
         )
-        return [
-            CommandRecord(c, t, p, by, origin, at, body, cast(Outcome, outcome), reason, first, first)
-            for c, t, p, by, origin, at, body, outcome, reason, first in rows
-        ]
+        return [CommandRecord(*row) for row in rows]
 
     def conflicts(self, plan_uuid: str) -> list[RejectedAppend]:
         rows = self.db.conn.execute(
@@ -179,7 +171,7 @@ class AuditTrail:
             " WHERE n.plan_uuid = ? ORDER BY n.plan_seq, n.message_id", (plan_uuid,),
         )
         return [
-            Notification(message_id, event_type, cast(Priority, priority), plan, seq, position, event_id, _envelope(envelope), payload_set)
+            Notification(message_id, event_type, cast(Priority, priority), plan, seq, position, event_id, json.loads(envelope), payload_set)
             for message_id, event_type, priority, plan, seq, position, event_id, envelope, payload_set in rows
         ]
 
@@ -208,8 +200,3 @@ def what_audit_shows(envelope: dict[str, Any]) -> dict[str, Any]:
         **{k: envelope[k] for k in ("message_id", "event_type", "priority", "publisher_id", "timestamp") if k in envelope},
         "payload": {"watcher_object.data": kept},
     }
-
-
-def _envelope(text: str) -> dict[str, Any]:
-    value: Mapping[str, Any] = json.loads(text)
-    return dict(value)

@@ -1,4 +1,4 @@
-"""The read model on Kafka: a replicated view of every partition, and what the group parts share.
+"""The read model on Kafka: a replicated view of every partition (and ``read_appends``, which the translator shares).
 
 ``KafkaReadModelPart`` is no member of a consumer group: it assigns itself every partition of
 the events topic (and of both notification topics, for the audit trail), so the model of every
@@ -7,26 +7,22 @@ applied, with each partition's position, in one SQLite write transaction; the po
 read inside that transaction, so several processes may share one model file (a `serve` and the
 CLI on one host), and a process resumes from the stored positions, never from offset 0 after
 the first time. Partitions added later (``init --partitions``) are picked up as it goes.
-
-``EventsPart`` is what the group members on the events topic share (the translator, in
-``kafka_translator``, takes a share of the partitions as before).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, Message
 
 from eventstore.codec import AvroCodec
-from eventstore.exceptions import KafkaUnavailableError, PoisonRecordError, StaleAppendError
-from eventstore.kafka.appends import Append, Fence, append_of, events_of
+from eventstore.exceptions import KafkaUnavailableError, StaleAppendError
+from eventstore.kafka.appends import Append, Fence, admitted, appends_in, events_of
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import (
-    DeadLetters, Publisher, new_consumer, next_batch, offset_of, parked_record, partition_of, partitions_of, subscribe,
-)
+from eventstore.kafka.io import DeadLetters, Publisher, new_consumer, next_batch, parked_record, partitions_of
+from eventstore.kafka.records import offset_of, source_of, topic_partition
 from eventstore.log import DeadLetterSink, StoredEvent
 from eventstore.sqlite_support import write_transaction
 
@@ -37,68 +33,16 @@ from .read_model import ReadModel
 log = logging.getLogger(__name__)
 
 
-def source_of(tp: TopicPartition) -> str:
-    return f"{tp.topic}/{tp.partition}"
+def read_appends(
+    codec: AvroCodec, messages: Sequence[Message], dead: DeadLetterSink, stage: str,
+) -> tuple[list[Append], Callable[[StoredEvent, Exception], None]]:
+    """The appends these records are (a record that is not one is parked), and how to park the record of an event."""
+    by_place = {(source_of(msg), offset_of(msg) + 1): msg for msg in messages}
 
+    def park(msg: Message, error: Exception) -> None:
+        dead.park(parked_record(msg), stage, error)
 
-class EventsPart:
-    """What both parts share: a group consumer on the events topic that parks poison records."""
-
-    GROUP = ""
-
-    def __init__(self, settings: KafkaSettings, publisher: Publisher, codec: AvroCodec, fence: Fence) -> None:
-        self._settings = settings
-        self._publisher = publisher
-        self._codec = codec
-        self.fence = fence
-        self._dead: DeadLetterSink = DeadLetters(publisher, settings.topics.dead_letters)
-        #: Records parked because their headers were unusable: never tracked, so remembered here.
-        self._parked: set[tuple[str, int]] = set()
-        self.consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification
-        subscribe(self.consumer, settings.topics.events, on_assign=self._on_assign)
-
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        self.consumer.close()
-
-    def _consume(self, timeout: float) -> tuple[list[Message], list[Append], dict[tuple[str, int], Message]]:
-        """One poll's records as appends; a record that is not one is parked and remembered."""
-        messages = [m for m in next_batch(self.consumer, 1000, timeout) if m.error() is None]
-        appends: list[Append] = []
-        by_place: dict[tuple[str, int], Message] = {}
-        for msg in messages:
-            try:
-                append = append_of(self._codec, msg)
-            except PoisonRecordError as exc:
-                self._dead.park(parked_record(msg), self.GROUP, exc)
-                self._parked.add((f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1))
-                continue
-            appends.append(append)
-            by_place[(append.source, append.position)] = msg
-        return messages, appends, by_place
-
-    def _standing(self, appends: list[Append]) -> list[Append]:
-        """The appends the fence lets through; a skipped one is remembered like a parked one."""
-        self.fence.prime(a.plan_uuid for a in appends)
-        out = []
-        for append in appends:
-            if self.fence.admit(append) is None:
-                out.append(append)
-            else:  # the handler whose append lost records it in the dead-letter topic; here it is only skipped
-                self._parked.add((append.source, append.position))
-        return out
-
-    def _parker(self, by_place: dict[tuple[str, int], Message]):  # type: ignore[no-untyped-def]
-        def park(event: StoredEvent, error: Exception) -> None:
-            self._dead.park(parked_record(by_place[(event.source, event.position)]), self.GROUP, error)
-        return park
-
-
-def _split(source: str) -> TopicPartition:
-    topic, _, partition = source.rpartition("/")
-    return TopicPartition(topic, int(partition))
+    return appends_in(codec, messages, park), lambda event, error: park(by_place[(event.source, event.position)], error)
 
 
 class KafkaReadModelPart:
@@ -121,7 +65,6 @@ class KafkaReadModelPart:
     ) -> None:
         self.model = model
         self.trail = AuditTrail(model.db, codec)
-        self._settings = settings
         self._publisher = publisher if park_to_topic else None
         self._dead: DeadLetterSink = (
             DeadLetters(publisher, settings.topics.dead_letters) if publisher is not None and park_to_topic else ParkingLot(model.db)
@@ -169,18 +112,10 @@ class KafkaReadModelPart:
         if not new:
             return
         with write_transaction(self.model.db):
-            start = self._starts()
-        tps = []
-        for source in new:
-            tp = _split(source)
-            tp.offset = start.get(source, 0)  # position = offset + 1 of the last record consumed = next offset
-            tps.append(tp)
-            self._at_end[source] = False
-        self.consumer.incremental_assign(tps)
-
-    def _starts(self) -> dict[str, int]:
-        """Where each source is read from: the trail's position (every record consumed, skipped ones too)."""
-        return self.trail.positions()
+            start = self.trail.positions()  # every record consumed, skipped ones too
+        self._at_end.update(dict.fromkeys(new, False))
+        # position = offset + 1 of the last record consumed = next offset
+        self.consumer.incremental_assign([topic_partition(source, start.get(source, 0)) for source in new])
 
     # ---------------------------------------------------------------- consuming
 
@@ -218,7 +153,7 @@ class KafkaReadModelPart:
         out = []
         for msg in next_batch(self.consumer, 1000, timeout):
             error = msg.error()
-            source = f"{msg.topic()}/{partition_of(msg)}"
+            source = source_of(msg)
             if error is None:
                 self._at_end[source] = False
                 out.append(msg)
@@ -233,10 +168,9 @@ class KafkaReadModelPart:
     def _apply(self, messages: Sequence[Message]) -> None:
         by_source: dict[str, list[Message]] = {}
         for msg in messages:
-            by_source.setdefault(f"{msg.topic()}/{partition_of(msg)}", []).append(msg)
-        parked = False
+            by_source.setdefault(source_of(msg), []).append(msg)
         with write_transaction(self.model.db):
-            consumed = self._starts()  # read inside the transaction: another process may share this file
+            consumed = self.trail.positions()  # read inside the transaction: another process may share this file
             applied = self.model.positions()
             fresh_events: list[Message] = []
             fresh_notes: list[Message] = []
@@ -259,75 +193,35 @@ class KafkaReadModelPart:
                 kept = [m for m in batch if offset_of(m) + 1 > at]
                 (fresh_events if is_events else fresh_notes).extend(kept)
                 reached[source] = last
-            parked = self._apply_events(fresh_events, consumed, applied)
+            self._apply_events(fresh_events, applied)
             self.trail.record_notifications(fresh_notes)
             for source, position in reached.items():
                 self.trail.track(source, position)
-            if parked and self._publisher is not None:
-                self._publisher.flush()  # the dead letters are confirmed before the positions pass them
+            if self._publisher is not None:
+                self._publisher.flush()  # any dead letters are confirmed before the positions pass them
         if self._commit and reached:
             self._commit_positions(reached)
 
-    def _apply_events(self, messages: list[Message], consumed: dict[str, int], applied: dict[str, int]) -> bool:
+    def _apply_events(self, messages: list[Message], applied: dict[str, int]) -> None:
         """Apply the records past each position: to the model those past its own, to the trail the rest."""
-        appends: list[Append] = []
-        by_place: dict[tuple[str, int], Message] = {}
-        parked = False
-        for msg in messages:
-            try:
-                append = append_of(self._codec, msg)
-            except PoisonRecordError as exc:
-                self._park_message(msg, exc)
-                parked = True
-                continue
-            appends.append(append)
-            by_place[(append.source, append.position)] = msg
+        appends, park = read_appends(self._codec, messages, self._dead, self.GROUP)
         # The model: appends past its own position (a replayed model may be ahead of the trail), through its fence.
-        model_fence = Fence(known=self.model.plan_versions)
         mine = [a for a in appends if a.position > applied.get(a.source, 0)]
-        model_fence.prime(a.plan_uuid for a in mine)
-        standing = [a for a in mine if model_fence.admit(a) is None]
-        events = events_of(standing)
+        events = events_of(admitted(mine, Fence(known=self.model.plan_versions)))
         if events:
-            failures: list[bool] = []
-
-            def park(event: StoredEvent, error: Exception) -> None:
-                failures.append(True)
-                self._dead.park(parked_record(by_place[(event.source, event.position)]), self.GROUP, error)
-
             self.model.apply(events, on_poison=park)
-            parked = parked or bool(failures)
         # The trail: every append past its position, and the fence's verdict on it.
-        trail_fence = Fence(known=self.trail.plan_versions)
-        trail_fence.prime(a.plan_uuid for a in appends)
-        stood: list[Append] = []
         conflicts: list[tuple[Append, StaleAppendError]] = []
-        for append in appends:
-            conflict = trail_fence.admit(append)
-            if conflict is None:
-                stood.append(append)
-            else:
-                conflicts.append((append, conflict))
+        stood = admitted(appends, Fence(known=self.trail.plan_versions), lambda append, error: conflicts.append((append, error)))
         self.trail.record(stood, conflicts)
-        return parked
-
-    def _park_message(self, msg: Message, error: Exception) -> None:
-        self._dead.park(parked_record(msg), self.GROUP, error)
 
     def _seek(self, source: str, position: int) -> None:
-        tp = _split(source)
-        tp.offset = position  # position p means "read from offset p"
-        self.consumer.seek(tp)
+        self.consumer.seek(topic_partition(source, position))  # position p means "read from offset p"
         self._at_end[source] = False
 
     def _commit_positions(self, reached: dict[str, int]) -> None:
         """Informative only (see the class docstring): a refused commit is logged, never an error."""
-        offsets = []
-        for source, position in reached.items():
-            tp = _split(source)
-            tp.offset = position
-            offsets.append(tp)
         try:
-            self.consumer.commit(offsets=offsets, asynchronous=True)
+            self.consumer.commit(offsets=[topic_partition(source, position) for source, position in reached.items()], asynchronous=True)
         except KafkaException as exc:
             log.debug("the read model's informative commit was refused: %s", exc)

@@ -1,12 +1,9 @@
 """`watcher-es serve` on Kafka: the handler, the read model and the translator as parts of the one ``Service``.
 
-The handler and the translator are members of their consumer groups and share the partitions
-with the other `serve`s; the read model (``projections``) is a replicated view of every
-partition, so each `serve` answers for every plan. Each part can run alone (``--only``). Beside
-the read model the service runs the abort-deadline pass from the model's pending deadlines,
-publishing one deterministic EnforceAbortDeadline command per overdue cancellation: it runs
+Each part can run alone (``--only``). The abort-deadline pass runs beside the read model,
 wherever ``projections`` does (``--only handler`` alone has no model and runs no pass); any
-number of `serve`s may run it, a derived command id takes effect once.
+number of `serve`s may run it: each overdue cancellation's EnforceAbortDeadline command has a
+derived id, so it takes effect once.
 
 Threads share one interpreter lock, so a busy `serve` uses about one core whatever the host has.
 ``serve --processes`` runs each part in a process of its own instead (``run_in_processes``),

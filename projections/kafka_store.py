@@ -1,16 +1,15 @@
 """The store on a cluster: commands go to the commands topic and `serve` handles them.
 
 Queries (`status`, `plans`, `audit`, `enforce-deadlines`, the fault a `cancel --wait` reports)
-read the read model at --db, never the topics. Where a `serve` runs with the same --db it keeps
-that model current; anywhere else the CLI keeps its own there and first catches it up from its
-stored positions to the end of every partition (``KafkaReadModelPart.catch_up``), so after the
-first time a query reads only what was appended since. See ``projections.store`` for the
-questions every store answers.
+read the read model at --db, never the topics: kept current by a `serve` with the same --db, or
+caught up by the CLI itself from its stored positions (``model``). See ``projections.store`` for
+the questions every store answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +91,8 @@ class KafkaStore:
         self.client.send(command)
         outcome = self.client.wait_outcome(command.command_id, self._outcomes, timeout)
         return Submitted(
-            outcome.command_id, outcome.plan_uuid, outcome.outcome, outcome.reason, outcome.duplicate,  # type: ignore[arg-type]
-            outcome.event_types, outcome.plan_state,
+            outcome.command_id, outcome.plan_uuid, outcome.outcome, outcome.reason,  # type: ignore[arg-type]
+            event_types=outcome.event_types, plan_state=outcome.plan_state,
         )
 
     def settled(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
@@ -123,7 +122,7 @@ class KafkaStore:
         if self.settings.paths.model.exists():  # the model at --db (a `serve`'s or this CLI's): its own tracking is the truth
             model = ReadModel(self.settings.paths.model, AvroCodec())
             prefix = f"{self.kafka.topics.events}/"
-            read = {**AuditTrail(model.db, self._codec).positions()}
+            read = AuditTrail(model.db, self._codec).positions()
             for source, position in model.positions().items():  # a model swapped in by `replay` may be ahead of its trail
                 read[source] = max(read.get(source, 0), position)
             model_positions = {k: v for k, v in read.items() if k.startswith(prefix)} or None
@@ -148,14 +147,11 @@ class KafkaStore:
         return replay_topic_notifications(self.kafka, translator, codec, plan)
 
     def publish(self, notes: Iterator[Notification]) -> int:
-        sink, count, batch = NotificationTopics(Publisher(self.kafka), self.kafka), 0, []
-        for note in notes:
-            batch.append(note)
-            if len(batch) == 1000:  # confirmed a thousand at a time, never all held at once
-                sink.send(batch)
-                count, batch = count + len(batch), []
-        sink.send(batch)
-        return count + len(batch)
+        sink, count = NotificationTopics(Publisher(self.kafka), self.kafka), 0
+        while batch := list(islice(notes, 1000)):  # confirmed a thousand at a time, never all held at once
+            sink.send(batch)
+            count += len(batch)
+        return count
 
     def enforce_deadlines(self, origin: str) -> list[Submitted]:
         model, trail = self.model()

@@ -11,22 +11,22 @@ is committed after each batch too: a re-sent notification is byte-identical to t
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
 from eventstore.codec import AvroCodec
-from eventstore.kafka.appends import Append, Fence, events_of
+from eventstore.kafka.appends import Append, Fence, admitted, events_of
 from eventstore.kafka.client import delivered_notifications
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import Publisher, commit_offsets, positions_reached, topic_pages
+from eventstore.kafka.io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, positions_reached, subscribe, topic_pages
 from eventstore.kafka.records import iso_of_oslo_timestamp, oslo_envelope, record_headers
 from eventstore.kafka.state_store import PlanStateStore
-from eventstore.log import StoredEvent
+from eventstore.log import DeadLetterSink, StoredEvent
 
 from .kafka_history import AUDIT_HEADER, audit_summary
-from .kafka_parts import EventsPart, source_of
+from .kafka_parts import read_appends
 from .translator import Notification, NotificationSink, RecordedPayloads, Translator
 
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 CACHE_SIZE = 5_000
 
 
-class KafkaTranslatorPart(EventsPart):
+class KafkaTranslatorPart:
     GROUP = "translator"
 
     def __init__(
@@ -47,16 +47,20 @@ class KafkaTranslatorPart(EventsPart):
     ) -> None:
         self.translator = translator
         self.notifications: NotificationSink = NotificationTopics(publisher, settings)
+        self._codec = codec
+        self._dead: DeadLetterSink = DeadLetters(publisher, settings.topics.dead_letters)
         # The translator caches the plans it folds; the store only reads them back on a miss.
         self.state = PlanStateStore(state_path, cache_size=0, changelog=settings.topics.events)
         translator.load_plans_from(self.state.plan, cache_size)
+        self.fence = Fence(known=self.state.versions)
         self._emit_from: dict[str, int] = {}
         self._closing = False
-        super().__init__(settings, publisher, codec, Fence(known=self.state.versions))
+        self.consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification
+        subscribe(self.consumer, settings.topics.events, on_assign=self._on_assign)
 
     def close(self) -> None:
         self._closing = True
-        super().close()
+        self.consumer.close()
         self.state.close()
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -64,31 +68,30 @@ class KafkaTranslatorPart(EventsPart):
             return  # an assignment delivered while the client shuts down: its offsets can no longer be asked for
         committed = consumer.committed(partitions, timeout=30)
         for tp, done in zip(partitions, committed, strict=True):
-            source = source_of(tp)
+            source = f"{tp.topic}/{tp.partition}"
             self._emit_from[source] = max(done.offset, 0) + 1  # positions are offset + 1
             tp.offset = self.state.position(source) or OFFSET_BEGINNING  # position = next offset
         self.fence.forget()
         consumer.assign(partitions)
 
     def poll(self, timeout: float = 0.2) -> int:
-        messages, appends, by_place = self._consume(timeout)
+        messages = [m for m in next_batch(self.consumer, 1000, timeout) if m.error() is None]
         if not messages:
             return 0
+        appends, park = read_appends(self._codec, messages, self._dead, self.GROUP)
         try:
-            self._apply(messages, [a for a in appends if a.position > self.state.position(a.source)], by_place)
+            self._apply(messages, [a for a in appends if a.position > self.state.position(a.source)], park)
         except BaseException:
             self._resume_from_store()
             raise
         commit_offsets(self.consumer, messages)  # informative, and where a rebuilt store starts emitting
         return len(messages)
 
-    def _apply(self, messages: list[Message], appends: list[Append], by_place: dict[tuple[str, int], Message]) -> None:
+    def _apply(self, messages: list[Message], appends: list[Append], park: Callable[[StoredEvent, Exception], None]) -> None:
         """Translate, publish and confirm a batch, then store the plan states and positions it reaches."""
-        standing = self._standing(appends)
-        stored = events_of(standing)
-        park = self._parker(by_place)
+        standing = admitted(appends, self.fence)  # an append that lost is only skipped: its writer dead-letters it
         notes: list[Notification] = []
-        for run, emit in _runs(stored, self._emit_from):
+        for run, emit in _runs(events_of(standing), self._emit_from):
             notes.extend(self.translator.translate(run, emit=emit, on_poison=park))
         self.notifications.send(notes)  # confirmed (dead letters too) before the positions move
         for append in standing:
@@ -104,11 +107,12 @@ class KafkaTranslatorPart(EventsPart):
         self.fence.forget()
         self.translator.forget()
         for tp in self.consumer.assignment():
-            tp.offset = self.state.position(source_of(tp)) or OFFSET_BEGINNING
+            source = f"{tp.topic}/{tp.partition}"
+            tp.offset = self.state.position(source) or OFFSET_BEGINNING
             try:
                 self.consumer.seek(tp)
             except KafkaException as exc:
-                log.warning("cannot rewind %s to its stored position (%s): it is read again on the next assignment", source_of(tp), exc)
+                log.warning("cannot rewind %s to its stored position (%s): it is read again on the next assignment", source, exc)
 
 
 class NotificationTopics:

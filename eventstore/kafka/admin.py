@@ -10,8 +10,8 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from ..exceptions import KafkaUnavailableError
 from .config import KafkaSettings
-from .io import TopicFollower, new_admin, new_consumer, partition_of, partitions_of
-from .records import header_map
+from .io import TopicFollower, new_admin, new_consumer, partitions_of
+from .records import header_map, partition_of
 
 #: History must not expire: the events are the record, the commands and outcomes its audit trail.
 FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}

@@ -25,7 +25,7 @@ from ..codec import AvroCodec
 from ..faults import fault_point
 from ..exceptions import CorruptRecordError, PoisonRecordError, StaleAppendError, UnknownSchemaError
 from ..log import NewEvent, StoredEvent, chain_hash
-from .records import Headers, record_headers
+from .records import Headers, offset_of, record_headers, source_of
 from ..frozen import quick_init
 
 RECORD = "EventsAppended"
@@ -74,8 +74,6 @@ class PreparedAppend:
     """An append ready to produce: its record, headers, and the chain head it leaves."""
 
     append_id: str
-    plan_uuid: str
-    command_id: str
     value: bytes
     headers: Headers
     last_hash: str
@@ -110,19 +108,7 @@ def prepare_append(
         fingerprint=codec.fingerprint_of(RECORD), sequence=expected_version + len(items),
         extra=(("watcher_es_command_id", command_id), ("watcher_es_expected_version", str(expected_version)), ("watcher_es_writer", writer)),
     )
-    return PreparedAppend(append_id, plan_uuid, command_id, value, headers, head, record)
-
-
-def read_append(codec: AvroCodec, value: bytes, source: str, offset: int) -> Append:
-    """An events-topic record as an ``Append``; a record that is not one raises PoisonRecordError."""
-    where = f"{source} offset {offset}"
-    try:
-        name, r = codec.decode(value, where)
-    except (CorruptRecordError, UnknownSchemaError) as exc:
-        raise PoisonRecordError(str(exc)) from None
-    if name != RECORD:
-        raise PoisonRecordError(f"{where}: a {name} record on the events topic, where every record is an {RECORD}")
-    return append_from(r, source, offset)
+    return PreparedAppend(append_id, value, headers, head, record)
 
 
 def append_from(r: Mapping[str, Any], source: str, offset: int) -> Append:
@@ -142,17 +128,23 @@ def append_from(r: Mapping[str, Any], source: str, offset: int) -> Append:
     )
 
 
-def message_source(msg: Message) -> tuple[str, int]:
-    partition, offset = msg.partition(), msg.offset()
-    return f"{msg.topic()}/{-1 if partition is None else partition}", -1 if offset is None else offset
-
-
 def append_of(codec: AvroCodec, msg: Message, known: Mapping[bytes, Mapping[str, Any]] | None = None) -> Append:
-    """``known``: records this reader encoded itself, by their bytes (a writer reading back its own appends)."""
-    source, offset = message_source(msg)
+    """An events-topic record as an ``Append``; a record that is not one raises PoisonRecordError.
+
+    ``known``: records this reader encoded itself, by their bytes (a writer reading back its own appends).
+    """
+    source, offset = source_of(msg), offset_of(msg)
     value = msg.value() or b""
     record = known.get(value) if known else None
-    return read_append(codec, value, source, offset) if record is None else append_from(record, source, offset)
+    if record is None:
+        where = f"{source} offset {offset}"
+        try:
+            name, record = codec.decode(value, where)
+        except (CorruptRecordError, UnknownSchemaError) as exc:
+            raise PoisonRecordError(str(exc)) from None
+        if name != RECORD:
+            raise PoisonRecordError(f"{where}: a {name} record on the events topic, where every record is an {RECORD}")
+    return append_from(record, source, offset)
 
 
 class Fence:
@@ -168,11 +160,9 @@ class Fence:
         self._versions: dict[str, int] = {}
 
     def version(self, plan_uuid: str) -> int:
-        found = self._versions.get(plan_uuid)
-        if found is None:
-            found = (self._known([plan_uuid]).get(plan_uuid, 0)) if self._known else 0
-            self._versions[plan_uuid] = found
-        return found
+        if plan_uuid not in self._versions:
+            self.prime([plan_uuid])
+        return self._versions.get(plan_uuid, 0)
 
     def prime(self, plan_uuids: Iterable[str]) -> None:
         """Look up many plans' versions at once (one query for a whole batch)."""
@@ -196,16 +186,6 @@ class Fence:
 
     def forget(self) -> None:
         self._versions.clear()
-
-
-def standing(
-    codec: AvroCodec, messages: Iterable[Message], fence: Fence, *,
-    on_poison: Callable[[Message, Exception], None] | None = None,
-    on_conflict: Callable[[Append, StaleAppendError], None] | None = None,
-    known: Mapping[bytes, Mapping[str, Any]] | None = None,
-) -> list[Append]:
-    """The appends among these records that stand, in order; the rest go to the handlers."""
-    return admitted(appends_in(codec, messages, on_poison, known), fence, on_conflict)
 
 
 def appends_in(

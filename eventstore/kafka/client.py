@@ -29,13 +29,6 @@ class Outcome:
     action_states: list[tuple[str, str, str]] = field(default_factory=list)
     event_types: list[str] = field(default_factory=list)
 
-    #: An outcome read back from the topic is the first one; a re-sent command id is not handled again.
-    duplicate: bool = False
-
-    @property
-    def succeeded(self) -> bool:
-        return self.outcome != "rejected"
-
 
 class OutcomeWatcher:
     """Outcomes read from the topic, kept: one poll may carry the outcomes of several commands.

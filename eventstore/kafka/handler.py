@@ -1,23 +1,14 @@
-"""The command handler on Kafka: commands topic in, fenced appends and outcomes out.
+"""The command handler on Kafka: commands topic in, fenced appends and outcomes out (ARCHITECTURE.md, "One cancel, on Kafka").
 
-State comes from the events topic itself, read through the same fence as every other reader,
-and is kept in a local ``PlanStateStore`` (``state_path``): each plan's state, version and chain
-head, the command records and the position of every events partition, committed together. At
-start, after a rebalance and before every batch the handler folds the topic to its end from those
-positions (only a new store reads it from its start). It follows every events partition, not
-only those of its commands partitions: a foreign producer may put a plan's command in another
-partition, and the fence needs every plan's true version to decide which append stands. The
-batch goes to ``CommandHandler.handle_batch``, the same handler as the embedded log's, which
-decides each command on that state (``decide``, the same pure rules),
-appends one ``EventsAppended`` record at the plan's version (an append for a rejection or a
-no-op too: a decision made on a stale state must not stand either), confirms delivery, then
-judges its appends at the fence where they landed (reading the topic back to its end when
-another writer's record came first). An append of its own that stands is reported in the outcomes
-topic; one that lost to another writer (a deposed or paused handler, a second group member the
-same plan's commands reached) is recorded in the dead-letter topic and decided again on the
-state that won. Command offsets are committed only after that. A command id already applied is
-not handled again, so redelivery after a crash takes effect once. An append of its own that
-stands is folded as its decision's plan, not decoded again.
+Its state (a ``PlanStateStore`` at ``state_path``) is folded from the events topic through the
+same fence as every other reader: at start, after a rebalance and before every batch, from the
+stored positions. It follows every events partition, not only those of its commands partitions:
+a foreign producer may put a plan's command in another partition, and the fence needs every
+plan's true version. Rejections and no-ops are appended too: a decision made on a stale state
+must not stand either. An append of its own that lost (a deposed or paused handler, a second
+group member the same plan's commands reached) is dead-lettered and decided again on the state
+that won. Command offsets are committed only after that, and a command id already applied is
+not handled again, so redelivery after a crash takes effect once.
 """
 
 from __future__ import annotations
@@ -39,10 +30,10 @@ from ..handler import CommandHandler, Handled, decode_event
 from ..log import CommandRecord, DeadLetterSink
 from .appends import Append
 from .config import KafkaSettings
-from .io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, offset_of, parked_record, partition_of, subscribe
+from .io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, parked_record, subscribe
 from .log import KafkaEventLog
 from .state_store import PlanStateStore
-from .records import record_headers
+from .records import offset_of, partition_of, record_headers
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +73,7 @@ class StorePlans:
         return self._log.version(plan_uuid)
 
     def handled(self, command_id: str) -> CommandRecord | None:
-        return self._log.handled(command_id)
+        return self._state.command(command_id)
 
     def look_up(self, commands: Sequence[Command]) -> None:
         self._state.look_up_commands(c.command_id for c in commands)
@@ -110,8 +101,7 @@ class KafkaCommandHandler:
         self._publisher = Publisher(settings, report_offsets=True)  # the log settles its appends where they landed
         self._dead: DeadLetterSink = DeadLetters(self._publisher, self._topics.dead_letters)
         self._state = PlanStateStore(state_path, cache_size, changelog=self._topics.events)
-        self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state)
-        self.log.listen(self._fold)
+        self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state, listener=self._fold)
         self.handler = CommandHandler(self.log, codec, clock, abort_timeout_us, StorePlans(self.log, self._state))
         self._stale = True
         self._consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification

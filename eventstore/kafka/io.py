@@ -19,8 +19,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from ..codec import AvroCodec
 from ..exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, StaleAppendError
 from .config import KafkaSettings
-from .appends import Append, Fence, events_of, standing
-from .records import Headers, dead_letter_headers, header_pairs
+from .appends import Append, Fence, admitted, appends_in, events_of
+from .records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of, topic_partition
 from ..log import ParkedRecord, StoredEvent
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,6 @@ def _client(factory: Callable[[dict[str, Any]], T], config: dict[str, Any], what
 
 def new_consumer(config: dict[str, Any]) -> Consumer:
     return _client(Consumer, config, "consumer")
-
-
-def new_producer(config: dict[str, Any]) -> Producer:
-    return _client(Producer, config, "producer")
 
 
 def new_admin(config: dict[str, Any]) -> AdminClient:
@@ -68,7 +64,7 @@ class Publisher:
     @property
     def producer(self) -> Producer:
         if self._producer is None:
-            self._producer = new_producer(self._config)
+            self._producer = _client(Producer, self._config, "producer")
         return self._producer
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
@@ -181,23 +177,9 @@ class TopicFollower:
         return [m for page in self.pages(limit_s) for m in page]
 
 
-def partition_of(msg: Message) -> int:
-    """A consumed record's partition (confluent-kafka types it optional: only produced ones lack it)."""
-    partition = msg.partition()
-    return -1 if partition is None else partition
-
-
-def offset_of(msg: Message) -> int:
-    offset = msg.offset()
-    return -1 if offset is None else offset
-
-
 def positions_reached(messages: Iterable[Message]) -> dict[str, int]:
     """The position (``topic/partition`` -> offset + 1 of its last record) each partition of a batch reaches."""
-    out: dict[str, int] = {}
-    for msg in messages:
-        out[f"{msg.topic()}/{partition_of(msg)}"] = offset_of(msg) + 1
-    return out
+    return {source_of(msg): offset_of(msg) + 1 for msg in messages}
 
 
 def topic_pages(
@@ -212,7 +194,7 @@ def topic_pages(
     follower = TopicFollower(settings, settings.topics.events)
     try:
         for page in follower.pages():
-            yield events_of(standing(codec, page, fence, on_poison=_skip, on_conflict=on_conflict))
+            yield events_of(admitted(appends_in(codec, page, _skip), fence, on_conflict))
     finally:
         follower.close()
 
@@ -229,11 +211,10 @@ class DeadLetters:
         self.topic = topic
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
-        topic, _, partition = record.source.rpartition("/")
-        offset = record.position - 1
-        log.warning("dead-lettering %s offset %s (%s): %s", record.source, offset, stage, error)
+        tp = topic_partition(record.source, record.position - 1)
+        log.warning("dead-lettering %s offset %s (%s): %s", record.source, tp.offset, stage, error)
         headers = dead_letter_headers(
-            topic=topic, partition=int(partition), offset=offset, stage=stage, error=error, original=record.headers,
+            topic=tp.topic, partition=tp.partition, offset=tp.offset, stage=stage, error=error, original=record.headers,
         )
         self._publisher.produce(self.topic, record.key, record.value, headers)
 
@@ -241,7 +222,7 @@ class DeadLetters:
 def parked_record(msg: Message) -> ParkedRecord:
     """A consumed record as the dead-letter sinks keep it."""
     return ParkedRecord(
-        f"{msg.topic()}/{partition_of(msg)}", offset_of(msg) + 1, (msg.key() or b"").decode("utf-8", "replace"),
+        source_of(msg), offset_of(msg) + 1, (msg.key() or b"").decode("utf-8", "replace"),
         msg.value() or b"", header_pairs(msg.headers()),
     )
 
@@ -272,9 +253,6 @@ def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> bool:
     return True
 
 
-def subscribe(consumer: Consumer, topic: str, on_assign: Callable[[Consumer, list[TopicPartition]], Any] | None = None) -> None:
-    partitions_of(consumer, topic)
-    if on_assign is None:
-        consumer.subscribe([topic])
-    else:
-        consumer.subscribe([topic], on_assign=on_assign)
+def subscribe(consumer: Consumer, topic: str, on_assign: Callable[[Consumer, list[TopicPartition]], Any]) -> None:
+    partitions_of(consumer, topic)  # a missing topic is an error, not a wait for it
+    consumer.subscribe([topic], on_assign=on_assign)

@@ -1,21 +1,17 @@
 """The EventLog port on a Kafka events topic: atomic, fenced appends, judged in partition order.
 
-An append is one ``EventsAppended`` record (all of a command's events, its outcome and the
-command itself) produced at the plan's version and confirmed by the cluster; the log then
-reports whether the append stood (the first at its version) or lost to another writer's, which
-raises ``StaleVersionError`` exactly as the SQLite log's unique key does. ``append_all`` does the
-same for a whole batch with one flush: the handler's path. Where the delivery reports say that a
-partition's records of ours landed one after another right where the state ends, nothing can
-stand between them, and the fence is applied to them at once from the records written (the
-follower skips them when they come back); in any other partition they are judged as read back.
-Everything read or settled goes through the same ``Fence`` as every other reader.
+An append is one ``EventsAppended`` record (``appends.py``) produced at the plan's version; once
+the cluster confirms it, one that lost to another writer's raises ``StaleVersionError``, as the
+SQLite log's unique key does. ``append_all``, the handler's path, does a batch with one flush.
+Where the delivery reports say a partition's records of ours landed one after another right
+where the state ends, nothing can stand between them: the fence judges them at once from the
+records written (the follower skips them when they come back). Elsewhere they are judged as
+read back.
 
-State held, in a ``PlanStateStore`` (``state_store.py``): each plan's version and chain head, each
-handled command's record (what the handler must recognise) and the position of every partition
-they reflect, committed together a page at a time. The topic is read from those positions, so a
-log opened on a store that exists reads only what was appended since; without a file the store
-is in memory and the topic is read from its start. Reads of history (``read_plan``,
-``events_after``) scan the topic.
+The state (``PlanStateStore``) holds each plan's version and chain head, each handled command's
+record and the positions they reflect, so a log opened on a stored state reads only the topic's
+tail; without a file it is in memory and the topic is read from its start. ``read_plan`` and
+``events_after`` scan the topic.
 """
 
 from __future__ import annotations
@@ -25,16 +21,17 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
-from confluent_kafka import OFFSET_BEGINNING, Message
+from confluent_kafka import OFFSET_BEGINNING
 
 from ..codec import AvroCodec, WriterSchema
 from ..domain.plan import Plan
 from ..exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
 from ..log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, Outcome, ParkedRecord, StoredEvent
 from ..position import Position
-from .appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, message_source, new_writer_id, prepare_append
+from .appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, new_writer_id, prepare_append
 from .config import KafkaSettings
 from .io import DeadLetters, Publisher, TopicFollower, positions_reached, topic_pages
+from .records import offset_of, source_of
 from .state_store import PlanStateStore
 
 
@@ -62,7 +59,7 @@ class KafkaEventLog:
 
     def __init__(
         self, settings: KafkaSettings, codec: AvroCodec, publisher: Publisher | None = None, writer: str | None = None,
-        state: PlanStateStore | None = None,
+        state: PlanStateStore | None = None, listener: AppendListener | None = None,
     ) -> None:
         self._settings = settings
         self._codec = codec
@@ -78,7 +75,7 @@ class KafkaEventLog:
         self._results: dict[str, bool] = {}
         #: Where the cluster put each pending append: (partition, offset).
         self._placed: dict[str, tuple[int, int]] = {}
-        self._listeners: list[AppendListener] = []
+        self._listener = listener
         #: Records folded from the events topic by this log, not counting its own appends settled
         #: where they landed (what a restart on a stored state saves).
         self.records_read = 0
@@ -92,9 +89,6 @@ class KafkaEventLog:
         if self._follower is not None:
             self._follower.close()
         self.state.close()
-
-    def listen(self, listener: AppendListener) -> None:
-        self._listeners.append(listener)
 
     # ---------------------------------------------------------------- reading the topic forward
 
@@ -110,7 +104,7 @@ class KafkaEventLog:
             self._follower = self._follow()
         try:
             for page in self._follower.pages(wait_s=wait_s):
-                page = self._not_settled(page)
+                page = [msg for msg in page if offset_of(msg) >= self.state.position(source_of(msg))]
                 self.records_read += len(page)
                 self._settle(appends_in(self._codec, page, lambda m, e: None, self._mine), positions_reached(page))
         except BaseException:
@@ -119,15 +113,6 @@ class KafkaEventLog:
             follower, self._follower = self._follower, None  # opened again at the stored positions
             follower.close()
             raise
-
-    def _not_settled(self, page: list[Message]) -> list[Message]:
-        """The records of a page not settled already: our own, settled where they landed, come back too."""
-        out = []
-        for msg in page:
-            source, offset = message_source(msg)
-            if offset >= self.state.position(source):
-                out.append(msg)
-        return out
 
     def _settle(self, appends: list[Append], positions: Mapping[str, int]) -> None:
         """Judge appends read (or placed) in partition order at the fence, and fold what stands, with the positions, in one commit."""
@@ -171,9 +156,8 @@ class KafkaEventLog:
         self.state.put_command(record)
         if append.last_hash is not None:
             self.state.mark(append.plan_uuid, append.expected_version + len(append.events), append.last_hash)
-        known = mine[1].plan if mine is not None else None
-        for listener in self._listeners:
-            listener(append, known)
+        if self._listener is not None:
+            self._listener(append, mine[1].plan if mine is not None else None)
 
     def _lost(self, append: Append, error: StaleAppendError) -> None:
         mine = self._pending.get(append.append_id)
@@ -187,10 +171,6 @@ class KafkaEventLog:
     def prime(self, plan_uuids: Iterable[str]) -> None:
         """Look up the versions of a batch's plans at once (new plans included), not one query each."""
         self._fence.prime(plan_uuids)
-
-    def handled(self, command_id: str) -> CommandRecord | None:
-        """The command's record if an append of it stands (as far as this log has read)."""
-        return self.state.command(command_id)
 
     # ---------------------------------------------------------------- the port
 

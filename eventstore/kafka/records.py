@@ -1,4 +1,4 @@
-"""What our Kafka records carry besides the value: CloudEvents-style headers and dead-letter headers.
+"""What our Kafka records carry besides the value: CloudEvents-style headers, dead-letter headers, their place.
 
 Headers follow the CloudEvents Kafka binding (``ce_*``) so generic tooling can route and
 order them: ``ce_type`` (record type), ``ce_id`` (command, event or message id),
@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from confluent_kafka import Message, TopicPartition
+
 Headers = list[tuple[str, str | bytes | None]]
 #: What confluent-kafka hands back as a message's headers.
 ReceivedHeaders = Sequence[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None
@@ -23,8 +25,26 @@ SPEC_VERSION = "1.0"
 SOURCE = "watcher-es"
 
 
-def dataschema(fingerprint: str) -> str:
-    return f"urn:avro:crc-64-avro:{fingerprint}"
+def partition_of(msg: Message) -> int:
+    """A consumed record's partition (confluent-kafka types it optional: only produced ones lack it)."""
+    partition = msg.partition()
+    return -1 if partition is None else partition
+
+
+def offset_of(msg: Message) -> int:
+    offset = msg.offset()
+    return -1 if offset is None else offset
+
+
+def source_of(msg: Message) -> str:
+    """A consumed record's ``topic/partition``, the source its position is kept for."""
+    return f"{msg.topic()}/{partition_of(msg)}"
+
+
+def topic_partition(source: str, offset: int) -> TopicPartition:
+    """An offset of a ``topic/partition`` source."""
+    topic, _, partition = source.rpartition("/")
+    return TopicPartition(topic, int(partition), offset)
 
 
 def iso_micros(us: int) -> str:
@@ -63,7 +83,7 @@ def record_headers(
         ("ce_subject", subject), ("ce_time", time_text), ("content-type", content_type),
     ]
     if fingerprint is not None:
-        headers.append(("ce_dataschema", dataschema(fingerprint)))
+        headers.append(("ce_dataschema", f"urn:avro:crc-64-avro:{fingerprint}"))
     if sequence is not None:
         headers.append(("ce_sequence", str(sequence)))
     headers.extend(extra)

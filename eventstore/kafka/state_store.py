@@ -1,12 +1,9 @@
 """A Kafka part's local state store: each plan's state, version and chain head, where each partition got to.
 
-The Kafka Streams model: the events topic is the changelog, this SQLite file is the state
-partitioned like it. A part folds what it reads into the store and commits every change of a
-batch together with the positions (offset + 1 per ``topic/partition``) the batch reaches, in
-one transaction; on start it reads the topic only from those positions, so a restart costs
-the records written since it stopped, not the whole history. The handler keeps here too the
-command records it must recognise (a redelivered command, a reused id). Memory holds a
-bounded LRU of plans; a miss reads the row.
+The Kafka Streams model: the events topic is the changelog, this SQLite file the state
+partitioned like it, committed a batch at a time with the positions the batch reaches, so a
+restart reads only the records written since it stopped. The handler keeps here too the command
+records it must recognise (a redelivered command, a reused id).
 
 The file is rebuildable: deleting it makes the next start fold the topic from its beginning
 and reach the same state, and a file written with another plan serialization (``FORMAT``), or
@@ -25,7 +22,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, Final, cast
+from typing import Any, Final, TypeVar, cast
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -33,10 +30,11 @@ from sqlite_utils.migrations import Migrations
 from ..domain.messages import Audit, Fault, Strategy
 from ..domain.plan import ActionView, Cancellation, Plan
 from ..exceptions import WatcherEsError
-from ..log import CommandRecord, Outcome
+from ..log import CommandRecord
 from ..sqlite_support import claim, connect, migrate, write_transaction
 
 log = logging.getLogger(__name__)
+V = TypeVar("V")
 
 migrations = Migrations("watcher-es.plan-state")
 
@@ -120,10 +118,12 @@ def _chunks(items: list[str]) -> Iterator[list[str]]:
         yield items[i : i + _CHUNK]
 
 
+#: A ``CommandRecord``'s fields, in order: its row.
 _COMMAND_COLUMNS = (
     "command_id", "command_type", "plan_uuid", "issued_by", "origin", "issued_at", "body", "outcome", "reason",
     "first_position", "last_position",
 )
+_COMMAND_ROW = attrgetter(*_COMMAND_COLUMNS)
 #: A plan the store has no row for (compared by identity: a row may hold version 0 too).
 _ABSENT = (0, "")
 _MARK = "INSERT INTO plans (uuid, version, head) VALUES (?, ?, ?) ON CONFLICT (uuid) DO UPDATE SET version = excluded.version, head = excluded.head"
@@ -133,10 +133,6 @@ _PLAN = (
 )
 _COMMAND = f"INSERT OR REPLACE INTO commands ({', '.join(_COMMAND_COLUMNS)}) VALUES ({', '.join('?' * len(_COMMAND_COLUMNS))})"
 _POSITION = "INSERT INTO positions (source, position) VALUES (?, ?) ON CONFLICT (source) DO UPDATE SET position = excluded.position"
-
-
-def _command_record(row: Any) -> CommandRecord:
-    return CommandRecord(row[0], row[1], row[2], row[3], row[4], row[5], row[6], cast(Outcome, row[7]), row[8], row[9], row[10])
 
 
 class PlanStateStore:
@@ -224,17 +220,8 @@ class PlanStateStore:
         for chunk in _chunks(plan_uuids):
             rows = self._conn.execute(f"SELECT uuid, version, head FROM plans WHERE uuid IN ({', '.join('?' * len(chunk))})", chunk)
             found.update((uuid, (version, head or "")) for uuid, version, head in rows)
-        self._remember_heads(found)
+        self._remember(self._heads, found)
         return found
-
-    def _remember_heads(self, heads: Mapping[str, tuple[int, str]]) -> None:
-        if self._cache_size <= 0:
-            return
-        self._heads.update(heads)
-        for uuid in heads:
-            self._heads.move_to_end(uuid)
-        while len(self._heads) > self._cache_size:
-            self._heads.popitem(last=False)
 
     def plan(self, plan_uuid: str) -> Plan | None:
         """The plan as the events folded so far leave it (pending changes included)."""
@@ -251,7 +238,7 @@ class PlanStateStore:
         if row is None or row[0] is None:
             return None
         plan = self._decode(plan_uuid, row[0])
-        self._remember(plan)
+        self._remember(self._cache, {plan.uuid: plan})
         return plan
 
     def _decode(self, plan_uuid: str, text: str) -> Plan:
@@ -279,7 +266,7 @@ class PlanStateStore:
             rows = self._conn.execute(
                 f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM commands WHERE command_id IN ({', '.join('?' * len(chunk))})", chunk,
             )
-            self._looked_up.update((row[0], _command_record(row)) for row in rows)
+            self._looked_up.update((row[0], CommandRecord(*row)) for row in rows)
         for command_id in missing:
             self._looked_up.setdefault(command_id, None)
 
@@ -307,19 +294,14 @@ class PlanStateStore:
                     (p.uuid, p.state, p.cancellation.abort_deadline if p.cancellation else None, encode_plan(p))
                     for p in self._plans.values()
                 ])
-                self._conn.executemany(_COMMAND, [
-                    (c.command_id, c.command_type, c.plan_uuid, c.issued_by, c.origin, c.issued_at, c.body, c.outcome,
-                     c.reason, c.first_position, c.last_position)
-                    for c in self._commands.values()
-                ])
+                self._conn.executemany(_COMMAND, map(_COMMAND_ROW, self._commands.values()))
                 self._conn.executemany(_POSITION, positions.items())
         except BaseException:
             self.discard()
             raise
         self._positions.update(positions)
-        self._remember_heads(self._marks)
-        for plan in self._plans.values():
-            self._remember(plan)
+        self._remember(self._heads, self._marks)
+        self._remember(self._cache, self._plans)
         if len(self._looked_up) > self._cache_size:
             self._looked_up = {}
         self._looked_up.update(self._commands)
@@ -329,13 +311,15 @@ class PlanStateStore:
         """Forget every pending change (the batch is read again from the stored positions)."""
         self._marks, self._plans, self._commands, self._looked_up = {}, {}, {}, {}
 
-    def _remember(self, plan: Plan) -> None:
+    def _remember(self, cache: OrderedDict[str, V], items: Mapping[str, V]) -> None:
+        """Keep the items in a bounded LRU cache (none with ``cache_size`` 0)."""
         if self._cache_size <= 0:
             return
-        self._cache[plan.uuid] = plan
-        self._cache.move_to_end(plan.uuid)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        for key, value in items.items():
+            cache[key] = value
+            cache.move_to_end(key)
+        while len(cache) > self._cache_size:
+            cache.popitem(last=False)
 
 
 __all__ = ["FORMAT", "CorruptStateError", "PlanStateStore", "decode_plan", "encode_plan"]
