@@ -7,10 +7,10 @@ instead of failing at once when a deferred transaction upgrades (see NOTES: SQLi
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from .exceptions import StoreUnavailableError
 
@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # loaded by ``connect``: a read command's plain read-only con
     from sqlite_utils.migrations import Migrations
 
 Durability = Literal["FULL", "NORMAL", "OFF"]
+Row = TypeVar("Row")
 
 
 def connect(
@@ -103,3 +104,13 @@ def migrate(db: sqlite_utils.Database, migrations: Migrations) -> None:
         return
     with write_transaction(db):
         migrations.apply(db)
+
+
+def rows_for(query: Callable[[str, list[str]], Iterable[Row]], sql: str, keys: Iterable[str], chunk: int = 500) -> Iterator[Row]:
+    """The rows ``query`` (``conn.execute`` for tuples, ``db.query`` for dicts) gives for ``sql`` and
+    many keys (its ``IN ({keys})`` filled in): one query per ``chunk`` of them, not one per key, and
+    never more than old SQLite builds let one statement bind (999)."""
+    wanted = list(keys)
+    for i in range(0, len(wanted), chunk):
+        part = wanted[i : i + chunk]
+        yield from query(sql.format(keys=", ".join("?" * len(part))), part)

@@ -37,6 +37,7 @@ from eventstore.kafka.appends import Append
 from eventstore.kafka.log import command_record
 from eventstore.kafka.records import header_map, offset_of, source_of, unwrap_oslo_envelope
 from eventstore.log import CommandRecord, RejectedAppend, StoredEvent
+from eventstore.sqlite_support import rows_for
 
 from .read_model import sorted_json
 from .tracking import track
@@ -65,16 +66,8 @@ class AuditTrail:
 
     def plan_versions(self, uuids: Iterable[str]) -> dict[str, int]:
         """Each plan's version as the trail's events leave it (the trail's own fence state)."""
-        found: dict[str, int] = {}
-        wanted = list(uuids)
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            rows = self.db.conn.execute(
-                f"SELECT plan_uuid, max(version) FROM trail_events WHERE plan_uuid IN ({', '.join('?' * len(chunk))}) GROUP BY plan_uuid",
-                chunk,
-            )
-            found.update((uuid, int(version)) for uuid, version in rows)
-        return found
+        rows = rows_for(self.db.conn.execute, "SELECT plan_uuid, max(version) FROM trail_events WHERE plan_uuid IN ({keys}) GROUP BY plan_uuid", uuids)
+        return {uuid: int(version) for uuid, version in rows}
 
     # ---------------------------------------------------------------- recording (inside a write transaction)
 

@@ -16,7 +16,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventstore.log import StoredEvent
-from eventstore.sqlite_support import checkpoint, claim, connect, migrate, write_transaction
+from eventstore.sqlite_support import checkpoint, claim, connect, migrate, rows_for, write_transaction
 
 from .tracking import PoisonHandler, ensure_tracking_table, track_batch, tracked_position
 from .payloads import DEFAULT_PAYLOAD_SET
@@ -118,14 +118,7 @@ class NotificationOutbox:
 
     def payload_sets_of(self, event_ids: Sequence[str]) -> dict[str, str]:
         """The payload set each of these events' notification was emitted with (those emitted)."""
-        found: dict[str, str] = {}
-        for start in range(0, len(event_ids), 500):
-            chunk = event_ids[start : start + 500]
-            rows = self.db.conn.execute(
-                f"SELECT event_id, payload_set FROM notifications WHERE event_id IN ({', '.join('?' * len(chunk))})", chunk,
-            )
-            found.update(rows)
-        return found
+        return dict(rows_for(self.db.conn.execute, "SELECT event_id, payload_set FROM notifications WHERE event_id IN ({keys})", event_ids))
 
     def last_seq(self) -> int:
         row = self.db.conn.execute("SELECT max(seq) FROM notifications").fetchone()

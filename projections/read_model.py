@@ -21,7 +21,7 @@ import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
 from eventstore.codec import AvroCodec, Record
-from eventstore.sqlite_support import claim, connect, migrate, write_transaction
+from eventstore.sqlite_support import claim, connect, migrate, rows_for, write_transaction
 
 from . import model_view
 from .exceptions import UnusableEventError
@@ -286,26 +286,17 @@ class ReadModel:
         track_batch(self.db, self.CONSUMER, batch)
 
     def _load_known(self, rows: _Batch, plan_uuids: set[str]) -> None:
-        uuids = list(plan_uuids)
-        for i in range(0, len(uuids), 500):
-            chunk = uuids[i : i + 500]
-            marks = ", ".join("?" * len(chunk))
-            for row in self.db.query(f"SELECT * FROM action_plans WHERE uuid IN ({marks})", chunk):
-                rows.plans[row["uuid"]] = row
-            for row in self.db.query(f"SELECT * FROM actions WHERE action_plan_uuid IN ({marks})", chunk):
-                rows.actions[(row["action_plan_uuid"], row["uuid"])] = row
+        for row in rows_for(self.db.query, "SELECT * FROM action_plans WHERE uuid IN ({keys})", plan_uuids):
+            rows.plans[row["uuid"]] = row
+        for row in rows_for(self.db.query, "SELECT * FROM actions WHERE action_plan_uuid IN ({keys})", plan_uuids):
+            rows.actions[(row["action_plan_uuid"], row["uuid"])] = row
 
     # ---------------------------------------------------------------- queries
 
     def plan_versions(self, uuids: Iterable[str]) -> dict[str, int]:
         """The version each of these plans is at in the model (absent: not registered here)."""
-        found: dict[str, int] = {}
-        wanted = list(uuids)
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            rows = self.db.conn.execute(f"SELECT uuid, version FROM action_plans WHERE uuid IN ({', '.join('?' * len(chunk))})", chunk)
-            found.update((uuid, int(version)) for uuid, version in rows)
-        return found
+        rows = rows_for(self.db.conn.execute, "SELECT uuid, version FROM action_plans WHERE uuid IN ({keys})", uuids)
+        return {uuid: int(version) for uuid, version in rows}
 
     # The plan queries are model_view's, on this connection: one SQL for reads and writers.
     def plan(self, uuid: str) -> dict[str, Any] | None:

@@ -18,7 +18,7 @@ import json
 import logging
 import sqlite3
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from operator import attrgetter
 from pathlib import Path
@@ -31,15 +31,12 @@ from ..domain.messages import Audit, Fault, Strategy
 from ..domain.plan import ActionView, Cancellation, Plan
 from ..exceptions import WatcherEsError
 from ..log import CommandRecord
-from ..sqlite_support import claim, connect, migrate, write_transaction
+from ..sqlite_support import claim, connect, migrate, rows_for, write_transaction
 
 log = logging.getLogger(__name__)
 V = TypeVar("V")
 
 migrations = Migrations("watcher-es.plan-state")
-
-#: SQLite's limit on bound variables is 999 in old builds: look rows up this many at a time.
-_CHUNK: Final = 500
 
 _SHAPES = (Plan, ActionView, Cancellation, Audit, Strategy, Fault)
 
@@ -113,9 +110,6 @@ def decode_plan(text: str) -> Plan:
     )
 
 
-def _chunks(items: list[str]) -> Iterator[list[str]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i : i + _CHUNK]
 
 
 #: A ``CommandRecord``'s fields, in order: its row.
@@ -217,9 +211,8 @@ class PlanStateStore:
 
     def _read_heads(self, plan_uuids: list[str]) -> dict[str, tuple[int, str]]:
         found: dict[str, tuple[int, str]] = dict.fromkeys(plan_uuids, _ABSENT)
-        for chunk in _chunks(plan_uuids):
-            rows = self._conn.execute(f"SELECT uuid, version, head FROM plans WHERE uuid IN ({', '.join('?' * len(chunk))})", chunk)
-            found.update((uuid, (version, head or "")) for uuid, version, head in rows)
+        rows = rows_for(self._conn.execute, "SELECT uuid, version, head FROM plans WHERE uuid IN ({keys})", plan_uuids)
+        found.update((uuid, (version, head or "")) for uuid, version, head in rows)
         self._remember(self._heads, found)
         return found
 
@@ -262,11 +255,8 @@ class PlanStateStore:
     def look_up_commands(self, command_ids: Iterable[str]) -> None:
         """Read a batch's command records in one query (per 500): ``command`` then answers from memory."""
         missing = [c for c in set(command_ids) if c not in self._commands and c not in self._looked_up]
-        for chunk in _chunks(missing):
-            rows = self._conn.execute(
-                f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM commands WHERE command_id IN ({', '.join('?' * len(chunk))})", chunk,
-            )
-            self._looked_up.update((row[0], CommandRecord(*row)) for row in rows)
+        rows = rows_for(self._conn.execute, f"SELECT {', '.join(_COMMAND_COLUMNS)} FROM commands WHERE command_id IN ({{keys}})", missing)
+        self._looked_up.update((row[0], CommandRecord(*row)) for row in rows)
         for command_id in missing:
             self._looked_up.setdefault(command_id, None)
 
