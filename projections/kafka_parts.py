@@ -22,7 +22,7 @@ from eventstore.exceptions import KafkaUnavailableError, StaleAppendError
 from eventstore.kafka.appends import Append, Fence, admitted, appends_in, events_of
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import DeadLetters, Publisher, new_consumer, next_batch, parked_record, partitions_of
-from eventstore.kafka.records import offset_of, source_of, topic_partition
+from eventstore.kafka.records import offset_of, partition_source, source_of, topic_partition
 from eventstore.log import DeadLetterSink, StoredEvent
 from eventstore.sqlite_support import write_transaction
 
@@ -97,7 +97,7 @@ class KafkaReadModelPart:
     def refresh_partitions(self) -> None:
         """Assign every partition not assigned yet, at the position the model's file holds."""
         self._next_refresh = time.monotonic() + self.REFRESH_S
-        wanted: list[str] = [f"{self._events}/{p}" for p in partitions_of(self.consumer, self._events)]
+        wanted: list[str] = [partition_source(self._events, p) for p in partitions_of(self.consumer, self._events)]
         try:  # one request for all topics: asking for a missing one by name waits for it
             listed = self.consumer.list_topics(timeout=10).topics
         except KafkaException as exc:
@@ -107,7 +107,7 @@ class KafkaReadModelPart:
             if info is None or info.error is not None or not info.partitions:
                 log.warning("no topic %s: the audit trail shows no notifications until it exists", topic)
                 continue
-            wanted.extend(f"{topic}/{p}" for p in sorted(info.partitions))
+            wanted.extend(partition_source(topic, p) for p in sorted(info.partitions))
         new = [s for s in wanted if s not in self._at_end]
         if not new:
             return

@@ -21,7 +21,7 @@ from eventstore.kafka.appends import Append, Fence, admitted, events_of
 from eventstore.kafka.client import delivered_notifications
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, positions_reached, subscribe, topic_pages
-from eventstore.kafka.records import iso_of_oslo_timestamp, oslo_envelope, record_headers
+from eventstore.kafka.records import iso_of_oslo_timestamp, oslo_envelope, partition_source, record_headers
 from eventstore.kafka.state_store import PlanStateStore
 from eventstore.log import DeadLetterSink, StoredEvent
 
@@ -68,9 +68,9 @@ class KafkaTranslatorPart:
             return  # an assignment delivered while the client shuts down: its offsets can no longer be asked for
         committed = consumer.committed(partitions, timeout=30)
         for tp, done in zip(partitions, committed, strict=True):
-            source = f"{tp.topic}/{tp.partition}"
-            self._emit_from[source] = max(done.offset, 0) + 1  # positions are offset + 1
-            tp.offset = self.state.position(source) or OFFSET_BEGINNING  # position = next offset
+            where = partition_source(tp.topic, tp.partition)
+            self._emit_from[where] = max(done.offset, 0) + 1  # positions are offset + 1
+            tp.offset = self.state.position(where) or OFFSET_BEGINNING  # position = next offset
         self.fence.forget()
         consumer.assign(partitions)
 
@@ -107,12 +107,12 @@ class KafkaTranslatorPart:
         self.fence.forget()
         self.translator.forget()
         for tp in self.consumer.assignment():
-            source = f"{tp.topic}/{tp.partition}"
-            tp.offset = self.state.position(source) or OFFSET_BEGINNING
+            where = partition_source(tp.topic, tp.partition)
+            tp.offset = self.state.position(where) or OFFSET_BEGINNING
             try:
                 self.consumer.seek(tp)
             except KafkaException as exc:
-                log.warning("cannot rewind %s to its stored position (%s): it is read again on the next assignment", source, exc)
+                log.warning("cannot rewind %s to its stored position (%s): it is read again on the next assignment", where, exc)
 
 
 class NotificationTopics:

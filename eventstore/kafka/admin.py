@@ -11,7 +11,7 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from ..exceptions import KafkaUnavailableError
 from .config import KafkaSettings
 from .io import TopicFollower, new_admin, new_consumer, partitions_of
-from .records import header_map, partition_of
+from .records import header_map, partition_of, partition_source
 
 #: History must not expire: the events are the record, the commands and outcomes its audit trail.
 FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
@@ -89,7 +89,7 @@ def consumer_positions(settings: KafkaSettings, model_positions: dict[str, int] 
             consumer.close()
         if part == "read-model" and model_positions is not None:
             # The read model's own tracking is the truth; group commits only follow it.
-            committed = {p: model_positions.get(f"{topic}/{p}", 0) for p in parts}
+            committed = {p: model_positions.get(partition_source(topic, p), 0) for p in parts}
         lags = _lag_from(settings, topic, committed)
         for p in parts:
             position = committed.get(p, -1)

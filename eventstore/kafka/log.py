@@ -31,7 +31,7 @@ from ..position import Position
 from .appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, new_writer_id, prepare_append
 from .config import KafkaSettings
 from .io import DeadLetters, Publisher, TopicFollower, positions_reached, topic_pages
-from .records import offset_of, source_of
+from .records import offset_of, partition_source, source_of
 from .state_store import PlanStateStore
 
 
@@ -82,7 +82,7 @@ class KafkaEventLog:
 
     def _follow(self) -> TopicFollower:
         topic = self._settings.topics.events
-        return TopicFollower(self._settings, topic, start=lambda p: self.state.position(f"{topic}/{p}") or OFFSET_BEGINNING)
+        return TopicFollower(self._settings, topic, start=lambda p: self.state.position(partition_source(topic, p)) or OFFSET_BEGINNING)
 
     def close(self) -> None:
         self._publisher.flush()
@@ -137,13 +137,13 @@ class KafkaEventLog:
             partition, offset = self._placed[append_id]
             by_partition.setdefault(partition, []).append((offset, append_id))
         for partition, placed in by_partition.items():
-            source = f"{topic}/{partition}"
+            where = partition_source(topic, partition)
             placed.sort()
-            first = self.state.position(source)
+            first = self.state.position(where)
             if [offset for offset, _ in placed] != list(range(first, first + len(placed))):
                 continue
-            appends = [append_from(self._pending[i][0].record, source, offset) for offset, i in placed]
-            self._settle(appends, {source: first + len(placed)})
+            appends = [append_from(self._pending[i][0].record, where, offset) for offset, i in placed]
+            self._settle(appends, {where: first + len(placed)})
 
     def _stood(self, append: Append) -> None:
         mine = self._pending.get(append.append_id)

@@ -36,9 +36,14 @@ def offset_of(msg: Message) -> int:
     return -1 if offset is None else offset
 
 
+def partition_source(topic: str, partition: int) -> str:
+    """The ``topic/partition`` key every stored position of a Kafka partition is kept under."""
+    return f"{topic}/{partition}"
+
+
 def source_of(msg: Message) -> str:
-    """A consumed record's ``topic/partition``, the source its position is kept for."""
-    return f"{msg.topic()}/{partition_of(msg)}"
+    """A consumed record's ``partition_source``."""
+    return partition_source(str(msg.topic()), partition_of(msg))
 
 
 def topic_partition(source: str, offset: int) -> TopicPartition:
