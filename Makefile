@@ -33,9 +33,10 @@ demo: $(RUNTIME)
 	$(COMPILE)
 	$(BIN)/watcher-es --db demo/watcher-es.db demo
 
-## The whole suite (starts its own Tansu broker for the Kafka tests).
+## The import contracts (pyproject.toml), then the whole suite (starts its own Tansu broker for the Kafka tests).
 test: $(STAMP)
 	$(COMPILE)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 typecheck: $(STAMP)

@@ -21,7 +21,7 @@ import fastavro
 from fastavro.schema import fingerprint, load_schema, parse_schema, to_parsing_canonical_form
 from fastavro.validation import ValidationError, validate
 
-from .exceptions import CorruptRecordError, SchemaError, SerializationError, UnknownSchemaError
+from eventstore.exceptions import CorruptRecordError, SchemaError, SerializationError, UnknownSchemaError
 
 MARKER = b"\xc3\x01"
 HEADER_SIZE = len(MARKER) + 8

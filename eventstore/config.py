@@ -6,8 +6,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .domain.states import DEFAULT_ABORT_TIMEOUT_US
-from .kafka.config import KafkaSettings
+from eventstore.domain.states import DEFAULT_ABORT_TIMEOUT_US
 
 
 def system_clock() -> int:
@@ -45,8 +44,6 @@ class Settings:
     #: The lowest priority sent ('' none); None when not told: an embedded store keeps its own.
     notification_level: str | None = None
     abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US
-    #: None: the embedded log; otherwise the cluster everything runs on.
-    kafka: KafkaSettings | None = None
     #: The payload set new notifications are built with (``1.0``, ``latest``...); None when not
     #: told, so that a re-emission builds each notification as it was first emitted.
     payload_version: str | None = None

@@ -80,6 +80,14 @@ class StoreUnavailableError(WatcherEsError):
     """An embedded store's file cannot be opened (a missing folder, no permission, not SQLite)."""
 
 
+class StoreError(WatcherEsError):
+    """A SQLite file of the store failed (damaged, read-only, locked): SQLite's own message."""
+
+
+class KafkaClientError(KafkaUnavailableError):
+    """The Kafka client raised an error no check foresaw: the client's own message."""
+
+
 class StaleAppendError(WatcherEsError):
     """An append on the Kafka events topic landed after another at the same plan version: it is skipped."""
 

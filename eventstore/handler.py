@@ -9,17 +9,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from .codec import AvroCodec
-from .domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide_and_fold, unchanged_reason
-from .domain.messages import EVENT_TYPES, Command, Event, from_record, to_record
-from .domain.plan import Plan, fold
-from .domain.validation import validate_command
-from .exceptions import CommandValidationError, DuplicateCommandError, SerializationError, StaleVersionError, WatcherEsError
-from .faults import fault_point
-from .log import AppendRequest, CommandRecord, EventLog, NewEvent, Outcome, StoredEvent
-from .frozen import quick_init
+from eventstore.codec import AvroCodec
+from eventstore.domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide_and_fold, unchanged_reason
+from eventstore.domain.messages import EVENT_TYPES, Command, Event, from_record, to_record
+from eventstore.domain.plan import Plan, fold
+from eventstore.domain.validation import validate_command
+from eventstore.exceptions import CommandValidationError, DuplicateCommandError, SerializationError, StaleVersionError, WatcherEsError
+from eventstore.faults import fault_point
+from eventstore.log import AppendRequest, CommandRecord, EventLog, NewEvent, Outcome, StoredEvent
+from eventstore.frozen import quick_init
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
 
@@ -233,7 +233,7 @@ class CommandHandler:
         lost: list[tuple[Command, bytes]] = []
         for (command, body, decision), result in zip(decided, self._log.append_all(requests) if requests else [], strict=True):
             if isinstance(result, StaleVersionError):
-                log.info("deciding %s again: %s", command.command_id, result)
+                logger.info("deciding %s again: %s", command.command_id, result)
                 self.plans.stale(command.plan_uuid)
                 lost.append((command, body))
             elif isinstance(result, DuplicateCommandError):

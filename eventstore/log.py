@@ -11,11 +11,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
-from .codec import WriterSchema
-from .domain.plan import Plan
-from .exceptions import DuplicateCommandError, StaleVersionError
-from .position import Position
-from .frozen import changed, quick_init
+from eventstore.codec import WriterSchema
+from eventstore.domain.plan import Plan
+from eventstore.exceptions import DuplicateCommandError, StaleVersionError
+from eventstore.position import Position
+from eventstore.frozen import changed, quick_init
 
 #: "pending": on Kafka, a command read back before the handler has said what became of it.
 Outcome = Literal["accepted", "unchanged", "rejected", "pending"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .domain.messages import Action, Audit, RegisterActionPlan, Strategy
-from .domain.identity import canonical_uuid
-from .exceptions import CommandValidationError
-from .times import parse_time
+from eventstore.domain.messages import Action, Audit, RegisterActionPlan, Strategy
+from eventstore.domain.identity import canonical_uuid
+from eventstore.exceptions import CommandValidationError
+from eventstore.times import parse_time
 
 
 class _Doc:

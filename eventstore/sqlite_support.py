@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
-from .exceptions import StoreUnavailableError
+from eventstore.exceptions import StoreError, StoreUnavailableError
 
 if TYPE_CHECKING:  # loaded by ``connect``: a read command's plain read-only connection never needs it
     import sqlite_utils
@@ -20,6 +20,11 @@ if TYPE_CHECKING:  # loaded by ``connect``: a read command's plain read-only con
 
 Durability = Literal["FULL", "NORMAL", "OFF"]
 Row = TypeVar("Row")
+
+
+def sqlite_error(exc: BaseException) -> StoreError | None:
+    """SQLite's errors as ours (``boundary.guarded``): a damaged, read-only or locked file."""
+    return StoreError(str(exc)) if isinstance(exc, sqlite3.Error) else None
 
 
 def connect(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from .exceptions import CommandValidationError
+from eventstore.exceptions import CommandValidationError
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

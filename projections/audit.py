@@ -21,8 +21,8 @@ from eventstore.codec import AvroCodec, Record
 from eventstore.log import CommandRecord, RejectedAppend, StoredEvent
 from eventstore.times import format_time
 
-from .exceptions import NoSuchPlanError
-from .translator import Notification
+from projections.exceptions import NoSuchPlanError
+from projections.translator import Notification
 
 EntryKind = Literal["command", "event", "notification", "conflict"]
 

@@ -16,9 +16,9 @@ import sqlite_utils
 from eventstore.config import system_clock
 from eventstore.log import ParkedRecord
 
-from .tracking import LoggedEvent
+from projections.tracking import LoggedEvent
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 COLUMNS = ("consumer", "source", "position", "plan_uuid", "error", "message", "parked_at")
 
@@ -35,7 +35,7 @@ class ParkingLot:
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
         kind = f"{type(error).__module__}.{type(error).__qualname__}"
-        log.warning("%s parks %s position %s: %s", stage, record.source, record.position, error)
+        logger.warning("%s parks %s position %s: %s", stage, record.source, record.position, error)
         self._db.conn.execute(
             f"INSERT INTO dead_letters ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (stage, record.source, record.position, record.key, kind, str(error), system_clock()),

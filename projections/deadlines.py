@@ -20,9 +20,9 @@ from eventstore.exceptions import WatcherEsError
 from eventstore.handler import load_plan
 from eventstore.log import StoredEvent
 
-from .read_model import ReadModel
+from projections.read_model import ReadModel
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: One plan's events, in version order.
 PlanEvents = Callable[[str], list[StoredEvent]]
@@ -34,7 +34,7 @@ def overdue_commands(model: ReadModel, plan_events: PlanEvents, codec: AvroCodec
         try:
             plan = load_plan(codec, plan_events(uuid))
         except (WatcherEsError, UnexpectedEventError, KeyError) as exc:  # its history is broken (and parked)
-            log.warning("the deadline pass skips plan %s: %s", uuid, exc)
+            logger.warning("the deadline pass skips plan %s: %s", uuid, exc)
             continue
         if plan is not None:
             plans.append(plan)

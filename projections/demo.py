@@ -6,17 +6,14 @@ A library function so that the CLI only presents it and the tests can drive it w
 from __future__ import annotations
 
 import socket
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from eventstore.domain.messages import CancelActionPlan, Command, Fault, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
 from eventstore.exceptions import WatcherEsError
-from eventstore.kafka.client import KafkaClient
 from eventstore.plan_file import parse_plan_document
 from eventstore.times import format_time
-from .embedded import EmbeddedBackend
 
 OPERATOR = "admin (project: admin)"
 
@@ -91,67 +88,8 @@ class DemoBackend(Protocol):
         """Every notification emitted for these plans since the demo began, in emission order."""
 
 
-class EmbeddedDemo:
-    def __init__(self, service: EmbeddedBackend) -> None:
-        self.service = service
-        self._start_seq = service.outbox.last_seq()
-
-    def clock(self) -> int:
-        return self.service.clock()
-
-    def submit(self, command: Command) -> tuple[str, str]:
-        result = self.service.submit(command)
-        return result.outcome, result.reason
-
-    def snapshot(self, plan_uuid: str) -> PlanSnapshot:
-        plan = self.service.model.plan(plan_uuid)
-        if plan is None:
-            raise DemoFailed(f"plan {plan_uuid} is missing from the read model")
-        return PlanSnapshot(plan_uuid, plan["state"], [(a["uuid"], a["action_type"], a["state"]) for a in self.service.model.actions(plan_uuid)])
-
-    def notifications(self, plan_uuids: list[str]) -> list[dict[str, Any]]:
-        return [envelope for _, envelope in self.service.outbox.iterate(self._start_seq)]
-
-
-class KafkaDemo:
-    """The demo through a cluster: commands go to the commands topic, `serve` must be running."""
-
-    TERMINAL = ("action_plan.cancel.end", "action_plan.cancel.error")
-
-    def __init__(self, client: KafkaClient, timeout_s: float = 120.0) -> None:
-        self.client = client
-        self.timeout_s = timeout_s
-        self._since_ms = time.time_ns() // 1_000_000 - 5000
-        self._outcomes = client.follow_outcomes(self._since_ms)
-        self._states: dict[str, PlanSnapshot] = {}
-
-    def clock(self) -> int:
-        return time.time_ns() // 1000
-
-    def submit(self, command: Command) -> tuple[str, str]:
-        self.client.send(command)
-        outcome = self.client.wait_outcome(command.command_id, self._outcomes, self.timeout_s)
-        if outcome.plan_state is not None:
-            self._states[command.plan_uuid] = PlanSnapshot(command.plan_uuid, outcome.plan_state, outcome.action_states)
-        return outcome.outcome, outcome.reason
-
-    def snapshot(self, plan_uuid: str) -> PlanSnapshot:
-        return self._states[plan_uuid]
-
-    def notifications(self, plan_uuids: list[str]) -> list[dict[str, Any]]:
-        def complete(found: list[dict[str, Any]]) -> bool:
-            ended = {n["payload"]["watcher_object.data"]["uuid"] for n in found if n["event_type"] in self.TERMINAL}
-            return ended >= set(plan_uuids)
-
-        try:
-            return self.client.notifications(plan_uuids, self._since_ms, complete, self.timeout_s)
-        finally:
-            self._outcomes.close()
-
-
-def run_demo(target: EmbeddedBackend | DemoBackend) -> DemoReport:
+def run_demo(backend: DemoBackend) -> DemoReport:
     """Register two plans, run them part-way, cancel both, settle the aborts; report everything."""
-    backend: DemoBackend = EmbeddedDemo(target) if isinstance(target, EmbeddedBackend) else target
     origin = f"watcher-es demo@{socket.gethostname()}"
     applier = "watcher-applier"
 

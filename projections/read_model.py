@@ -23,9 +23,9 @@ from sqlite_utils.migrations import Migrations
 from eventstore.codec import AvroCodec, Record
 from eventstore.sqlite_support import claim, connect, migrate, rows_for, write_transaction
 
-from . import model_view
-from .exceptions import UnusableEventError
-from .tracking import LoggedEvent, decode_batch, ensure_tracking_table, track_batch, tracked_position
+from projections import model_view
+from projections.exceptions import UnusableEventError
+from projections.tracking import LoggedEvent, decode_batch, ensure_tracking_table, track_batch, tracked_position
 
 E = TypeVar("E", bound=LoggedEvent)
 

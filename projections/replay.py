@@ -28,36 +28,28 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
 
 from eventstore.codec import AvroCodec
 from eventstore.config import StorePaths
 from eventstore.position import Position
-from eventstore.log import StoredEvent, pages
-from eventstore.sqlite_log import SqliteEventLog
 
-from .exceptions import ReplayError, UnknownInstantError
-from .dead_letters import ParkingLot
-from .read_model import ReadModel
-from .tracking import LoggedEvent
-from .translator import Notification, Translator
+from projections.exceptions import ReplayError
+from projections.history import History, Until
+from projections.dead_letters import ParkingLot
+from projections.read_model import ReadModel
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Events read and applied per transaction: big enough to amortise a commit, small enough to
 #: keep a replay's memory flat (a batch of 5000 decoded events is a few MB).
 BATCH_SIZE: Final = 5000
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SUFFIXES: Final = ("", "-wal", "-shm", "-journal")
-
-#: A log read as a stream of pages from its start to its end: a Kafka events topic.
-EventPages = Callable[[], Iterable[Sequence[StoredEvent]]]
 
 
 @dataclass(frozen=True)
@@ -88,39 +80,6 @@ class ReplayResult:
         return self.events / self.seconds if self.seconds > 0 else 0.0
 
 
-# ---------------------------------------------------------------- --until
-
-
-def parse_timestamp(text: str) -> int:
-    """An ISO 8601 time (``2026-11-26T10:00:00Z``; no zone means UTC) in UTC microseconds."""
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise UnknownInstantError(
-            f"--until {text!r} is neither a log position (a whole number) nor an ISO 8601 time such as 2026-11-26T10:00:00Z"
-        ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(microseconds=1)
-
-
-def resolve_until(events: SqliteEventLog, until: str) -> int:
-    """``--until``: a log position as given, or the last position whose event occurred at or before
-    an ISO 8601 time (0 if none did). For a time the whole log is read: ``occurred_at`` is stamped
-    by whichever handler decided, so it is not guaranteed to grow with position across processes.
-    """
-    text = until.strip()
-    if not text.isdigit():
-        found = 0
-        for page in _until_time(pages(events, BATCH_SIZE), parse_timestamp(text)):
-            found = page[-1].position
-        return found
-    position, last = int(text), events.last_position()
-    if position > last:
-        raise UnknownInstantError(f"--until {position}: the log ends at position {last}")
-    return position
-
-
 def as_of_path(log_path: Path, position: int | str) -> Path:
     """The default file of an as-of model: ``<log stem>.asof-<position>.db`` beside the log."""
     stem = log_path.with_suffix("") if log_path.suffix == ".db" else log_path
@@ -141,7 +100,7 @@ def _scratch_path(target: Path) -> Path:
     for stray in target.parent.glob(f".{target.name}.rebuild-*.tmp"):
         pid = stray.name.rsplit(".rebuild-", 1)[1].removesuffix(".tmp")
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            log.info("removing %s, left by a replay that did not finish", stray)
+            logger.info("removing %s, left by a replay that did not finish", stray)
             _remove_files(stray)
     return target.with_name(f".{target.name}.rebuild-{os.getpid()}.tmp")
 
@@ -182,49 +141,20 @@ def _open_scratch(path: Path, codec: AvroCodec, page_size: int | None) -> ReadMo
     return model
 
 
-def _log_pages(events: SqliteEventLog, until: int | None, batch_size: int) -> Iterator[Sequence[LoggedEvent]]:
-    """The embedded log up to position ``until`` (inclusive) through its bulk ``scan``: the same events as
-    light tuples, since a replay would otherwise spend as long building ``StoredEvent``s as decoding their bodies."""
-    after = 0
-    while batch := events.scan(after=after, limit=batch_size):
-        kept = batch if until is None else [e for e in batch if e.position <= until]
-        if not kept:
-            return
-        yield kept
-        after = kept[-1].position
-
-
-def _until_time(pages: Iterable[Sequence[StoredEvent]], until_us: int | None) -> Iterator[Sequence[StoredEvent]]:
-    """A stream's events that occurred at or before ``until_us`` (all of them without it).
-
-    One plan's events share a partition and a handler's clock, so this keeps a prefix of every plan.
-    """
-    for page in pages:
-        kept = page if until_us is None else [e for e in page if e.occurred_at <= until_us]
-        if kept:
-            yield kept
-
-
-def _feed(
-    events: SqliteEventLog | EventPages, model: ReadModel, until: int | None, batch_size: int, progress: ProgressCallback | None,
-) -> int:
+def _feed(history: History, model: ReadModel, until: Until | None, batch_size: int, progress: ProgressCallback | None) -> int:
     """Apply the log to ``model`` up to ``until`` (or its end), reporting after every batch.
 
-    ``until`` is a position of the embedded log, or a time (UTC microseconds) for a stream. Python's
-    cycle collector is paused meanwhile: a replay allocates millions of short-lived records that
+    Python's cycle collector is paused meanwhile: a replay allocates millions of short-lived records that
     reference counting frees and that never form cycles, and the collector would keep scanning
     each batch of them as it is built (a fifth of the decoding time, measured) and find nothing.
     """
-    if isinstance(events, SqliteEventLog):
-        batches: Iterable[Sequence[LoggedEvent]] = _log_pages(events, until, batch_size)
-        target: Position | None = Position.at(until if until is not None else events.last_position())
-    else:
-        batches, target = _until_time(events(), until), None  # a topic's length is not known up front
+    end = history.end()  # None: a topic, whose length is not known up front
+    target = Position.at(until.bound) if until is not None and end is not None else end
     done = 0
     collecting = gc.isenabled()
     gc.disable()
     try:
-        for batch in batches:
+        for batch in history.pages(until, batch_size):
             model.process(batch)
             done += len(batch)
             if progress is not None:
@@ -238,7 +168,7 @@ def _feed(
 
 @contextmanager
 def _built(
-    events: SqliteEventLog | EventPages, codec: AvroCodec, target: Path, until: int | None, page_size: int | None,
+    history: History, codec: AvroCodec, target: Path, until: Until | None, page_size: int | None,
     batch_size: int, progress: ProgressCallback | None,
 ) -> Iterator[tuple[Path, int, Position]]:
     """The model up to ``until`` in a scratch file beside ``target``: the file, its events and position.
@@ -250,7 +180,7 @@ def _built(
     try:
         model = _open_scratch(scratch, codec, page_size)
         try:
-            count = _feed(events, model, until, batch_size, progress)
+            count = _feed(history, model, until, batch_size, progress)
             position = Position.of(model.positions())
         except BaseException:
             model.close()
@@ -263,7 +193,7 @@ def _built(
 
 
 def build_as_of(
-    events: SqliteEventLog | EventPages, codec: AvroCodec, until: int, into: Path, *, protected: tuple[Path, ...] = (),
+    history: History, codec: AvroCodec, until: Until, into: Path, *, protected: tuple[Path, ...] = (),
     batch_size: int = BATCH_SIZE, progress: ProgressCallback | None = None,
 ) -> ReplayResult:
     """The read model as it was at ``until``, as a file of its own; the live one is untouched.
@@ -276,14 +206,14 @@ def build_as_of(
     if Path(f"{into}-wal").exists():
         raise ReplayError(f"--into {into} is open in WAL mode (it has a -wal file); close it or choose another path")
     started = time.monotonic()
-    with _built(events, codec, into, until, None, batch_size, progress) as (scratch, count, position):
+    with _built(history, codec, into, until, None, batch_size, progress) as (scratch, count, position):
         os.replace(scratch, into)
-    log.info("as-of model at position %s: %d events into %s", position, count, into)
+    logger.info("as-of model at position %s: %d events into %s", position, count, into)
     return ReplayResult(into, position, count, time.monotonic() - started)
 
 
 def rebuild_live(
-    events: SqliteEventLog | EventPages, codec: AvroCodec, live: Path, *, batch_size: int = BATCH_SIZE,
+    history: History, codec: AvroCodec, live: Path, *, batch_size: int = BATCH_SIZE,
     progress: ProgressCallback | None = None, busy_timeout_s: float = 60.0,
 ) -> ReplayResult:
     """Rebuild the live model from the start of the log and swap it in atomically when done.
@@ -294,11 +224,11 @@ def rebuild_live(
     live = Path(live)
     started = time.monotonic()
     # To the end of the log, appends meanwhile included.
-    with _built(events, codec, live, None, _page_size_of(live), batch_size, progress) as (scratch, count, position):
+    with _built(history, codec, live, None, _page_size_of(live), batch_size, progress) as (scratch, count, position):
         if progress is not None:
             progress(ReplayProgress("swap", count, position, position))
         _copy_into(scratch, live, busy_timeout_s)
-    log.info("rebuilt the read model at %s to position %s from %d events", live, position, count)
+    logger.info("rebuilt the read model at %s to position %s from %d events", live, position, count)
     return ReplayResult(live, position, count, time.monotonic() - started)
 
 
@@ -313,61 +243,19 @@ def _copy_into(source: Path, live: Path, busy_timeout_s: float) -> None:
             raise ReplayError(f"cannot swap the rebuilt model into {live}: {exc}") from exc
 
 
-# ---------------------------------------------------------------- notifications
-
-
-def replay_notifications(
-    events: SqliteEventLog, translator: Translator, first: int = 1, last: int | None = None, *,
-    plan_uuid: str | None = None, batch_size: int = BATCH_SIZE,
-) -> Iterator[Notification]:
-    """The notifications positions ``first``..``last`` (inclusive) cause, translated afresh.
-
-    A fresh translator over the log, not the stored emission: message ids derive from event ids
-    and payloads from the plan as each event left it, so these are identical to the first
-    emission, ``message_id`` included, and a consumer recognises them as re-sends.
-    """
-    if first < 1:
-        raise ReplayError(f"--from-position {first}: positions start at 1")
-    end = last if last is not None else events.last_position()
-    if end < first - 1:
-        raise ReplayError(f"--to-position {end} is before --from-position {first}")
-    for batch in pages(events, batch_size, Position.at(first - 1)):
-        wanted = [e for e in batch if e.position <= end and (plan_uuid is None or e.plan_uuid == plan_uuid)]
-        if wanted:
-            yield from translator.translate(wanted, on_poison=_skip_unusable)
-        if batch[-1].position >= end:
-            return
-
-
-def _skip_unusable(event: LoggedEvent, error: Exception) -> None:
-    """Re-emission goes past an unusable event (the live consumers parked it; `verify` names it)."""
-    log.warning("not re-emitting from %s: %s", event.where, error)
-
-
 # ---------------------------------------------------------------- the command
 
 
 def replay(
-    events: SqliteEventLog | EventPages, codec: AvroCodec, paths: StorePaths, until: str | None = None, into: Path | None = None, *,
+    history: History, codec: AvroCodec, paths: StorePaths, until: str | None = None, into: Path | None = None, *,
     batch_size: int = BATCH_SIZE, progress: ProgressCallback | None = None,
 ) -> ReplayResult:
     """``watcher-es replay``: rebuild the live model, or with ``until`` build the model as it was
-    then into ``into`` (default ``<log stem>.asof-<position>.db``), leaving the live one alone.
-
-    ``events`` is the embedded log, or a stream of pages (a Kafka events topic), where ``until``
-    can only be a time: positions number the embedded log alone.
-    """
+    then into ``into`` (default ``<log stem>.asof-<until>.db``), leaving the live one alone."""
     if until is None:
         if into is not None:
             raise ReplayError("--into needs --until: without it the live read model is rebuilt in place")
-        return rebuild_live(events, codec, paths.model, batch_size=batch_size, progress=progress)
-    if isinstance(events, SqliteEventLog):
-        at = resolve_until(events, until)
-        default = as_of_path(paths.log, at)
-    elif until.strip().isdigit():
-        raise UnknownInstantError(f"--until {until}: positions number the embedded log; on Kafka give an ISO 8601 time")
-    else:
-        at = parse_timestamp(until)
-        default = as_of_path(paths.log, f"{datetime.fromtimestamp(at / 1e6, UTC):%Y%m%dT%H%M%SZ}")
+        return rebuild_live(history, codec, paths.model, batch_size=batch_size, progress=progress)
+    at = history.until(until)
     protected = (paths.log, paths.model, paths.notifications)
-    return build_as_of(events, codec, at, into or default, protected=protected, batch_size=batch_size, progress=progress)
+    return build_as_of(history, codec, at, into or as_of_path(paths.log, at.label), protected=protected, batch_size=batch_size, progress=progress)

@@ -11,17 +11,14 @@ from __future__ import annotations
 import gc
 import logging
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from confluent_kafka import KafkaException
-
 from eventstore.exceptions import WatcherEsError
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: How long a part waits for its next record before looking whether it should stop.
 POLL_S = 0.5
@@ -101,7 +98,7 @@ class Service:
                 if name == "projections":
                     self._isolated("deadline pass", self._deadlines)
         except BaseException as exc:  # never a silently dead part in a live serve
-            log.critical("%s stopped on an unexpected error; serve stops", name, exc_info=True)
+            logger.critical("%s stopped on an unexpected error; serve stops", name, exc_info=True)
             self._crashed = exc
             self.stop()
 
@@ -109,8 +106,8 @@ class Service:
         """One part failing never takes the others down: it is logged and tried again (every effect is idempotent)."""
         try:
             work()
-        except (WatcherEsError, KafkaException, sqlite3.Error) as exc:
-            log.error("%s failed, retrying: %s", name, exc)
+        except WatcherEsError as exc:
+            logger.error("%s failed, retrying: %s", name, exc)
             time.sleep(0.5)
 
     def _deadlines(self) -> None:
@@ -124,6 +121,6 @@ class Service:
             try:
                 part.close()
             except Exception as exc:  # noqa: BLE001 - every part must get closed; a rebalance callback may fail as the client shuts down
-                log.warning("closing %s: %s", name, exc)
+                logger.warning("closing %s: %s", name, exc)
         for closer in self._closers:
             closer()

@@ -30,9 +30,9 @@ from eventstore.frozen import quick_init
 from eventstore.handler import load_plan
 from eventstore.log import EventLog, StoredEvent
 
-from .exceptions import UnusableEventError
-from .payloads import DEFAULT_PAYLOAD_SET, PayloadSet, Shown, payload_set
-from .tracking import PoisonHandler, decode_batch
+from projections.exceptions import UnusableEventError
+from projections.payloads import DEFAULT_PAYLOAD_SET, PayloadSet, Shown, payload_set
+from projections.tracking import PoisonHandler, decode_batch
 
 Priority = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

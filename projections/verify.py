@@ -1,6 +1,6 @@
 """``verify``: the log's hash chains hold, and the live read model is what the log says it is.
 
-Two checks, one pass over the log through the ``EventLog`` port:
+Two checks, one pass over the log through the ``History`` port:
 
 1. The chains. Per plan, in log order: versions run 1, 2, 3... (so positions grow with
    version), each ``hash`` is ``chain_hash(previous hash, body)`` (the first chains from ""),
@@ -18,6 +18,7 @@ consistently: its rows and its position come from the same snapshot.
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -30,12 +31,13 @@ from eventstore.codec import AvroCodec
 from eventstore.domain.plan import UnexpectedEventError
 from eventstore.exceptions import WatcherEsError
 from eventstore.position import Position
-from eventstore.sqlite_log import SqliteEventLog
-from eventstore.log import EventLog, StoredEvent, chain_hash, pages
+from eventstore.config import Settings
+from eventstore.log import StoredEvent, chain_hash
 
-from .exceptions import VerificationFailed
-from .read_model import ACTION_COLUMNS, AUDIT_COLUMNS, HISTORY_COLUMNS, PLAN_COLUMNS, STRATEGY_COLUMNS, ReadModel
-from .replay import BATCH_SIZE
+from projections.exceptions import VerificationFailed
+from projections.history import History
+from projections.read_model import ACTION_COLUMNS, AUDIT_COLUMNS, HISTORY_COLUMNS, PLAN_COLUMNS, STRATEGY_COLUMNS, ReadModel
+from projections.replay import BATCH_SIZE
 
 #: The columns of a stored event that must agree with its (hashed) body.
 _SIGNED_FIELDS: Final = ("event_id", "command_id", "plan_uuid", "occurred_at")
@@ -127,25 +129,22 @@ class ChainChecker:
 
 
 def verify(
-    events: EventLog | Iterable[Sequence[StoredEvent]], codec: AvroCodec, live: ReadModel, *, batch_size: int = BATCH_SIZE,
-    scratch: Path | str = ":memory:",
+    history: History, codec: AvroCodec, live: ReadModel, *, batch_size: int = BATCH_SIZE, scratch: Path | str = ":memory:",
 ) -> VerifyReport:
     """Check the chains of the whole log and compare the live model with a fresh rebuild.
 
-    ``events`` is the embedded log (read through the port) or any stream of pages of stored
-    events, such as a Kafka events topic read to its end. Raises ``VerificationFailed`` at the
-    first difference; ``scratch`` is where the fresh model is built (a file instead of memory
-    for a log too big to hold its model in RAM).
+    Raises ``VerificationFailed`` at the first difference; ``scratch`` is where the fresh model is
+    built (a file instead of memory for a log too big to hold its model in RAM).
     """
-    broken = events.broken_command() if isinstance(events, SqliteEventLog) else None
-    if broken is not None:
-        table, seq, command = broken
+    edited = history.edited_command()
+    if edited is not None:
+        command = edited.command
         raise VerificationFailed(
             "command", command.plan_uuid, None,
-            f"{table} row {seq}: command {command.command_id} ({command.command_type}) does not match its chained hash: it was edited",
-            f"{table} row {seq}",
+            f"{edited.table} row {edited.row}: command {command.command_id} ({command.command_type}) does not match its chained hash: it was edited",
+            f"{edited.table} row {edited.row}",
         )
-    stream = pages(events, batch_size) if isinstance(events, EventLog) else events
+    stream = history.stored(batch_size)
     conn = live.db.conn
     conn.execute("BEGIN")  # one snapshot of the live model: its rows and its positions agree
     try:
@@ -263,3 +262,10 @@ def _locate(conn: sqlite3.Connection, table: str, row: dict[str, Any]) -> tuple[
 def _first_value(conn: sqlite3.Connection, sql: str, *args: Any) -> Any:
     row = conn.execute(sql, args).fetchone()
     return row[0] if row else None
+
+
+def verify_against(history: History, codec: AvroCodec, settings: Settings, on_disk: bool) -> VerifyReport:
+    """``watcher-es verify`` against the live model beside --db; ``on_disk`` rebuilds in a scratch file beside it."""
+    with tempfile.TemporaryDirectory(dir=settings.paths.model.parent, prefix=".verify-") as tmp:
+        with closing(ReadModel(settings.paths.model, codec)) as model:
+            return verify(history, codec, model, scratch=Path(tmp) / "fresh.db" if on_disk else ":memory:")

@@ -13,8 +13,8 @@ import pytest
 
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings
-from projections.embedded import EmbeddedBackend
-from eventstore.sqlite_log import SqliteEventLog
+from projections.sqlite.backend import EmbeddedBackend
+from eventstore.sqlite.log import SqliteEventLog
 
 from . import factories as f
 from .kafka.conftest import broker, kafka  # noqa: F401  the contract suite runs one half on the broker

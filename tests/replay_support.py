@@ -11,7 +11,7 @@ from eventstore.codec import AvroCodec
 from eventstore.config import Settings
 from eventstore.domain.messages import Command
 from eventstore.handler import HandlingResult
-from projections.embedded import EmbeddedBackend
+from projections.sqlite.backend import EmbeddedBackend
 
 from . import factories as f
 

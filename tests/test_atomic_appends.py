@@ -24,7 +24,7 @@ def run(db: Path, *args: str, fault: str | None = None) -> subprocess.CompletedP
     if fault:
         env[VARIABLE] = fault
     return subprocess.run(
-        [sys.executable, "-m", "eventstore", "--db", str(db), "--publisher-id", "infra-optim:test", *args],
+        [sys.executable, "-m", "projections", "--db", str(db), "--publisher-id", "infra-optim:test", *args],
         env=env, capture_output=True, text=True, timeout=120,
     )
 

@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from eventstore.cli import app
+from projections.cli import app
 from projections.demo import OPERATOR, DemoReport, run_demo
-from projections.embedded import EmbeddedBackend
+from projections.sqlite.demo import EmbeddedDemo
+from projections.sqlite.backend import EmbeddedBackend
 from projections.audit import PlanStory, plan_story
 from projections.exceptions import NoSuchPlanError
-from projections.outbox import stored_notifications
+from projections.sqlite.notifications import stored_notifications
 
 from . import factories as f
 from .replay_support import open_store
@@ -24,7 +25,7 @@ from .replay_support import open_store
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[tuple[EmbeddedBackend, DemoReport]]:
     service = open_store(tmp_path / "w.db")
-    yield service, run_demo(service)
+    yield service, run_demo(EmbeddedDemo(service))
     service.close()
 
 

@@ -15,7 +15,7 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from eventstore.cli import app
+from projections.cli import app
 
 PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
 OTHER = "0b5f4b1e-5a53-4f0a-8d77-7f4d7d8c2a01"
@@ -507,10 +507,10 @@ def test_a_store_error_names_the_db_it_came_from(cli: Cli, tmp_path: Path, monke
     """An SQLite error no check caught (a locked or failing disk) still names the --db to look at."""
     cli("register", write_plan(tmp_path, plan_document()))
 
-    def failing(settings: object) -> None:
+    def failing(*args: object) -> None:
         raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr("projections.store.open_store", failing)
+    monkeypatch.setattr("projections.model_view.ModelView.plans", failing)
     failed = cli("plans", code=1)
     assert failed.stderr.count("\n") == 1 and "disk I/O error" in failed.stderr
     assert f"--db {tmp_path / 'x.db'}" in " ".join(failed.stderr.split())

@@ -15,16 +15,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from eventstore.cli import app
+from projections.cli import app
 
 from .test_cli import PLAN, plan_document, write_plan
 
-HEAVY = ("fastavro", "sqlite_utils", "confluent_kafka", "projections.read_model", "projections.embedded", "eventstore.codec")
+HEAVY = ("fastavro", "sqlite_utils", "confluent_kafka", "projections.read_model", "projections.sqlite.backend", "eventstore.codec")
 
 #: Runs the CLI in a fresh interpreter and prints which heavy modules it loaded.
 PROBE = """
 import json, sys
-from eventstore.cli import main
+from projections.cli import main
 args, heavy = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 sys.argv = ["watcher-es", *args]
 try:
@@ -72,3 +72,9 @@ def test_status_reads_without_creating_the_model(tmp_path: Path) -> None:
     result = runner.invoke(app, ["--db", str(db), "status", PLAN])
     assert result.exit_code == 1 and "is not registered" in result.output
     assert not (tmp_path / "w.model.db").exists()
+
+
+@pytest.mark.parametrize("args", [("demo", "--json"), ("serve", "--once"), ("cancel", PLAN, "--reason", "r", "--json"), ("verify",), ("replay",)])
+def test_the_embedded_store_never_loads_the_kafka_client(store: Path, args: tuple[str, ...]) -> None:
+    """Only code in a kafka folder imports confluent_kafka, and only a cluster loads that code."""
+    assert loaded_by("--db", str(store), *args, heavy=("confluent_kafka", "eventstore.kafka.io", "projections.kafka")) == []

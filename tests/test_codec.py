@@ -26,7 +26,7 @@ from eventstore.domain.messages import (
 )
 from eventstore.domain.plan import Plan, evolve
 from eventstore.exceptions import CorruptRecordError, SchemaError, SerializationError, UnknownSchemaError
-from eventstore.sqlite_log import SqliteEventLog
+from eventstore.sqlite.log import SqliteEventLog
 
 from . import factories as f
 

@@ -27,7 +27,7 @@ def _env() -> dict[str, str]:
 
 def _start(db: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "eventstore", "--db", str(db), "--publisher-id", "infra-optim:test", *args],
+        [sys.executable, "-m", "projections", "--db", str(db), "--publisher-id", "infra-optim:test", *args],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
 
@@ -71,7 +71,7 @@ def test_registers_cancels_and_queries_in_parallel_on_one_store(tmp_path: Path) 
         commands = [e for e in story["entries"] if e["kind"] == "command"]
         assert [c["outcome"] for c in commands] == ["accepted", "accepted"], "each command has exactly one outcome"
     verified = subprocess.run(
-        [sys.executable, "-m", "eventstore", "--db", str(db), "verify"], env=_env(), capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "projections", "--db", str(db), "verify"], env=_env(), capture_output=True, text=True, timeout=120,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
@@ -125,6 +125,6 @@ def test_eight_operators_for_thirty_seconds(tmp_path: Path) -> None:
         commands = [e for e in story["entries"] if e["kind"] == "command"]
         assert [c["type"] for c in commands] == ["RegisterActionPlan", "CancelActionPlan"], "exactly one outcome each"
     verified = subprocess.run(
-        [sys.executable, "-m", "eventstore", "--db", str(db), "verify"], env=_env(), capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "projections", "--db", str(db), "verify"], env=_env(), capture_output=True, text=True, timeout=300,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from eventstore.cli import app
+from projections.cli import app
 from eventstore.config import Settings
 from eventstore.log import DeadLetterSink, ParkedRecord
 from projections.dead_letters import ParkingLot, parked
-from projections.embedded import EmbeddedBackend
+from projections.sqlite.backend import EmbeddedBackend
 from projections.translator import NotificationSink
 
 from . import factories as f

@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from eventstore.codec import AvroCodec
-from eventstore.cli import app
-from eventstore.sqlite_log import SqliteEventLog
-from projections.outbox import NotificationOutbox
+from projections.cli import app
+from eventstore.sqlite.log import SqliteEventLog
+from projections.sqlite.notifications import NotificationOutbox
 from projections.tracking import catch_up
 from projections.translator import Translator
 

@@ -22,7 +22,7 @@ from eventstore.exceptions import DuplicateCommandError, StaleVersionError
 from eventstore.handler import CommandHandler, load_plan
 from eventstore.log import AppendRequest, CommandRecord, EventLog, NewEvent, StoredEvent, pages
 from eventstore.position import Position
-from eventstore.sqlite_log import SqliteEventLog
+from eventstore.sqlite.log import SqliteEventLog
 
 from . import factories as f
 

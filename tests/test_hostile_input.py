@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
-from eventstore.cli import app
+from projections.cli import app
 from eventstore.codec import HEADER_SIZE, MARKER, AvroCodec
 from eventstore.domain.messages import RegisterActionPlan, to_record
 from eventstore.domain.validation import validate_command

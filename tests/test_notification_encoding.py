@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from eventstore.kafka.records import iso_micros, iso_of_oslo_timestamp, oslo_envelope, parse_iso_micros
 from eventstore.codec import AvroCodec
-from projections.kafka_history import AUDIT_HEADER, AuditTrail, audit_summary
+from projections.kafka.audit import AUDIT_HEADER, AuditTrail, audit_summary
 from projections.translator import _MESSAGE_IDS, message_id_for, notification_timestamp
 
 GOLDEN = Path(__file__).resolve().parent / "golden"

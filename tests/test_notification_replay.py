@@ -8,9 +8,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from eventstore.cli import app
-from projections.outbox import stored_notifications
-from projections.replay import replay_notifications
+from projections.cli import app
+from projections.sqlite.notifications import stored_notifications
+from projections.sqlite.notifications import replay_notifications
 from projections.translator import Translator
 
 from . import factories as f

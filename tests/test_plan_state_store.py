@@ -129,7 +129,7 @@ def test_a_damaged_row_is_a_specific_error(tmp_path: Path) -> None:
 
 
 def test_another_kind_of_store_is_refused(tmp_path: Path) -> None:
-    from eventstore.sqlite_log import SqliteEventLog
+    from eventstore.sqlite.log import SqliteEventLog
 
     log = SqliteEventLog(tmp_path / "log.db")
     log.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from projections.embedded import EmbeddedBackend
+from projections.sqlite.backend import EmbeddedBackend
 
 from . import factories as f
 

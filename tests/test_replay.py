@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from eventstore.cli import app
+from projections.cli import app
 from eventstore.domain.messages import Command
 from eventstore.times import format_time
-from projections.embedded import EmbeddedBackend
+from projections.sqlite.backend import EmbeddedBackend
 from projections.exceptions import ReplayError, UnknownInstantError
 from projections.read_model import ReadModel
-from projections.replay import ReplayProgress, parse_timestamp, replay, resolve_until
+from projections.history import parse_timestamp
+from projections.replay import ReplayProgress, replay
+from projections.sqlite.history import SqliteHistory
 
 from . import factories as f
 from .benchmarks.rebuild import fill
@@ -50,7 +52,7 @@ def test_rebuild_equals_live_and_readers_see_it_without_reopening(store: Embedde
     position = store.model.position()
     store.model.db.conn.execute("UPDATE action_plans SET state = 'DRIFTED'")  # so the swap is visible
 
-    result = replay(store.log, store.codec, store.settings.paths)
+    result = replay(SqliteHistory(store.log), store.codec, store.settings.paths)
 
     assert result.position.sequence == position == store.log.last_position()
     assert result.events == position
@@ -69,7 +71,7 @@ def test_until_position_equals_the_live_state_captured_then(store: EmbeddedBacke
     live_after = store.model.tables()
     assert store.log.last_position() > position
 
-    result = replay(store.log, store.codec, store.settings.paths, until=str(position))
+    result = replay(SqliteHistory(store.log), store.codec, store.settings.paths, until=str(position))
 
     assert result.path == tmp_path / f"w.asof-{position}.db"
     assert as_of(result.path, store) == captured
@@ -86,7 +88,7 @@ def test_until_timestamp_equals_the_live_state_captured_then(tmp_path: Path) -> 
         submit_all(service, commands[5:])
 
         into = tmp_path / "then.db"
-        result = replay(service.log, service.codec, service.settings.paths, until=format_time(moment), into=into)
+        result = replay(SqliteHistory(service.log), service.codec, service.settings.paths, until=format_time(moment), into=into)
 
         assert result.position.sequence == len(captured["plan_history"])
         assert as_of(into, service) == captured
@@ -97,15 +99,16 @@ def test_until_timestamp_equals_the_live_state_captured_then(tmp_path: Path) -> 
 def test_until_is_a_position_or_an_iso_time(store: EmbeddedBackend) -> None:
     submit_all(store, scenario())
     last = store.log.last_position()
-    assert resolve_until(store.log, "0") == 0
-    assert resolve_until(store.log, str(last)) == last
-    assert resolve_until(store.log, "2999-01-01T00:00:00Z") == last
-    assert resolve_until(store.log, "1999-01-01") == 0
+    history = SqliteHistory(store.log)
+    assert history.until("0").bound == 0
+    assert history.until(str(last)).bound == last
+    assert history.until("2999-01-01T00:00:00Z").bound == last
+    assert history.until("1999-01-01").bound == 0
     assert parse_timestamp("2026-11-26T10:00:00Z") == parse_timestamp("2026-11-26T11:00:00+01:00") == parse_timestamp("2026-11-26T10:00:00")
     with pytest.raises(UnknownInstantError, match="ends at position"):
-        resolve_until(store.log, str(last + 1))
+        history.until(str(last + 1))
     with pytest.raises(UnknownInstantError, match="ISO 8601"):
-        resolve_until(store.log, "yesterday")
+        history.until("yesterday")
 
 
 def test_an_as_of_model_never_replaces_a_live_file(store: EmbeddedBackend) -> None:
@@ -113,9 +116,9 @@ def test_an_as_of_model_never_replaces_a_live_file(store: EmbeddedBackend) -> No
     paths = store.settings.paths
     for protected in (paths.model, paths.log, paths.notifications):
         with pytest.raises(ReplayError, match="live store"):
-            replay(store.log, store.codec, paths, until="3", into=protected)
+            replay(SqliteHistory(store.log), store.codec, paths, until="3", into=protected)
     with pytest.raises(ReplayError, match="--into needs --until"):
-        replay(store.log, store.codec, paths, into=paths.model.with_name("x.db"))
+        replay(SqliteHistory(store.log), store.codec, paths, into=paths.model.with_name("x.db"))
 
 
 def test_the_live_model_serves_the_old_state_until_the_swap(store: EmbeddedBackend) -> None:
@@ -132,7 +135,7 @@ def test_the_live_model_serves_the_old_state_until_the_swap(store: EmbeddedBacke
     snapshot.execute("BEGIN")
     assert {r[0] for r in snapshot.execute("SELECT state FROM action_plans")} == {"OLD"}
 
-    replay(store.log, store.codec, paths, batch_size=5, progress=watch)
+    replay(SqliteHistory(store.log), store.codec, paths, batch_size=5, progress=watch)
 
     assert len(seen_during) > 2 and all(states == {"OLD"} for states in seen_during)
     # a read transaction open across the swap keeps its snapshot; the next one sees the new model
@@ -151,7 +154,7 @@ def test_a_20k_event_log_rebuilds(tmp_path: Path) -> None:
     service = open_store(db)
     try:
         events: list[int] = []
-        result = replay(service.log, service.codec, service.settings.paths, progress=lambda p: events.append(p.events))
+        result = replay(SqliteHistory(service.log), service.codec, service.settings.paths, progress=lambda p: events.append(p.events))
         assert result.events == written == result.position.sequence
         assert events[-1] == written and events == sorted(events)
         plans = service.model.db.conn.execute("SELECT count(*), count(DISTINCT state) FROM action_plans").fetchone()

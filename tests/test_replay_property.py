@@ -21,8 +21,8 @@ from eventstore.domain.messages import Command
 from eventstore.domain.states import ACTION_REGISTRABLE, ACTION_STATES, PLAN_REGISTRABLE, PLAN_STATES
 from eventstore.exceptions import CommandValidationError
 from eventstore.handler import load_plan
-from projections.embedded import EmbeddedBackend
-from projections.outbox import NotificationOutbox, stored_notifications
+from projections.sqlite.backend import EmbeddedBackend
+from projections.sqlite.notifications import NotificationOutbox, stored_notifications
 from projections.read_model import ReadModel
 from projections.tracking import catch_up
 from projections.translator import Translator

@@ -20,7 +20,7 @@ import pytest
 from fastavro.utils import generate_many
 from typer.testing import CliRunner
 
-from eventstore.cli import app
+from projections.cli import app
 from eventstore.codec import AvroCodec, NAMESPACE
 
 ROOT = Path(__file__).resolve().parents[1]

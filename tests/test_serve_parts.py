@@ -9,7 +9,7 @@ import pytest
 
 from eventstore.config import Settings
 from eventstore.kafka.config import KafkaSettings
-from projections.kafka_service import kafka_service
+from projections.kafka.service import kafka_service
 
 
 class Broken:
@@ -25,7 +25,7 @@ class Broken:
 
 def test_a_part_that_dies_stops_serve_with_its_error(tmp_path: Path) -> None:
     kafka = KafkaSettings("127.0.0.1:9")  # nothing is contacted: the service has no Kafka part here
-    service = kafka_service(Settings(db=tmp_path / "w.db", kafka=kafka), kafka, only=())
+    service = kafka_service(Settings(db=tmp_path / "w.db"), kafka, only=())
     broken = Broken()
     service.parts["broken"] = broken
     with pytest.raises(RuntimeError, match="a bug in a part"):

@@ -18,8 +18,8 @@ from eventstore.domain.messages import Event
 from eventstore.exceptions import StaleVersionError
 from eventstore.handler import CommandHandler, load_plan
 from eventstore.log import chain_hash
-from projections.embedded import EmbeddedBackend
-from eventstore.sqlite_log import SqliteEventLog
+from projections.sqlite.backend import EmbeddedBackend
+from eventstore.sqlite.log import SqliteEventLog
 
 from . import factories as f
 from .conftest import FakeClock

@@ -25,7 +25,7 @@ from eventstore.domain.messages import (
     Fault,
 )
 from eventstore.domain.plan import Plan, evolve, fold
-from projections.embedded import EmbeddedBackend
+from projections.sqlite.backend import EmbeddedBackend
 
 from . import factories as f
 

@@ -11,14 +11,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from eventstore.cli import app
+from projections.cli import app
 from eventstore.config import Settings
 from eventstore.position import Position
 from eventstore.log import StoredEvent
-from projections.embedded import EmbeddedBackend
+from projections.sqlite.backend import EmbeddedBackend
 from projections.exceptions import VerificationFailed
 from projections.read_model import ReadModel
 from projections.tracking import catch_up
+from projections.sqlite.history import SqliteHistory
 from projections.verify import VerifyReport, verify
 
 from . import factories as f
@@ -42,7 +43,7 @@ def plan_stream(store: EmbeddedBackend, n: int) -> tuple[str, list[StoredEvent]]
 
 
 def check(store: EmbeddedBackend) -> VerifyReport:
-    return verify(store.log, store.codec, store.model)
+    return verify(SqliteHistory(store.log), store.codec, store.model)
 
 
 def failure(store: EmbeddedBackend) -> VerificationFailed:
@@ -212,7 +213,7 @@ def test_verify_reads_the_model_in_one_snapshot(store: EmbeddedBackend) -> None:
             return store.log.events_after(after, limit)
 
     before = store.model.position()
-    report = verify(CatchesUpMeanwhile(), store.codec, store.model)
+    report = verify(SqliteHistory(CatchesUpMeanwhile()), store.codec, store.model)  # type: ignore[arg-type]
     other_model.close()
     assert report.model_position.sequence == before < store.model.position()
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from eventstore.cli import app
+from projections.cli import app
 
 from . import watcher_compat as wc
 

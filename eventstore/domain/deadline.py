@@ -9,8 +9,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 
-from .messages import EnforceAbortDeadline
-from .plan import Plan
+from eventstore.domain.messages import EnforceAbortDeadline
+from eventstore.domain.plan import Plan
 
 _DEADLINE_IDS = uuid.UUID("8f1d2c3b-4a5e-4f60-8b71-9c0d1e2f3a4b")
 PASS_NAME = "watcher-es deadline pass"

@@ -11,17 +11,17 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from ..exceptions import WatcherEsError
-from .messages import (
+from eventstore.exceptions import WatcherEsError
+from eventstore.domain.messages import (
     ActionCancellationFailed, ActionCancellationStarted, ActionCancelled, ActionPlanCancellationFailed,
     ActionPlanCancellationStarted, ActionPlanCancelled, ActionPlanRegistered, ActionPlanStateChanged,
     ActionStateChanged, CancelActionPlan, Command, EnforceAbortDeadline, Event, Fault, RegisterActionPlan,
     ReportAbortResult, ReportActionPlanProgress, ReportActionProgress,
 )
-from .identity import name_uuid
-from .plan import Plan, evolve
-from .states import ACTION_FINISHED, ACTION_PROGRESS, PLAN_PROGRESS, PLAN_TERMINAL
-from .states import DEFAULT_ABORT_TIMEOUT_US as DEFAULT_ABORT_TIMEOUT_US  # where the rules' callers look for it
+from eventstore.domain.identity import name_uuid
+from eventstore.domain.plan import Plan, evolve
+from eventstore.domain.states import ACTION_FINISHED, ACTION_PROGRESS, PLAN_PROGRESS, PLAN_TERMINAL
+from eventstore.domain.states import DEFAULT_ABORT_TIMEOUT_US as DEFAULT_ABORT_TIMEOUT_US  # where the rules' callers look for it
 
 _EVENT_IDS = uuid.UUID("5b0c7f8e-7d0e-4a43-9a52-5f1b8b6d2c11")
 

@@ -6,7 +6,7 @@ import hashlib
 import re
 import uuid
 
-from ..exceptions import CommandValidationError
+from eventstore.exceptions import CommandValidationError
 
 
 #: A uuid already in its one spelling: most are, and parsing each one cost the handler a tenth of a command.

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar, Union
 
-from ..frozen import filled
+from eventstore.frozen import filled
 
 # Version 1 (0.1.0): the initial records.
 # Version 2 (0.2.0): optional fields of Watcher 17's objects (audit name, auto_trigger,

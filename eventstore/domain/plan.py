@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 # ``changed``, not ``dataclasses.replace``: none of these records validates, a plan's ``places``
 # is shared on purpose (actions keep their places), and ``replace`` was half of deciding a cancel.
-from ..frozen import changed, quick_init
-from .messages import (
+from eventstore.frozen import changed, quick_init
+from eventstore.domain.messages import (
     Action, ActionCancellationFailed, ActionCancellationStarted, ActionCancelled, ActionPlanCancellationFailed,
     ActionPlanCancellationStarted, ActionPlanCancelled, ActionPlanRegistered, ActionPlanStateChanged,
     ActionStateChanged, Audit, Event, Fault, Strategy,

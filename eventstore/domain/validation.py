@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..exceptions import CommandValidationError
-from .messages import Command, RegisterActionPlan, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
-from .identity import canonical_uuid
-from .states import ACTION_REGISTRABLE, ACTION_STATES, PLAN_REGISTRABLE, PLAN_STATES
+from eventstore.exceptions import CommandValidationError
+from eventstore.domain.messages import Command, RegisterActionPlan, ReportAbortResult, ReportActionPlanProgress, ReportActionProgress
+from eventstore.domain.identity import canonical_uuid
+from eventstore.domain.states import ACTION_REGISTRABLE, ACTION_STATES, PLAN_REGISTRABLE, PLAN_STATES
 
 
 def _uuid(field: str, value: str) -> None:

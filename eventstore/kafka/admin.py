@@ -8,10 +8,10 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from ..exceptions import KafkaUnavailableError
-from .config import KafkaSettings
-from .io import TopicFollower, new_admin, new_consumer, partitions_of
-from .records import header_map, partition_of, partition_source
+from eventstore.exceptions import KafkaUnavailableError
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import TopicFollower, new_admin, new_consumer, partitions_of
+from eventstore.kafka.records import header_map, partition_of, partition_source
 
 #: History must not expire: the events are the record, the commands and outcomes its audit trail.
 FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}

@@ -21,12 +21,12 @@ from typing import Any
 
 from confluent_kafka import Message
 
-from ..codec import AvroCodec
-from ..faults import fault_point
-from ..exceptions import CorruptRecordError, PoisonRecordError, StaleAppendError, UnknownSchemaError
-from ..log import NewEvent, StoredEvent, chain_hash
-from .records import Headers, offset_of, record_headers, source_of
-from ..frozen import quick_init
+from eventstore.codec import AvroCodec
+from eventstore.faults import fault_point
+from eventstore.exceptions import CorruptRecordError, PoisonRecordError, StaleAppendError, UnknownSchemaError
+from eventstore.log import NewEvent, StoredEvent, chain_hash
+from eventstore.kafka.records import Headers, offset_of, record_headers, source_of
+from eventstore.frozen import quick_init
 
 RECORD = "EventsAppended"
 

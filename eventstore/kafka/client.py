@@ -9,12 +9,12 @@ from typing import Any
 
 from confluent_kafka import OFFSET_END, TopicPartition
 
-from ..codec import AvroCodec
-from ..domain.messages import Command, to_record
-from ..exceptions import WaitTimeoutError
-from .config import KafkaSettings
-from .io import Publisher, TopicFollower, new_consumer, partitions_of
-from .records import header_map, parse_iso_micros, record_headers, unwrap_oslo_envelope
+from eventstore.codec import AvroCodec
+from eventstore.domain.messages import Command, to_record
+from eventstore.exceptions import WaitTimeoutError
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import Publisher, TopicFollower, new_consumer, partitions_of
+from eventstore.kafka.records import header_map, parse_iso_micros, record_headers, unwrap_oslo_envelope
 
 
 @dataclass(frozen=True)

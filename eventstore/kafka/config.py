@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..exceptions import ConfigurationError
+from eventstore.exceptions import ConfigurationError
 
 SECRET_MARKERS = ("password", "secret", "sasl.oauthbearer.config", "ssl.key.pem", "token")
 SCOPES = ("producer.", "consumer.", "admin.")

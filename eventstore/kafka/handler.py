@@ -20,22 +20,24 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
-from ..codec import AvroCodec
-from ..domain.decide import DEFAULT_ABORT_TIMEOUT_US
-from ..domain.messages import COMMAND_TYPES, Command, from_record
-from ..domain.plan import Plan, evolve
-from ..domain.validation import validate_command
-from ..exceptions import CommandValidationError, CorruptRecordError, PoisonRecordError, SerializationError, UnknownSchemaError
-from ..handler import CommandHandler, Handled, decode_event
-from ..log import CommandRecord, DeadLetterSink
-from .appends import Append
-from .config import KafkaSettings
-from .io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, parked_record, subscribe
-from .log import KafkaEventLog
-from .state_store import PlanStateStore
-from .records import offset_of, partition_of, record_headers
+from eventstore.boundary import guarded
+from eventstore.codec import AvroCodec
+from eventstore.domain.decide import DEFAULT_ABORT_TIMEOUT_US
+from eventstore.domain.messages import COMMAND_TYPES, Command, from_record
+from eventstore.domain.plan import Plan, evolve
+from eventstore.domain.validation import validate_command
+from eventstore.exceptions import CommandValidationError, CorruptRecordError, PoisonRecordError, SerializationError, UnknownSchemaError
+from eventstore.handler import CommandHandler, Handled, decode_event
+from eventstore.log import CommandRecord, DeadLetterSink
+from eventstore.kafka.appends import Append
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import DeadLetters, Publisher, commit_offsets, kafka_error, new_consumer, next_batch, parked_record, subscribe
+from eventstore.kafka.log import KafkaEventLog
+from eventstore.kafka.state_store import PlanStateStore
+from eventstore.kafka.records import offset_of, partition_of, record_headers
+from eventstore.sqlite_support import sqlite_error
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 POISON = (CorruptRecordError, UnknownSchemaError, CommandValidationError, PoisonRecordError, SerializationError)
 
@@ -86,6 +88,7 @@ class StorePlans:
         """The log has folded the append that won (it read it before settling ours)."""
 
 
+@guarded(kafka_error, sqlite_error)
 class KafkaCommandHandler:
     """One member of the handler group: the consumer around ``CommandHandler`` over the fenced Kafka event log."""
 
@@ -127,7 +130,7 @@ class KafkaCommandHandler:
             for stored in append.events:
                 plan = evolve(plan, decode_event(self._codec, stored))
         except Exception as exc:  # the handler must not stop on one bad event; the projections park it
-            log.error("%s cannot be folded: %s", append.where, exc)
+            logger.error("%s cannot be folded: %s", append.where, exc)
             return
         if plan is not None:
             self._state.put_plan(plan)
@@ -145,7 +148,7 @@ class KafkaCommandHandler:
                 try:
                     self._rewind(messages)
                 except KafkaException as exc:  # deposed meanwhile: the partitions' new owner reads them from the committed offsets
-                    log.warning("cannot read the failed batch again: %s", exc)
+                    logger.warning("cannot read the failed batch again: %s", exc)
             raise
 
     def _handle(self, messages: list[Message]) -> int:
@@ -163,7 +166,7 @@ class KafkaCommandHandler:
             if handled.fate != "raced":  # another writer's append of it stood meanwhile: its outcome is said on redelivery
                 self._publish_outcome(handled)
         for command, _ in lost:
-            log.error("command %s lost to other writers %d times; its batch is read again", command.command_id, CommandHandler.ATTEMPTS)
+            logger.error("command %s lost to other writers %d times; its batch is read again", command.command_id, CommandHandler.ATTEMPTS)
         if messages:
             self._publisher.flush()
             if not lost:

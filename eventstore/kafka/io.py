@@ -16,16 +16,21 @@ from typing import Any, TypeVar
 from confluent_kafka.admin import AdminClient
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from ..codec import AvroCodec
-from ..exceptions import ConfigurationError, DeliveryError, KafkaUnavailableError, MissingTopicError, StaleAppendError
-from .config import KafkaSettings
-from .appends import Append, Fence, admitted, appends_in, events_of
-from .records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of, topic_partition
-from ..log import ParkedRecord, StoredEvent
+from eventstore.codec import AvroCodec
+from eventstore.exceptions import ConfigurationError, DeliveryError, KafkaClientError, KafkaUnavailableError, MissingTopicError, StaleAppendError
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.appends import Append, Fence, admitted, appends_in, events_of
+from eventstore.kafka.records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of, topic_partition
+from eventstore.log import ParkedRecord, StoredEvent
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+def kafka_error(exc: BaseException) -> KafkaClientError | None:
+    """The client's errors as ours (``boundary.guarded``): what the cluster or librdkafka said."""
+    return KafkaClientError(str(exc)) if isinstance(exc, KafkaException) else None
 
 
 def _client(factory: Callable[[dict[str, Any]], T], config: dict[str, Any], what: str) -> T:
@@ -151,7 +156,7 @@ class TopicFollower:
             elif error.fatal() or error.code() in (KafkaError.OFFSET_OUT_OF_RANGE, KafkaError.UNKNOWN_TOPIC_OR_PART):
                 raise KafkaUnavailableError(f"reading {self.topic}: {error.str()}")
             else:
-                log.warning("reading %s: %s", self.topic, error.str())
+                logger.warning("reading %s: %s", self.topic, error.str())
         return out
 
     def pages(self, idle_limit_s: float = 60.0, wait_s: float = 0.0) -> Iterator[list[Message]]:
@@ -200,7 +205,7 @@ def topic_pages(
 
 
 def _skip(msg: Message, error: Exception) -> None:
-    log.warning("skipping %s/%s offset %s: %s", msg.topic(), msg.partition(), msg.offset(), error)
+    logger.warning("skipping %s/%s offset %s: %s", msg.topic(), msg.partition(), msg.offset(), error)
 
 
 class DeadLetters:
@@ -212,7 +217,7 @@ class DeadLetters:
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
         tp = topic_partition(record.source, record.position - 1)
-        log.warning("dead-lettering %s offset %s (%s): %s", record.source, tp.offset, stage, error)
+        logger.warning("dead-lettering %s offset %s (%s): %s", record.source, tp.offset, stage, error)
         headers = dead_letter_headers(
             topic=tp.topic, partition=tp.partition, offset=tp.offset, stage=stage, error=error, original=record.headers,
         )
@@ -247,7 +252,7 @@ def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> bool:
     except KafkaException as exc:
         error = exc.args[0] if exc.args else None
         if isinstance(error, KafkaError) and error.code() in _LOST_PARTITIONS:
-            log.warning("commit refused, this member lost its partitions (%s): their new owner takes the records over", error.str())
+            logger.warning("commit refused, this member lost its partitions (%s): their new owner takes the records over", error.str())
             return False
         raise
     return True

@@ -23,16 +23,16 @@ from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING
 
-from ..codec import AvroCodec, WriterSchema
-from ..domain.plan import Plan
-from ..exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
-from ..log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, Outcome, ParkedRecord, StoredEvent
-from ..position import Position
-from .appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, new_writer_id, prepare_append
-from .config import KafkaSettings
-from .io import DeadLetters, Publisher, TopicFollower, positions_reached, topic_pages
-from .records import offset_of, partition_source, source_of
-from .state_store import PlanStateStore
+from eventstore.codec import AvroCodec, WriterSchema
+from eventstore.domain.plan import Plan
+from eventstore.exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
+from eventstore.log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, Outcome, ParkedRecord, StoredEvent
+from eventstore.position import Position
+from eventstore.kafka.appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, new_writer_id, prepare_append
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import DeadLetters, Publisher, TopicFollower, positions_reached, topic_pages
+from eventstore.kafka.records import offset_of, partition_source, source_of
+from eventstore.kafka.state_store import PlanStateStore
 
 
 #: Called with every append that stands, in partition order, and the plan it leaves when this

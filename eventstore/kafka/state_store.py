@@ -27,13 +27,13 @@ from typing import Any, Final, TypeVar, cast
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from ..domain.messages import Audit, Fault, Strategy
-from ..domain.plan import ActionView, Cancellation, Plan
-from ..exceptions import WatcherEsError
-from ..log import CommandRecord
-from ..sqlite_support import claim, connect, migrate, rows_for, write_transaction
+from eventstore.domain.messages import Audit, Fault, Strategy
+from eventstore.domain.plan import ActionView, Cancellation, Plan
+from eventstore.exceptions import WatcherEsError
+from eventstore.log import CommandRecord
+from eventstore.sqlite_support import claim, connect, migrate, rows_for, write_transaction
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 V = TypeVar("V")
 
 migrations = Migrations("watcher-es.plan-state")
@@ -169,7 +169,7 @@ class PlanStateStore:
         if found == wanted:
             return
         if found:
-            log.warning("%s holds plan states of %s, not %s: rebuilding it from the topic", self.path, found, wanted)
+            logger.warning("%s holds plan states of %s, not %s: rebuilding it from the topic", self.path, found, wanted)
         with write_transaction(self.db):
             for table in ("meta", "positions", "plans", "commands"):
                 self._conn.execute(f"DELETE FROM {table}")

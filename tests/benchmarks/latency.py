@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from eventstore.config import Settings
-from projections.embedded import EmbeddedBackend
+from projections.sqlite.backend import EmbeddedBackend
 from eventstore.sqlite_support import connect
 from projections.tracking import catch_up
 

@@ -42,7 +42,7 @@ from eventstore.domain.messages import (
 )
 from eventstore.domain.plan import Plan, evolve
 from eventstore.log import CommandRecord, chain_hash, command_hash
-from eventstore.sqlite_log import SqliteEventLog
+from eventstore.sqlite.log import SqliteEventLog
 from eventstore.sqlite_support import write_transaction
 
 T0 = 1_700_000_000_000_000
@@ -181,6 +181,7 @@ def run_replay(db: Path) -> dict[str, Any]:
     grows with the model's size, not with the work of replaying.
     """
     from projections.replay import ReplayProgress, rebuild_live
+    from projections.sqlite.history import SqliteHistory
 
     swap_started: list[float] = []
 
@@ -191,7 +192,7 @@ def run_replay(db: Path) -> dict[str, Any]:
     log = SqliteEventLog(db)
     codec = AvroCodec()
     codec.learn(log.writer_schemas())
-    result = rebuild_live(log, codec, StorePaths.beside(db).model, progress=on_progress)
+    result = rebuild_live(SqliteHistory(log), codec, StorePaths.beside(db).model, progress=on_progress)
     swap_seconds = time.monotonic() - swap_started[0]
     log.close()
     return {"phase": "replay", "events": result.events, "seconds": round(result.seconds, 2),
@@ -202,6 +203,7 @@ def run_replay(db: Path) -> dict[str, Any]:
 def run_verify(db: Path) -> dict[str, Any]:
     """Chains plus an in-memory rebuild compared with the live model."""
     from projections.read_model import ReadModel
+    from projections.sqlite.history import SqliteHistory
     from projections.verify import verify
 
     log = SqliteEventLog(db)
@@ -209,7 +211,7 @@ def run_verify(db: Path) -> dict[str, Any]:
     codec.learn(log.writer_schemas())
     model = ReadModel(StorePaths.beside(db).model, codec)
     started = time.monotonic()
-    report = verify(log, codec, model)
+    report = verify(SqliteHistory(log), codec, model)
     seconds = time.monotonic() - started
     return {"phase": "verify", "events": report.events, "seconds": round(seconds, 2),
             "events_per_second": round(report.events / seconds), "peak_rss_mb": round(peak_rss_mb(), 1)}

@@ -101,7 +101,7 @@ class Serve:
 
     def start(self) -> Serve:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "eventstore", "serve", *self.args], env=self.env, stdout=log, stderr=log)
+        self.proc = subprocess.Popen([sys.executable, "-m", "projections", "serve", *self.args], env=self.env, stdout=log, stderr=log)
         return self
 
     def kill(self) -> None:
@@ -131,4 +131,4 @@ def serve(kafka: KafkaSettings, tmp_path: Path) -> Iterator[Serve]:
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "eventstore", *args], env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "projections", *args], env=env, capture_output=True, text=True, timeout=timeout)

@@ -48,7 +48,7 @@ def test_cancel_wait_reports_cancelled_rejected_and_failed(kafka: KafkaSettings,
     assert registered.returncode == 0, registered.stderr + serve.log()
 
     waiting = subprocess.Popen(
-        [sys.executable, "-m", "eventstore", "cancel", plan, "--reason", "window closed", "--by", "ops", "--wait", "--timeout", "120"],
+        [sys.executable, "-m", "projections", "cancel", plan, "--reason", "window closed", "--by", "ops", "--wait", "--timeout", "120"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     status = ""
@@ -114,7 +114,7 @@ def test_librdkafka_properties_pass_through_and_secrets_never_show(kafka: KafkaS
     properties = tmp_path / "client.properties"
     properties.write_text("# from a file, as kcat -F reads it\nclient.id=from-file\nsasl.password=hunter2-file\n")
     serve = subprocess.Popen(
-        [sys.executable, "-m", "eventstore", "-F", str(properties), "-X", "client.id=from-flag", "-X", "sasl.password=hunter2",
+        [sys.executable, "-m", "projections", "-F", str(properties), "-X", "client.id=from-flag", "-X", "sasl.password=hunter2",
          "-X", "consumer.fetch.min.bytes=1", "serve"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

@@ -22,8 +22,8 @@ from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import Publisher
 from eventstore.log import NewEvent
-from projections.kafka_history import AuditTrail
-from projections.kafka_store import KafkaStore
+from projections.kafka.audit import AuditTrail
+from projections.kafka.store import KafkaStore
 from projections.read_model import ReadModel
 
 from .. import factories as f
@@ -86,7 +86,7 @@ def test_a_cli_away_from_serve_catches_up_once_then_reads_only_the_tail(kafka: K
     client = KafkaClient(kafka, AvroCodec())
     first, second = f.cancellation_story(), f.cancellation_story(abort_fails=True)
     assert handled(client, first + second)
-    settings = Settings(db=tmp_path / "client.db", kafka=kafka)
+    settings = Settings(db=tmp_path / "client.db")
 
     store = KafkaStore(settings, kafka)
     try:
@@ -238,7 +238,7 @@ def test_partitions_that_appear_later_are_read_too(kafka: KafkaSettings, tmp_pat
     from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
     from eventstore.kafka.records import oslo_envelope, record_headers
-    from projections.kafka_parts import KafkaReadModelPart
+    from projections.kafka.read_model import KafkaReadModelPart
 
     late = replace(kafka, topics=replace(kafka.topics, notifications=f"late{uuid.uuid4().hex[:8]}"))
     model = model_of(tmp_path / "client.db")

@@ -27,7 +27,7 @@ from eventstore.kafka.handler import KafkaCommandHandler
 from eventstore.kafka.io import Publisher, TopicFollower, positions_reached
 from eventstore.kafka.records import header_map
 from eventstore.kafka.state_store import PlanStateStore, decode_plan
-from projections.kafka_translator import KafkaTranslatorPart
+from projections.kafka.notifications import KafkaTranslatorPart
 from projections.translator import translator_for
 
 from .. import factories as f

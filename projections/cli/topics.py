@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from . import render
-from .context import friendly_errors, json_line, open_store_of, out
+from projections.cli import render
+from projections.cli.context import friendly_errors, json_line, open_store_of, out
 
 
 @friendly_errors

@@ -16,12 +16,12 @@ from typing import Any, NamedTuple
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
-from .codec import WriterSchema
-from .exceptions import DuplicateCommandError, StaleVersionError
-from .faults import fault_point
-from .log import AppendRequest, AppendResult, CommandRecord, NewEvent, StoredEvent, chain_hash, command_hash
-from .position import LOG, Position
-from .sqlite_support import claim, connect, migrate, write_transaction
+from eventstore.codec import WriterSchema
+from eventstore.exceptions import DuplicateCommandError, StaleVersionError
+from eventstore.faults import fault_point
+from eventstore.log import AppendRequest, AppendResult, CommandRecord, NewEvent, StoredEvent, chain_hash, command_hash
+from eventstore.position import LOG, Position
+from eventstore.sqlite_support import claim, connect, migrate, write_transaction
 
 migrations = Migrations("watcher-es.log")
 

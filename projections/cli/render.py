@@ -9,8 +9,8 @@ if TYPE_CHECKING:  # rich loads when a table is drawn: `--help` and `--json` nev
     from rich.table import Table
     from rich.text import Text
 
-from ..times import format_time
-from .context import clean
+from eventstore.times import format_time
+from projections.cli.context import clean
 
 STATE_STYLE = {
     "CANCELLED": "yellow", "CANCELLING": "magenta", "FAILED": "red", "SUCCEEDED": "green",

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from ..config import system_clock
-from ..domain.identity import canonical_uuid
-from ..exceptions import CommandValidationError
+from eventstore.config import system_clock
+from eventstore.domain.identity import canonical_uuid
+from eventstore.exceptions import CommandValidationError
 if TYPE_CHECKING:  # the messages (and the plan document's parser) load when a command is built, not for --help
-    from ..domain.messages import Command, Fault
+    from eventstore.domain.messages import Command, Fault
 
-from .context import default_operator, err, escape, friendly_errors, json_line, open_store_of, origin, out, report
+from projections.cli.context import default_operator, err, escape, friendly_errors, json_line, open_store_of, origin, out, report
 
 #: The largest plan document `register` reads (far above the largest plan of MAX_ACTIONS actions Watcher makes).
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
@@ -39,7 +39,7 @@ def _command_id(given: str | None) -> str:
 def submit(ctx: typer.Context, command: "Command", as_json: bool, what: str, wait: bool = False, timeout: float = 300.0) -> None:
     """Hand a command to the store, print its outcome, exit non-zero if it failed (or, for a
     waited cancel, unless the plan ends CANCELLED)."""
-    from ..domain.messages import CancelActionPlan
+    from eventstore.domain.messages import CancelActionPlan
 
     command = _canonical(command)
     with open_store_of(ctx) as store:
@@ -79,7 +79,7 @@ def register(
     timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Register an action plan from a JSON file."""
-    from ..plan_file import parse_plan_document
+    from eventstore.plan_file import parse_plan_document
 
     size = plan_file.stat().st_size
     if size > MAX_DOCUMENT_BYTES:
@@ -104,7 +104,7 @@ def cancel(
     timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Cancel an action plan: its actions are cancelled or aborted, with notifications."""
-    from ..domain.messages import CancelActionPlan
+    from eventstore.domain.messages import CancelActionPlan
 
     command = CancelActionPlan(_command_id(command_id), system_clock(), by or default_operator(), origin(), plan, reason)
     submit(ctx, command, as_json, f"cancel {plan}", wait, timeout)
@@ -124,7 +124,7 @@ def report_progress(
     timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Report what the applier did: an action's or the plan's new state."""
-    from ..domain.messages import ReportActionPlanProgress, ReportActionProgress
+    from eventstore.domain.messages import ReportActionPlanProgress, ReportActionProgress
 
     cid, now, state = _command_id(command_id), system_clock(), state.upper()
     command = (
@@ -152,7 +152,7 @@ def report_abort(
     timeout: TimeoutOpt = 300.0,
 ) -> None:
     """Report how aborting an action ended: succeeded, or failed with the applier's exception."""
-    from ..domain.messages import Fault, ReportAbortResult
+    from eventstore.domain.messages import Fault, ReportAbortResult
 
     fault = Fault(exception, message, module, function) if failed else None
     command = ReportAbortResult(_command_id(command_id), system_clock(), by, origin(), plan, action, fault, status_message)

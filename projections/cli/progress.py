@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from projections.replay import ProgressCallback, ReplayProgress
 
-from .context import err
+from projections.cli.context import err
 
 PLAIN_EVERY_S = 2.0
 

@@ -17,20 +17,21 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message
 
+from eventstore.boundary import guarded
 from eventstore.codec import AvroCodec
 from eventstore.exceptions import KafkaUnavailableError, StaleAppendError
 from eventstore.kafka.appends import Append, Fence, admitted, appends_in, events_of
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import DeadLetters, Publisher, new_consumer, next_batch, parked_record, partitions_of
+from eventstore.kafka.io import DeadLetters, Publisher, kafka_error, new_consumer, next_batch, parked_record, partitions_of
 from eventstore.kafka.records import offset_of, partition_source, source_of, topic_partition
 from eventstore.log import DeadLetterSink, StoredEvent
-from eventstore.sqlite_support import write_transaction
+from eventstore.sqlite_support import sqlite_error, write_transaction
 
-from .dead_letters import ParkingLot
-from .kafka_history import AuditTrail
-from .read_model import ReadModel
+from projections.dead_letters import ParkingLot
+from projections.kafka.audit import AuditTrail
+from projections.read_model import ReadModel
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def read_appends(
@@ -45,6 +46,7 @@ def read_appends(
     return appends_in(codec, messages, park), lambda event, error: park(by_place[(event.source, event.position)], error)
 
 
+@guarded(kafka_error, sqlite_error)
 class KafkaReadModelPart:
     """The read model and its audit trail, fed from every partition (see the module docstring).
 
@@ -105,7 +107,7 @@ class KafkaReadModelPart:
         for topic in self._notifications:
             info = listed.get(topic)
             if info is None or info.error is not None or not info.partitions:
-                log.warning("no topic %s: the audit trail shows no notifications until it exists", topic)
+                logger.warning("no topic %s: the audit trail shows no notifications until it exists", topic)
                 continue
             wanted.extend(partition_source(topic, p) for p in sorted(info.partitions))
         new = [s for s in wanted if s not in self._at_end]
@@ -162,7 +164,7 @@ class KafkaReadModelPart:
             elif error.fatal():
                 raise KafkaUnavailableError(f"reading {source}: {error.str()}")
             else:
-                log.warning("reading %s: %s", source, error.str())
+                logger.warning("reading %s: %s", source, error.str())
         return out
 
     def _apply(self, messages: Sequence[Message]) -> None:
@@ -185,7 +187,7 @@ class KafkaReadModelPart:
                     self._seek(source, at)
                     continue
                 if first > at + 1:  # records before it are gone (a notification topic's retention): nothing to read there
-                    log.warning("%s: records %d..%d are no longer on the topic; the read model goes on from %d", source, at, first - 2, first - 1)
+                    logger.warning("%s: records %d..%d are no longer on the topic; the read model goes on from %d", source, at, first - 2, first - 1)
                 if last <= at:  # another process sharing the file got further: skip ahead
                     if last < at:
                         self._seek(source, at)
@@ -224,4 +226,4 @@ class KafkaReadModelPart:
         try:
             self.consumer.commit(offsets=[topic_partition(source, position) for source, position in reached.items()], asynchronous=True)
         except KafkaException as exc:
-            log.debug("the read model's informative commit was refused: %s", exc)
+            logger.debug("the read model's informative commit was refused: %s", exc)

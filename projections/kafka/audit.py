@@ -39,11 +39,11 @@ from eventstore.kafka.records import header_map, offset_of, source_of, unwrap_os
 from eventstore.log import CommandRecord, RejectedAppend, StoredEvent
 from eventstore.sqlite_support import rows_for
 
-from .read_model import sorted_json
-from .tracking import track
-from .translator import Notification, Priority
+from projections.read_model import sorted_json
+from projections.tracking import track
+from projections.translator import Notification, Priority
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CONSUMER = "audit-trail"
 
@@ -117,7 +117,7 @@ class AuditTrail:
                 message_id, event_type, priority = shown["message_id"], shown["event_type"], shown["priority"]
                 plan_seq = int(h.get("ce_sequence", 0))
             except (ValueError, KeyError, TypeError) as exc:
-                log.warning("not recording %s/%s offset %s in the audit trail: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+                logger.warning("not recording %s/%s offset %s in the audit trail: %s", msg.topic(), msg.partition(), msg.offset(), exc)
                 continue
             rows.append((
                 plan_uuid, message_id, event_id, event_type, priority, plan_seq, h.get("watcher_es_payload_set", "1.0"),

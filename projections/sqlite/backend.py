@@ -3,20 +3,18 @@ process after each command, so a cancel's first notification is readable as soon
 
 from __future__ import annotations
 
-import time
-
-from .dead_letters import ParkingLot
-from .deadlines import overdue_commands
-from .outbox import NotificationOutbox
-from .read_model import ReadModel
-from .tracking import catch_up
-from .translator import translator_for
+from projections.dead_letters import ParkingLot
+from projections.deadlines import overdue_commands
+from projections.sqlite.notifications import NotificationOutbox
+from projections.read_model import ReadModel
+from projections.tracking import catch_up
+from projections.translator import translator_for
 
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
 from eventstore.domain.messages import Command
 from eventstore.handler import Clock, CommandHandler, HandlingResult
-from eventstore.sqlite_log import SqliteEventLog
+from eventstore.sqlite.log import SqliteEventLog
 
 
 class EmbeddedBackend:
@@ -70,21 +68,3 @@ class EmbeddedBackend:
         # From the log, not the handler's cache: another process may have cancelled a plan cached before.
         commands = overdue_commands(self.model, self.log.read_plan, self.codec, self.clock(), origin)
         return [self.submit(command) for command in commands]
-
-
-class CatchingUp:
-    """The embedded `serve`'s one part: the projections caught up with what other processes
-    appended. The log cannot wake it, so an idle poll waits ``idle_s`` (``serve --interval``)."""
-
-    def __init__(self, backend: EmbeddedBackend, idle_s: float) -> None:
-        self._backend = backend
-        self._idle_s = idle_s
-
-    def poll(self, timeout: float = 0.2) -> int:
-        done = self._backend.catch_up()
-        if not done and timeout:
-            time.sleep(self._idle_s)
-        return done
-
-    def close(self) -> None:
-        """The backend is its store's to close."""

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from . import render
-from .context import escape, friendly_errors, json_line, open_store_of, out, settings_of
+from projections.cli import render
+from projections.cli.context import escape, friendly_errors, json_line, open_store_of, out, settings_of
 
 
 @friendly_errors

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .app import app
+from projections.cli.app import app
 
 main = app  # the console script's entry point (pyproject.toml)
 

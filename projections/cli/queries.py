@@ -8,12 +8,12 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ..domain.states import PLAN_STATES
-from ..domain.identity import canonical_uuid
-from ..exceptions import CommandValidationError
-from ..times import format_time
-from . import render
-from .context import err, friendly_errors, json_line, open_store_of, out
+from eventstore.domain.states import PLAN_STATES
+from eventstore.domain.identity import canonical_uuid
+from eventstore.exceptions import CommandValidationError
+from eventstore.times import format_time
+from projections.cli import render
+from projections.cli.context import err, friendly_errors, json_line, open_store_of, out
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")]
 

@@ -22,30 +22,29 @@ import logging
 import multiprocessing
 import os
 import signal
-import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Literal
 
-from confluent_kafka import KafkaException
+from projections.deadlines import overdue_commands
+from projections.kafka.read_model import KafkaReadModelPart
+from projections.kafka.notifications import KafkaTranslatorPart
+from projections.read_model import ReadModel
+from projections.service import Part, Service
+from projections.translator import translator_for
 
-from .deadlines import overdue_commands
-from .kafka_parts import KafkaReadModelPart
-from .kafka_translator import KafkaTranslatorPart
-from .read_model import ReadModel
-from .service import Part, Service
-from .translator import translator_for
-
+from eventstore.boundary import translated
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
 from eventstore.exceptions import PartStoppedError, WatcherEsError
 from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.handler import KafkaCommandHandler
-from eventstore.kafka.io import Publisher
+from eventstore.kafka.io import Publisher, kafka_error
+from eventstore.sqlite_support import sqlite_error
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 PartName = Literal["handler", "projections", "translator"]
 PARTS: tuple[PartName, ...] = ("handler", "projections", "translator")
@@ -133,9 +132,10 @@ def _serve_part(settings: Settings, kafka: KafkaSettings, name: PartName, deadli
     if name == "projections":
         os.nice(MODEL_NICENESS)  # before its clients start their threads, which inherit it
     try:
-        service = kafka_service(settings, kafka, [name], deadline_interval_s=deadline_interval_s)
-    except (WatcherEsError, KafkaException, sqlite3.Error) as exc:  # a missing topic, a refused setting: say which
-        log.error("%s cannot start: %s", name, exc)
+        with translated(kafka_error, sqlite_error):
+            service = kafka_service(settings, kafka, [name], deadline_interval_s=deadline_interval_s)
+    except WatcherEsError as exc:  # a missing topic, a refused setting: say which
+        logger.error("%s cannot start: %s", name, exc)
         sys.exit(1)
     try:
         service.run(until=lambda: os.getppid() != parent)

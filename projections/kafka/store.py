@@ -2,8 +2,8 @@
 
 Queries (`status`, `plans`, `audit`, `enforce-deadlines`, the fault a `cancel --wait` reports)
 read the read model at --db, never the topics: kept current by a `serve` with the same --db, or
-caught up by the CLI itself from its stored positions (``model``). See ``projections.store`` for
-the questions every store answers.
+caught up by the CLI itself from its stored positions (``model``). ``projections/store.py`` says
+what every store answers.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from eventstore.boundary import guarded
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
 from eventstore.domain.messages import Command, Fault
@@ -22,22 +23,26 @@ from eventstore.handler import load_plan
 from eventstore.kafka.admin import TopicResult, consumer_positions, dead_letters, init_topics
 from eventstore.kafka.client import KafkaClient, OutcomeWatcher, delivered_notifications
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import Publisher, topic_pages
+from eventstore.kafka.io import Publisher, kafka_error
+from eventstore.sqlite_support import sqlite_error
 
-from .audit import PlanStory, plan_story
-from .demo import DemoReport, KafkaDemo, run_demo
-from .deadlines import overdue_commands
-from .kafka_history import AuditTrail
-from .kafka_parts import KafkaReadModelPart
-from .kafka_translator import NotificationTopics, recorded_on_topics, replay_topic_notifications
-from .kafka_service import PARTS, kafka_service, run_in_processes
-from .read_model import ReadModel
-from .replay import ProgressCallback, ReplayResult, replay
-from .store import ConsumerPosition, MissingModelError, Row, Submitted, UnknownPlanError, verify_against
-from .translator import Notification, translator_for
-from .verify import VerifyReport
+from projections.audit import PlanStory, plan_story
+from projections.demo import DemoReport, run_demo
+from projections.kafka.demo import KafkaDemo
+from projections.kafka.history import TopicHistory
+from projections.deadlines import overdue_commands
+from projections.kafka.audit import AuditTrail
+from projections.kafka.read_model import KafkaReadModelPart
+from projections.kafka.notifications import NotificationTopics, recorded_on_topics, replay_notifications
+from projections.kafka.service import PARTS, kafka_service, run_in_processes
+from projections.read_model import ReadModel
+from projections.replay import ProgressCallback, ReplayResult, replay
+from projections.store import ConsumerPosition, MissingModelError, Row, Submitted, UnknownPlanError
+from projections.translator import Notification, translator_for
+from projections.verify import VerifyReport, verify_against
 
 
+@guarded(kafka_error, sqlite_error)
 class KafkaStore:
     """Commands go to the commands topic and `serve` handles them; answers come from the read model."""
 
@@ -144,7 +149,7 @@ class KafkaStore:
             raise CommandValidationError("--from-position/--to-position number the embedded log; on Kafka re-emit all, or one --plan")
         codec = AvroCodec()
         translator = translator_for(self.settings, codec, None, cache_size=None, recorded=recorded_on_topics(self.kafka, plan))
-        return replay_topic_notifications(self.kafka, translator, codec, plan)
+        return replay_notifications(self.kafka, translator, codec, plan)
 
     def publish(self, notes: Iterator[Notification]) -> int:
         sink, count = NotificationTopics(Publisher(self.kafka), self.kafka), 0
@@ -182,12 +187,11 @@ class KafkaStore:
         if not self.settings.paths.model.exists():
             raise MissingModelError(f"no read model at {self.settings.paths.model}: run verify where `serve` keeps it (same --db)")
         codec = AvroCodec()
-        return verify_against(topic_pages(self.kafka, codec), codec, self.settings, on_disk)
+        return verify_against(TopicHistory(self.kafka, codec), codec, self.settings, on_disk)
 
     def replay(self, until: str | None, into: Path | None, progress: ProgressCallback | None) -> ReplayResult:
         codec = AvroCodec()
-        kafka = self.kafka
-        return replay(lambda: topic_pages(kafka, codec), codec, self.settings.paths, until, into, progress=progress)
+        return replay(TopicHistory(self.kafka, codec), codec, self.settings.paths, until, into, progress=progress)
 
     def dead_letters(self, limit: int) -> list[Row]:
         return dead_letters(self.kafka, limit)

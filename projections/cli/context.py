@@ -7,7 +7,6 @@ import json
 import os
 import re
 import socket
-import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,10 +17,11 @@ import typer
 if TYPE_CHECKING:  # the store pulls in fastavro, sqlite-utils and the Kafka client: loaded on first use
     from rich.console import Console
 
+    from eventstore.kafka.config import KafkaSettings
     from projections.store import Store, Submitted
 
-from ..config import Settings
-from ..exceptions import CommandValidationError, WatcherEsError
+from eventstore.config import Settings
+from eventstore.exceptions import CommandValidationError, KafkaClientError, StoreError, WatcherEsError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -78,6 +78,12 @@ def settings_of(ctx: typer.Context) -> Settings:
     return settings
 
 
+def kafka_of(ctx: typer.Context) -> KafkaSettings | None:
+    """The cluster's settings, or None for the embedded store."""
+    kafka: KafkaSettings | None = ctx.ensure_object(dict)["kafka"]
+    return kafka
+
+
 def origin() -> str:
     return f"watcher-es cli@{socket.gethostname()}"
 
@@ -96,21 +102,17 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
         except CommandValidationError as exc:
             err.print(f"[red]invalid:[/red] {escape(clean(str(exc)))}", markup=True)
             raise typer.Exit(EXIT_INVALID) from None
-        except WatcherEsError as exc:
-            err.print(f"[red]error:[/red] {escape(clean(str(exc)))}", markup=True)
-            raise typer.Exit(EXIT_REJECTED) from None
-        except sqlite3.Error as exc:  # a damaged, read-only or locked file: say which, never a traceback
+        except StoreError as exc:  # a damaged, read-only or locked file: say which, never a traceback
             ctx = kwargs.get("ctx")  # every command takes its context as `ctx` (typer's own class, not always typer.Context)
             db = settings_of(ctx).db if ctx is not None else "?"  # type: ignore[arg-type]
             hint = f"(is --db {escape(str(db))} a readable, writable watcher-es store?)"
             err.print(f"[red]store:[/red] {escape(clean(str(exc)))} {hint}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
-        except Exception as exc:
-            kafka = sys.modules.get("confluent_kafka")  # never imported: no KafkaException can have happened
-            if kafka is None or not isinstance(exc, kafka.KafkaException):
-                raise
-            # the cluster said no; say what it said, not where we were
+        except KafkaClientError as exc:  # the cluster said no; say what it said, not where we were
             err.print(f"[red]kafka:[/red] {escape(clean(str(exc)))}", markup=True)
+            raise typer.Exit(EXIT_REJECTED) from None
+        except WatcherEsError as exc:
+            err.print(f"[red]error:[/red] {escape(clean(str(exc)))}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
 
     return wrapper
@@ -145,9 +147,9 @@ def report(result: Submitted, as_json: bool, what: str) -> None:
 @contextmanager
 def open_store_of(ctx: typer.Context) -> Iterator[Store]:
     """The store the settings name, opened once per command and closed after it."""
-    from projections.store import open_store
+    from projections.backends import open_store
 
-    store = open_store(settings_of(ctx))
+    store = open_store(settings_of(ctx), kafka_of(ctx))
     try:
         yield store
     finally:

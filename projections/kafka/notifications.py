@@ -16,21 +16,23 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, TopicPartition
 
+from eventstore.boundary import guarded
 from eventstore.codec import AvroCodec
 from eventstore.kafka.appends import Append, Fence, admitted, events_of
 from eventstore.kafka.client import delivered_notifications
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import DeadLetters, Publisher, commit_offsets, new_consumer, next_batch, positions_reached, subscribe, topic_pages
+from eventstore.kafka.io import DeadLetters, Publisher, commit_offsets, kafka_error, new_consumer, next_batch, positions_reached, subscribe, topic_pages
 from eventstore.kafka.records import iso_of_oslo_timestamp, oslo_envelope, partition_source, record_headers
 from eventstore.kafka.state_store import PlanStateStore
 from eventstore.log import DeadLetterSink, StoredEvent
+from eventstore.sqlite_support import sqlite_error
 
-from .kafka_history import AUDIT_HEADER, audit_summary
-from .kafka_parts import read_appends
-from .translator import Notification, NotificationSink, RecordedPayloads, Translator
+from projections.kafka.audit import AUDIT_HEADER, audit_summary
+from projections.kafka.read_model import read_appends
+from projections.translator import Notification, NotificationSink, RecordedPayloads, Translator
 
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 #: Plan states the translator keeps in memory (about 3 KB each with two actions, as the
 #: handler's); one not there is read back from the store (one row, about 20 µs to decode). 2,000
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 CACHE_SIZE = 5_000
 
 
+@guarded(kafka_error, sqlite_error)
 class KafkaTranslatorPart:
     GROUP = "translator"
 
@@ -112,7 +115,7 @@ class KafkaTranslatorPart:
             try:
                 self.consumer.seek(tp)
             except KafkaException as exc:
-                log.warning("cannot rewind %s to its stored position (%s): it is read again on the next assignment", where, exc)
+                logger.warning("cannot rewind %s to its stored position (%s): it is read again on the next assignment", where, exc)
 
 
 class NotificationTopics:
@@ -146,7 +149,7 @@ def recorded_on_topics(settings: KafkaSettings, plan_uuid: str | None = None) ->
     return lambda event_ids: {e: recorded[e] for e in event_ids if e in recorded}
 
 
-def replay_topic_notifications(
+def replay_notifications(
     settings: KafkaSettings, translator: Translator, codec: AvroCodec, plan_uuid: str | None = None,
 ) -> Iterator[Notification]:
     """Every notification the events topic causes, translated afresh: the same message_ids and bytes."""

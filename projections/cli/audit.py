@@ -10,11 +10,11 @@ import typer
 if TYPE_CHECKING:
     from projections.audit import AuditEntry
 
-from ..domain.identity import canonical_uuid
-from ..times import format_time
-from . import render
-from .context import EXIT_REJECTED, escape, friendly_errors, json_line, open_store_of, out
-from .progress import replay_progress
+from eventstore.domain.identity import canonical_uuid
+from eventstore.times import format_time
+from projections.cli import render
+from projections.cli.context import EXIT_REJECTED, escape, friendly_errors, json_line, open_store_of, out
+from projections.cli.progress import replay_progress
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="One JSON document on stdout instead of text.")]
 

@@ -7,11 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..config import Settings
-from ..exceptions import ConfigurationError
-from ..kafka.config import KafkaSettings, Topics, parse_properties, read_properties_file
-from . import audit, demo, queries, topics, writes
-from .context import EXIT_INVALID, clean, err, escape
+from eventstore.config import Settings
+from eventstore.exceptions import ConfigurationError
+from eventstore.kafka.config import KafkaSettings, Topics, parse_properties, read_properties_file
+from projections.cli import audit, demo, queries, topics, writes
+from projections.cli.context import EXIT_INVALID, clean, err, escape
 
 app = typer.Typer(
     name="watcher-es",
@@ -62,9 +62,12 @@ def configure(
     except ConfigurationError as exc:
         err.print(f"[red]invalid:[/red] {escape(clean(str(exc)))}", markup=True)
         raise typer.Exit(EXIT_INVALID) from None
-    ctx.ensure_object(dict)["settings"] = Settings(
-        db=db, publisher_id=publisher_id, notification_level=level, abort_timeout_us=int(abort_timeout * 1_000_000), kafka=kafka,
-        payload_version=payload_version,
+    ctx.ensure_object(dict).update(
+        settings=Settings(
+            db=db, publisher_id=publisher_id, notification_level=level, abort_timeout_us=int(abort_timeout * 1_000_000),
+            payload_version=payload_version,
+        ),
+        kafka=kafka,
     )
 
 

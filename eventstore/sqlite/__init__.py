@@ -1,0 +1,1 @@
+"""The embedded adapter: the event log as one SQLite file."""

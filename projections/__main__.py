@@ -1,0 +1,5 @@
+"""`python -m projections` is the `watcher-es` command."""
+
+from projections.cli import main
+
+main()
