@@ -6,8 +6,8 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from eventstore.codec import AvroCodec
 from eventstore.domain.decide import DEFAULT_ABORT_TIMEOUT_US, CommandRejected, decide_and_fold, unchanged_reason
@@ -16,34 +16,12 @@ from eventstore.domain.plan import Plan, fold
 from eventstore.domain.validation import validate_command
 from eventstore.exceptions import CommandValidationError, DuplicateCommandError, SerializationError, StaleVersionError, WatcherEsError
 from eventstore.faults import fault_point
-from eventstore.log import AppendRequest, CommandRecord, EventLog, NewEvent, Outcome, StoredEvent
+from eventstore.log import AppendRequest, CommandRecord, EventLog, How, NewEvent, Outcome, StoredEvent, Verdict
 from eventstore.frozen import quick_init
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], int]
-
-
-@dataclass(frozen=True)
-class HandlingResult:
-    """What became of a command; ``duplicate`` when an earlier handling's outcome is returned."""
-
-    command_id: str
-    plan_uuid: str
-    outcome: Outcome
-    reason: str
-    events: list[Event] = field(default_factory=list)
-    first_position: int | None = None
-    last_position: int | None = None
-    duplicate: bool = False
-
-    @property
-    def succeeded(self) -> bool:
-        return self.outcome != "rejected"
-
-    @property
-    def event_types(self) -> list[str]:
-        return [type(e).__name__ for e in self.events]
 
 
 @quick_init
@@ -52,7 +30,7 @@ class Decision:
     """What handling a command on a given state comes to, before anything is appended: decided here
     alone (``decide_command``), whichever log it is then appended to."""
 
-    outcome: Outcome
+    outcome: Verdict
     reason: str
     events: list[Event]
     #: The events encoded for the log, in order.
@@ -82,7 +60,7 @@ def load_plan(codec: AvroCodec, stream: list[StoredEvent]) -> Plan | None:
     return fold(None, (decode_event(codec, stored) for stored in stream))
 
 
-def _command_record(command: Command, body: bytes, outcome: Outcome, reason: str) -> CommandRecord:
+def _command_record(command: Command, body: bytes, outcome: Verdict, reason: str) -> CommandRecord:
     """The command as received (``body``: its encoding) and what became of it, before any position."""
     return CommandRecord(
         command.command_id, type(command).__name__, command.plan_uuid, command.issued_by, command.origin,
@@ -104,7 +82,7 @@ class PlanStates(Protocol):
     def look_up(self, commands: Sequence[Command]) -> None:
         """Read a batch's command records and plan versions ahead, where one query for all is cheaper."""
 
-    def settled(self, plan: Plan) -> None:
+    def stood(self, plan: Plan) -> None:
         """A decision's plan whose append stood."""
 
     def stale(self, plan_uuid: str) -> None:
@@ -128,7 +106,7 @@ class FoldedPlans:
             return cached
         plan = load_plan(self._codec, self._log.read_plan(plan_uuid))
         if plan is not None:
-            self.settled(plan)
+            self._cache(plan)
         return plan
 
     def version(self, plan_uuid: str) -> int:
@@ -141,7 +119,10 @@ class FoldedPlans:
     def look_up(self, commands: Sequence[Command]) -> None:
         """Each is looked up when asked: one indexed read."""
 
-    def settled(self, plan: Plan) -> None:
+    def stood(self, plan: Plan) -> None:
+        self._cache(plan)
+
+    def _cache(self, plan: Plan) -> None:
         self._plans[plan.uuid] = plan
         self._plans.move_to_end(plan.uuid)
         while len(self._plans) > self._cache_size:
@@ -151,26 +132,15 @@ class FoldedPlans:
         self._plans.pop(plan_uuid, None)
 
 
-Fate = Literal["decided", "earlier", "reused", "raced"]
-
-
-@dataclass(frozen=True)
-class Handled:
-    """What became of one command of a batch.
-
-    ``decided``: decided now, and its append stood (``record`` has its positions). ``earlier``:
-    handled before, ``record`` says how (a redelivery, a resend). ``reused``: its id was used by
-    another command; refused. ``raced``: another writer's append of it stood meanwhile.
-    """
-
-    fate: Fate
-    command: Command
-    outcome: Outcome
-    reason: str
-    #: The plan as the decision left it (``decided`` only).
-    plan: Plan | None
-    events: list[Event] = field(default_factory=list)
-    record: CommandRecord | None = None
+def outcome_of(command: Command, verdict: Verdict, reason: str, plan: Plan | None, how: How, event_types: Sequence[str] = (),
+               record: CommandRecord | None = None) -> Outcome:
+    """A command's outcome with the plan as it stands after it (``record``: the stored one, with its positions)."""
+    return Outcome(
+        command.command_id, command.plan_uuid, verdict, reason, tuple(event_types),
+        plan.state if plan else None, plan.version if plan else 0,
+        tuple((a.uuid, a.action_type, a.state) for a in plan.actions) if plan else (),
+        how, record.first_position if record else None, record.last_position if record else None,
+    )
 
 
 class CommandHandler:
@@ -194,9 +164,9 @@ class CommandHandler:
     def plan(self, plan_uuid: str) -> Plan | None:
         return self.plans.plan(plan_uuid)
 
-    def handle_batch(self, commands: Sequence[tuple[Command, bytes]]) -> tuple[list[Handled], list[tuple[Command, bytes]]]:
-        """What became of each command (with its encoded body), and those that kept losing to other writers."""
-        done: list[Handled] = []
+    def handle_batch(self, commands: Sequence[tuple[Command, bytes]]) -> tuple[list[tuple[Command, Outcome]], list[tuple[Command, bytes]]]:
+        """What became of each command (given with its encoded body), and those that kept losing to other writers."""
+        done: list[tuple[Command, Outcome]] = []
         pending = list(commands)
         for _ in range(self.ATTEMPTS):
             if not pending:
@@ -204,7 +174,7 @@ class CommandHandler:
             pending = self._attempt(pending, done)
         return done, pending
 
-    def _attempt(self, commands: list[tuple[Command, bytes]], done: list[Handled]) -> list[tuple[Command, bytes]]:
+    def _attempt(self, commands: list[tuple[Command, bytes]], done: list[tuple[Command, Outcome]]) -> list[tuple[Command, bytes]]:
         """Decide each on the state known, append them all, note what stood; returns what lost."""
         working: dict[str, Plan | None] = {}
         versions: dict[str, int] = {}  # each plan's version as this batch's earlier appends leave it
@@ -216,7 +186,7 @@ class CommandHandler:
             uuid = command.plan_uuid
             earlier = self.plans.handled(command.command_id)
             if earlier is not None:
-                done.append(self._seen_before(command, body, earlier))
+                done.append((command, self._seen_before(command, body, earlier)))
                 continue
             if command.command_id in seen:
                 continue  # the same command twice in one batch
@@ -237,22 +207,26 @@ class CommandHandler:
                 self.plans.stale(command.plan_uuid)
                 lost.append((command, body))
             elif isinstance(result, DuplicateCommandError):
-                done.append(Handled("raced", command, "pending", "", None))
+                done.append((command, outcome_of(command, "pending", "", None, "raced")))
             else:
                 if decision.plan is not None and decision.events:
-                    self.plans.settled(decision.plan)
-                done.append(Handled("decided", command, decision.outcome, decision.reason, decision.plan, decision.events, result))
+                    self.plans.stood(decision.plan)
+                event_types = [type(e).__name__ for e in decision.events]
+                done.append((command, outcome_of(command, decision.outcome, decision.reason, decision.plan, "decided", event_types, result)))
         return lost
 
-    def _seen_before(self, command: Command, body: bytes, earlier: CommandRecord) -> Handled:
-        """A resend keeps its first outcome; another command under a used id is refused."""
+    def _seen_before(self, command: Command, body: bytes, earlier: CommandRecord) -> Outcome:
+        """A resend keeps its first outcome; another command under a used id is refused.
+
+        Either way nothing is appended, and the plan is told as it stands now."""
+        plan = self.plans.plan(command.plan_uuid)
         if same_command(self._codec, earlier, body):
-            return Handled("earlier", command, earlier.outcome, earlier.reason, None, record=earlier)
-        return Handled("reused", command, "rejected", reused_id_reason(earlier), None)
+            return outcome_of(command, earlier.outcome, earlier.reason, plan, "earlier", record=earlier)
+        return outcome_of(command, "rejected", reused_id_reason(earlier), plan, "reused")
 
     # ---------------------------------------------------------------- one command, answered at once
 
-    def handle(self, command: Command) -> HandlingResult:
+    def handle(self, command: Command) -> Outcome:
         """One command, handled before this returns (the embedded backend's path)."""
         validate_command(command)
         try:
@@ -262,21 +236,15 @@ class CommandHandler:
         done, lost = self.handle_batch([(command, body)])
         if lost:
             raise StaleVersionError(command.plan_uuid, -1, -1)
-        [handled] = done
-        if handled.fate == "raced":  # handled by another writer meanwhile: its outcome is the one
+        [(_, outcome)] = done
+        if outcome.how == "raced":  # handled by another writer meanwhile: its outcome is the one
             earlier = self.plans.handled(command.command_id)
             if earlier is None:
                 raise DuplicateCommandError(command.command_id)
-            handled = self._seen_before(command, body, earlier)
-        if handled.fate == "reused":  # kept for the audit
-            self._log.record_refused(_command_record(command, body, "rejected", handled.reason))
-            return HandlingResult(command.command_id, command.plan_uuid, "rejected", handled.reason)
-        record = handled.record  # decided now, or earlier (a duplicate): its outcome and positions as stored
-        assert record is not None
-        return HandlingResult(
-            record.command_id, record.plan_uuid, handled.outcome, handled.reason, handled.events,
-            record.first_position, record.last_position, duplicate=handled.fate == "earlier",
-        )
+            outcome = self._seen_before(command, body, earlier)
+        if outcome.how == "reused":  # kept for the audit
+            self._log.record_refused(_command_record(command, body, "rejected", outcome.reason))
+        return outcome
 
 
 def same_command(codec: AvroCodec, earlier: CommandRecord, body: bytes) -> bool:

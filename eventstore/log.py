@@ -14,11 +14,49 @@ from typing import Literal, Protocol, runtime_checkable
 from eventstore.codec import WriterSchema
 from eventstore.domain.plan import Plan
 from eventstore.exceptions import DuplicateCommandError, StaleVersionError
-from eventstore.position import Position
+from eventstore.position import Position, where
 from eventstore.frozen import changed, quick_init
 
-#: "pending": on Kafka, a command read back before the handler has said what became of it.
-Outcome = Literal["accepted", "unchanged", "rejected", "pending"]
+#: The verdict on a command, in the words of the log and the outcomes topic. "pending": on Kafka,
+#: a command read back before the handler has said what became of it; "sent": a command its
+#: sender did not wait for.
+Verdict = Literal["accepted", "unchanged", "rejected", "pending", "sent"]
+
+#: How the handler came to an outcome: decided now (its append stood); handled earlier (a
+#: resend gets the first outcome); its id was used by another command (refused); raced (another
+#: writer's append of it stood meanwhile, and says what became of it).
+How = Literal["decided", "earlier", "reused", "raced"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of a command: the one answer the handler gives, `--wait` reads back from the
+    outcomes topic, and the CLI prints."""
+
+    command_id: str
+    plan_uuid: str
+    outcome: Verdict
+    reason: str = ""
+    #: The record names of the events it caused, in order.
+    event_types: tuple[str, ...] = ()
+    #: The plan after it: its state (None while unknown), version (0 when not known) and each
+    #: action's (uuid, action_type, state).
+    plan_state: str | None = None
+    plan_version: int = 0
+    action_states: tuple[tuple[str, str, str], ...] = ()
+    how: How = "decided"
+    #: Where its events are in the log, where the handler knows it (the embedded log).
+    first_position: int | None = None
+    last_position: int | None = None
+
+    @property
+    def duplicate(self) -> bool:
+        """A resend: the outcome of its first handling, nothing done again."""
+        return self.how == "earlier"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome != "rejected"
 
 
 @quick_init
@@ -48,7 +86,7 @@ class StoredEvent:
 
     @property
     def where(self) -> str:
-        return f"position {self.position}" if self.source == "log" else f"{self.source} offset {self.position - 1}"
+        return where(self.source, self.position)
 
 
 @quick_init
@@ -63,7 +101,7 @@ class CommandRecord:
     origin: str
     issued_at: int
     body: bytes
-    outcome: Outcome
+    outcome: Verdict
     reason: str
     first_position: int | None = None
     last_position: int | None = None

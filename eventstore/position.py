@@ -14,6 +14,12 @@ from dataclasses import dataclass
 LOG = "log"
 
 
+def where(source: str, position: int) -> str:
+    """A position as people read it, the one spelling in every message: ``position 7`` in the
+    embedded log, ``<topic>/<partition> offset 6`` in a topic (position = offset + 1)."""
+    return f"position {position}" if source == LOG else f"{source} offset {position - 1}"
+
+
 @dataclass(frozen=True)
 class Position:
     """The last position applied, per source."""

@@ -89,7 +89,7 @@ class DemoBackend(Protocol):
 
 
 def run_demo(backend: DemoBackend) -> DemoReport:
-    """Register two plans, run them part-way, cancel both, settle the aborts; report everything."""
+    """Register two plans, run them part-way, cancel both, report how the aborts ended; report everything."""
     origin = f"watcher-es demo@{socket.gethostname()}"
     applier = "watcher-applier"
 

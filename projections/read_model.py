@@ -310,7 +310,7 @@ class ReadModel:
         return model_view.plans(self.db.conn, state)
 
     def overdue_cancellations(self, now: int) -> list[str]:
-        """Plans still CANCELLING past their abort deadline: what the deadline pass must settle."""
+        """Plans still CANCELLING past their abort deadline: what the deadline pass must end."""
         return [r["uuid"] for r in self.db.query(
             "SELECT uuid FROM action_plans WHERE state = 'CANCELLING' AND abort_deadline <= ? ORDER BY abort_deadline", [now]
         )]

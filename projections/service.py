@@ -39,7 +39,7 @@ class Part(Protocol):
 class Service:
     """``deadline_pass`` runs in the thread of the part named "projections" (the read model's),
     at most every ``interval_s``, and says False when it could not run yet (a model still catching
-    up shows plans CANCELLING that have long settled): it is then asked again after the next poll.
+    up shows plans CANCELLING whose cancellation has long ended): it is then asked again after the next poll.
     ``closers`` run after every part has closed."""
 
     def __init__(

@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from eventstore.exceptions import WatcherEsError
 
@@ -16,7 +16,7 @@ from eventstore.exceptions import WatcherEsError
 # time, so nothing here loads the codec, sqlite-utils or the services.
 if TYPE_CHECKING:
     from eventstore.domain.messages import Command, Fault
-    from eventstore.handler import HandlingResult
+    from eventstore.log import Outcome
     from projections.audit import PlanStory
     from projections.demo import DemoReport
     from projections.replay import ProgressCallback, ReplayResult
@@ -39,23 +39,6 @@ class MissingModelError(WatcherEsError):
 
 
 @dataclass(frozen=True)
-class Submitted:
-    """What became of a command (``sent`` on a cluster when the caller does not wait)."""
-
-    command_id: str
-    plan_uuid: str
-    outcome: Literal["accepted", "unchanged", "rejected", "pending", "sent"]
-    reason: str = ""
-    duplicate: bool = False
-    event_types: list[str] = field(default_factory=list)
-    plan_state: str | None = None
-
-    @classmethod
-    def of(cls, result: HandlingResult, plan_state: str | None = None) -> Submitted:
-        return cls(result.command_id, result.plan_uuid, result.outcome, result.reason, result.duplicate, result.event_types, plan_state)
-
-
-@dataclass(frozen=True)
 class ConsumerPosition:
     part: str
     source: str
@@ -67,15 +50,15 @@ class Store(Protocol):
     """What the CLI asks of a store; each command calls one of these and prints the answer."""
 
     def close(self) -> None: ...
-    def submit(self, command: Command, *, wait: bool, timeout: float) -> Submitted: ...
-    def settled(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]: ...
+    def submit(self, command: Command, *, wait: bool, timeout: float) -> Outcome: ...
+    def cancellation_end(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]: ...
     def plan(self, uuid: str) -> tuple[Row, list[Row]]: ...
     def plans(self, state: str | None) -> list[Row]: ...
     def consumers(self) -> list[ConsumerPosition]: ...
     def notifications(self, plan: str | None, after: int, follow: bool) -> Iterator[list[tuple[int, dict[str, Any]]]]: ...
     def replayed_notifications(self, plan: str | None, first: int, last: int | None) -> Iterator[Notification]: ...
     def publish(self, notes: Iterator[Notification]) -> int: ...
-    def enforce_deadlines(self, origin: str) -> list[Submitted]: ...
+    def enforce_deadlines(self, origin: str) -> list[Outcome]: ...
     def demo(self) -> DemoReport: ...
     def serve(self, only: Sequence[str], interval: float, once: bool, say: Any, processes: bool = False) -> None: ...
     def audit(self, plan: str) -> PlanStory: ...

@@ -78,11 +78,11 @@ def cancellation_story(plan_uuid: str | None = None, abort_fails: bool = False) 
     cancelled, the running action's abort reported, then a second cancel that is rejected."""
     plan = plan_uuid or str(uuid.uuid4())
     done, running, pending = action(state="SUCCEEDED"), action(state="ONGOING"), action()
-    settle = abort_failed(plan, running.uuid) if abort_fails else abort_ok(plan, running.uuid)
+    abort_result = abort_failed(plan, running.uuid) if abort_fails else abort_ok(plan, running.uuid)
     return [
         register(plan, "ONGOING", [done, running, pending]),
         cancel(plan, by="operator-" + plan[:8], reason=f"maintenance of {plan[:8]}"),
-        settle,
+        abort_result,
         cancel(plan, reason="once more"),
     ]
 

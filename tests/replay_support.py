@@ -10,7 +10,7 @@ from pathlib import Path
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings
 from eventstore.domain.messages import Command
-from eventstore.handler import HandlingResult
+from eventstore.log import Outcome
 from projections.sqlite.backend import EmbeddedBackend
 
 from . import factories as f
@@ -34,7 +34,7 @@ def open_store(db: Path, clock: TickingClock | None = None) -> EmbeddedBackend:
     return EmbeddedBackend(settings, clock=clock or TickingClock(), codec=AvroCodec())
 
 
-def submit_all(service: EmbeddedBackend, commands: Iterable[Command]) -> list[HandlingResult]:
+def submit_all(service: EmbeddedBackend, commands: Iterable[Command]) -> list[Outcome]:
     return [service.submit(c) for c in commands]
 
 

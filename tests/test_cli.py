@@ -265,7 +265,7 @@ def test_enforce_deadlines(cli: Cli, tmp_path: Path) -> None:
     assert status["plan"]["state"] == "FAILED"
     assert status["plan"]["fault"]["exception"] == "AbortTimeout"
     assert action_states(status) == ["SUCCEEDED", "FAILED", "FAILED", "CANCELLED"]
-    assert cli.lines("enforce-deadlines") == [], "a settled cancellation is not enforced again"
+    assert cli.lines("enforce-deadlines") == [], "an ended cancellation is not enforced again"
 
 
 def test_the_same_command_id_is_handled_once(cli: Cli, tmp_path: Path) -> None:

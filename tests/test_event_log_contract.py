@@ -233,17 +233,17 @@ def test_the_command_handler_decides_again_on_the_state_another_writer_left(open
     ours, theirs = open_log(), open_log()
     register = f.register(p, "ONGOING", [f.action(A[0], "ONGOING")])
     handler = CommandHandler(ours, codec, lambda: f.T0)
-    [registered], _ = handler.handle_batch([(register, record_of(codec, register).body)])
-    assert registered.fate == "decided" and handler.plan(p) is not None
+    [(_, registered)], _ = handler.handle_batch([(register, record_of(codec, register).body)])
+    assert registered.how == "decided" and handler.plan(p) is not None
     other = f.cancel(p, by="someone else")
     plan, events = new_events(codec, handler.plan(p), other)
     theirs.append(p, 1, events, record_of(codec, other))  # the handler does not know of it yet
     cancel = f.cancel(p)
     done, lost = handler.handle_batch([(cancel, record_of(codec, cancel).body)])
-    assert lost == [] and [(d.fate, d.outcome) for d in done] == [("decided", "unchanged")], done
+    assert lost == [] and [(d.how, d.outcome) for _, d in done] == [("decided", "unchanged")], done
     assert [e.command_id for e in ours.read_plan(p)] == [register.command_id] + [other.command_id] * len(events)
-    [again], _ = handler.handle_batch([(cancel, record_of(codec, cancel).body)])
-    assert (again.fate, again.outcome) == ("earlier", "unchanged")
+    [(_, again)], _ = handler.handle_batch([(cancel, record_of(codec, cancel).body)])
+    assert (again.how, again.outcome) == ("earlier", "unchanged")
 
 
 def test_a_command_id_is_handled_once(event_log: EventLog, codec: AvroCodec, plans: tuple[str, str]) -> None:

@@ -1,6 +1,6 @@
-"""Which plans the abort-deadline pass must settle, as commands; pure, so every backend shares it.
+"""Which cancellations the abort-deadline pass must end, as commands; pure, so every backend shares it.
 
-The command id derives from the cancellation it settles, so any number of passes, on any
+The command id derives from the cancellation it ends, so any number of passes, on any
 number of hosts, produce the same command and it takes effect once.
 """
 

@@ -118,7 +118,7 @@ def _cancel(out: _Emitter, plan: Plan, command: CancelActionPlan, now: int, abor
             out.emit(ActionCancelled, action_uuid=action.uuid)
         elif action.state == "ONGOING":
             out.emit(ActionCancellationStarted, action_uuid=action.uuid)  # the applier aborts it
-    _settle(out)
+    _end_if_no_abort_awaited(out)
 
 
 def _abort_result(out: _Emitter, plan: Plan, command: ReportAbortResult) -> None:
@@ -131,7 +131,7 @@ def _abort_result(out: _Emitter, plan: Plan, command: ReportAbortResult) -> None
         out.emit(ActionCancelled, action_uuid=action.uuid, status_message=command.status_message)
     else:
         out.emit(ActionCancellationFailed, action_uuid=action.uuid, fault=command.fault, status_message=command.status_message)
-    _settle(out)
+    _end_if_no_abort_awaited(out)
 
 
 def abort_timeout_fault(action_uuid: str, deadline: int) -> Fault:
@@ -151,10 +151,10 @@ def _enforce_deadline(out: _Emitter, plan: Plan, now: int) -> None:
         raise CommandRejected(f"action plan {plan.uuid}: the abort deadline has not passed yet")
     for action in plan.aborts_pending:
         out.emit(ActionCancellationFailed, action_uuid=action.uuid, fault=abort_timeout_fault(action.uuid, c.abort_deadline))
-    _settle(out)
+    _end_if_no_abort_awaited(out)
 
 
-def _settle(out: _Emitter) -> None:
+def _end_if_no_abort_awaited(out: _Emitter) -> None:
     """When no abort is awaited any more, the cancellation ends, failed if any abort failed."""
     plan = out.plan
     if plan is None or plan.state != "CANCELLING" or plan.aborts_pending:

@@ -25,6 +25,7 @@ from eventstore.codec import AvroCodec
 from eventstore.faults import fault_point
 from eventstore.exceptions import CorruptRecordError, PoisonRecordError, StaleAppendError, UnknownSchemaError
 from eventstore.log import NewEvent, StoredEvent, chain_hash
+from eventstore.position import where
 from eventstore.kafka.records import Headers, offset_of, record_headers, source_of
 from eventstore.frozen import quick_init
 
@@ -61,7 +62,7 @@ class Append:
 
     @property
     def where(self) -> str:
-        return f"{self.source} offset {self.offset}"
+        return where(self.source, self.position)
 
     @property
     def last_hash(self) -> str | None:
@@ -137,13 +138,13 @@ def append_of(codec: AvroCodec, msg: Message, known: Mapping[bytes, Mapping[str,
     value = msg.value() or b""
     record = known.get(value) if known else None
     if record is None:
-        where = f"{source} offset {offset}"
+        place = where(source, offset + 1)
         try:
-            name, record = codec.decode(value, where)
+            name, record = codec.decode(value, place)
         except (CorruptRecordError, UnknownSchemaError) as exc:
             raise PoisonRecordError(str(exc)) from None
         if name != RECORD:
-            raise PoisonRecordError(f"{where}: a {name} record on the events topic, where every record is an {RECORD}")
+            raise PoisonRecordError(f"{place}: a {name} record on the events topic, where every record is an {RECORD}")
     return append_from(record, source, offset)
 
 

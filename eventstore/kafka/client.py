@@ -15,19 +15,7 @@ from eventstore.exceptions import WaitTimeoutError
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import Publisher, TopicFollower, new_consumer, partitions_of
 from eventstore.kafka.records import header_map, parse_iso_micros, record_headers, unwrap_oslo_envelope
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A CommandHandled record: what became of a command, and the plan's states after it."""
-
-    command_id: str
-    plan_uuid: str
-    outcome: str
-    reason: str
-    plan_state: str | None
-    action_states: list[tuple[str, str, str]] = field(default_factory=list)
-    event_types: list[str] = field(default_factory=list)
+from eventstore.log import Outcome
 
 
 class OutcomeWatcher:
@@ -112,7 +100,7 @@ class KafkaClient:
             raise WaitTimeoutError(f"no outcome for command {command_id} within {timeout_s:.0f} s: is `watcher-es serve` running?")
         return found
 
-    def wait_plan_settled(self, plan_uuid: str, watcher: OutcomeWatcher, timeout_s: float) -> Outcome:
+    def wait_cancellation_end(self, plan_uuid: str, watcher: OutcomeWatcher, timeout_s: float) -> Outcome:
         """Follow the plan's outcomes until its cancellation ends (CANCELLED or FAILED)."""
         found = watcher.wait(
             lambda o: o.plan_uuid == plan_uuid and o.outcome == "accepted" and o.plan_state in ("CANCELLED", "FAILED"), timeout_s,
@@ -122,10 +110,11 @@ class KafkaClient:
         return found
 
     def outcome_of(self, value: bytes) -> Outcome:
+        """A CommandHandled record as an ``Outcome`` (the plan's version is known where it caused events)."""
         _, r = self._codec.decode(value)
         return Outcome(
-            r["command_id"], r["plan_uuid"], r["outcome"], r["reason"], r["plan_state"],
-            [(a["uuid"], a["action_type"], a["state"]) for a in r["action_states"]], list(r["event_types"]),
+            r["command_id"], r["plan_uuid"], r["outcome"], r["reason"], tuple(r["event_types"]), r["plan_state"], r["last_seq"] or 0,
+            tuple((a["uuid"], a["action_type"], a["state"]) for a in r["action_states"]),
         )
 
     def notifications(self, plan_uuids: Iterable[str], since_ms: int, until: Callable[[list[dict[str, Any]]], bool], timeout_s: float = 60.0) -> list[dict[str, Any]]:

@@ -76,12 +76,9 @@ class KafkaSettings:
         }
 
     def consumer_config(self, group: str | None, prompt: bool = False, catch_up: bool = False) -> dict[str, str | int | bool]:
-        """``prompt``: a reader on the way from a cancel to its notification (the handler, its
-        read-back, the translator) or one a caller waits on (a query's catch-up) asks the broker to
-        answer an empty fetch within 10 ms. Kafka answers a fetch as soon as a record arrives
-        whatever the wait, but some Kafka-protocol brokers (Tansu) hold every fetch for the whole
-        wait, which then adds to every hop. Readers nobody waits on keep 100 ms, so an idle
-        `serve` asks little of the broker. Either default gives way to ``-X fetch.wait.max.ms``."""
+        """``prompt``: a reader on the way from a cancel to its notification, or one a caller waits
+        on, asks for a 10 ms fetch wait; others 100 ms (why: ARCHITECTURE.md, "Fetch waits").
+        Either default gives way to ``-X fetch.wait.max.ms``."""
         scoped = self._scoped("consumer.")
         config: dict[str, str | int | bool] = {
             # Quick group joins and failure detection; 6 s/0.5 s are librdkafka-legal minimums we rely on.

@@ -1,7 +1,7 @@
 """The command handler on Kafka: commands topic in, fenced appends and outcomes out (ARCHITECTURE.md, "One cancel, on Kafka").
 
 Its state (a ``PlanStateStore`` at ``state_path``) is folded from the events topic through the
-same fence as every other reader: at start, after a rebalance and before every batch, from the
+fence (``appends.py``), as every other reader's: at start, after a rebalance and before every batch, from the
 stored positions. It follows every events partition, not only those of its commands partitions:
 a foreign producer may put a plan's command in another partition, and the fence needs every
 plan's true version. Rejections and no-ops are appended too: a decision made on a stale state
@@ -27,14 +27,14 @@ from eventstore.domain.messages import COMMAND_TYPES, Command, from_record
 from eventstore.domain.plan import Plan, evolve
 from eventstore.domain.validation import validate_command
 from eventstore.exceptions import CommandValidationError, CorruptRecordError, PoisonRecordError, SerializationError, UnknownSchemaError
-from eventstore.handler import CommandHandler, Handled, decode_event
-from eventstore.log import CommandRecord, DeadLetterSink
+from eventstore.handler import CommandHandler, decode_event
+from eventstore.log import CommandRecord, DeadLetterSink, Outcome
 from eventstore.kafka.appends import Append
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import DeadLetters, Publisher, commit_offsets, kafka_error, new_consumer, next_batch, parked_record, subscribe
 from eventstore.kafka.log import KafkaEventLog
 from eventstore.kafka.state_store import PlanStateStore
-from eventstore.kafka.records import offset_of, partition_of, record_headers
+from eventstore.kafka.records import offset_of, partition_of, record_headers, where_of
 from eventstore.sqlite_support import sqlite_error
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ CACHE_SIZE = 5_000
 
 def decode_command(codec: AvroCodec, msg: Message) -> Command:
     """A commands-topic record as a validated command, or a PoisonRecordError saying why not."""
-    where = f"{msg.topic()}/{msg.partition()} offset {msg.offset()}"
+    where = where_of(msg)
     name, record = codec.decode(msg.value() or b"", where)
     cls = COMMAND_TYPES.get(name)
     if cls is None:
@@ -62,7 +62,7 @@ def decode_command(codec: AvroCodec, msg: Message) -> Command:
 
 class StorePlans:
     """The handler's ``PlanStates`` on Kafka: its state store, kept current by the log (a standing
-    append is folded as the log settles it or reads it, so nothing is left to do when one stood or lost)."""
+    append is folded as the log judges it where it landed or reads it back, so nothing is left to do when one stood or lost)."""
 
     def __init__(self, log: KafkaEventLog, state: PlanStateStore) -> None:
         self._log = log
@@ -81,11 +81,11 @@ class StorePlans:
         self._state.look_up_commands(c.command_id for c in commands)
         self._log.prime(c.plan_uuid for c in commands)
 
-    def settled(self, plan: Plan) -> None:
-        """Folded as the log settled the append."""
+    def stood(self, plan: Plan) -> None:
+        """Folded as the log judged the append."""
 
     def stale(self, plan_uuid: str) -> None:
-        """The log has folded the append that won (it read it before settling ours)."""
+        """The log has folded the append that won (it read it before judging ours)."""
 
 
 @guarded(kafka_error, sqlite_error)
@@ -101,7 +101,7 @@ class KafkaCommandHandler:
         self._topics = settings.topics
         self._codec = codec
         self._clock = clock
-        self._publisher = Publisher(settings, report_offsets=True)  # the log settles its appends where they landed
+        self._publisher = Publisher(settings, report_offsets=True)  # the log judges its appends where they landed
         self._dead: DeadLetterSink = DeadLetters(self._publisher, self._topics.dead_letters)
         self._state = PlanStateStore(state_path, cache_size, changelog=self._topics.events)
         self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state, listener=self._fold)
@@ -162,9 +162,9 @@ class KafkaCommandHandler:
             except POISON as exc:
                 self._dead.park(parked_record(msg), "handler", exc)
         done, lost = self.handler.handle_batch(commands)
-        for handled in done:
-            if handled.fate != "raced":  # another writer's append of it stood meanwhile: its outcome is said on redelivery
-                self._publish_outcome(handled)
+        for command, outcome in done:
+            if outcome.how != "raced":  # another writer's append of it stood meanwhile: its outcome is said on redelivery
+                self._publish_outcome(command, outcome)
         for command, _ in lost:
             logger.error("command %s lost to other writers %d times; its batch is read again", command.command_id, CommandHandler.ATTEMPTS)
         if messages:
@@ -185,19 +185,17 @@ class KafkaCommandHandler:
         for (topic, partition), offset in first.items():
             self._consumer.seek(TopicPartition(topic, partition, offset))
 
-    def _publish_outcome(self, handled: Handled) -> None:
-        command = handled.command
-        plan = handled.plan if handled.fate == "decided" else self._state.plan(command.plan_uuid)
-        event_types = [type(e).__name__ for e in handled.events]
-        last = plan.version if plan and event_types else None
+    def _publish_outcome(self, command: Command, outcome: Outcome) -> None:
+        event_types = list(outcome.event_types)
+        last = outcome.plan_version if outcome.plan_state is not None and event_types else None
         record: dict[str, Any] = {
             "command_id": command.command_id, "command_type": type(command).__name__, "plan_uuid": command.plan_uuid,
             "issued_by": command.issued_by, "origin": command.origin, "issued_at": command.issued_at,
-            "handled_at": self._clock(), "outcome": handled.outcome, "reason": handled.reason,
+            "handled_at": self._clock(), "outcome": outcome.outcome, "reason": outcome.reason,
             "first_seq": (last - len(event_types) + 1) if last is not None else None, "last_seq": last,
             "event_types": event_types,
-            "plan_state": plan.state if plan else None,
-            "action_states": [{"uuid": a.uuid, "action_type": a.action_type, "state": a.state} for a in plan.actions] if plan else [],
+            "plan_state": outcome.plan_state,
+            "action_states": [{"uuid": u, "action_type": t, "state": s} for u, t, s in outcome.action_states],
         }
         value = self._codec.encode("CommandHandled", record)
         headers = record_headers(

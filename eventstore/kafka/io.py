@@ -20,8 +20,9 @@ from eventstore.codec import AvroCodec
 from eventstore.exceptions import ConfigurationError, DeliveryError, KafkaClientError, KafkaUnavailableError, MissingTopicError, StaleAppendError
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.appends import Append, Fence, admitted, appends_in, events_of
-from eventstore.kafka.records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of, topic_partition
+from eventstore.kafka.records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of, topic_partition, where_of
 from eventstore.log import ParkedRecord, StoredEvent
+from eventstore.position import where
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +206,7 @@ def topic_pages(
 
 
 def _skip(msg: Message, error: Exception) -> None:
-    logger.warning("skipping %s/%s offset %s: %s", msg.topic(), msg.partition(), msg.offset(), error)
+    logger.warning("skipping %s: %s", where_of(msg), error)
 
 
 class DeadLetters:
@@ -217,7 +218,7 @@ class DeadLetters:
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
         tp = topic_partition(record.source, record.position - 1)
-        logger.warning("dead-lettering %s offset %s (%s): %s", record.source, tp.offset, stage, error)
+        logger.warning("dead-lettering %s (%s): %s", where(record.source, record.position), stage, error)
         headers = dead_letter_headers(
             topic=tp.topic, partition=tp.partition, offset=tp.offset, stage=stage, error=error, original=record.headers,
         )

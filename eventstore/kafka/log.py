@@ -1,17 +1,16 @@
-"""The EventLog port on a Kafka events topic: atomic, fenced appends, judged in partition order.
+"""The EventLog port on a Kafka events topic: atomic, fenced appends (the record and the fence:
+``appends.py``), judged in partition order.
 
-An append is one ``EventsAppended`` record (``appends.py``) produced at the plan's version; once
-the cluster confirms it, one that lost to another writer's raises ``StaleVersionError``, as the
-SQLite log's unique key does. ``append_all``, the handler's path, does a batch with one flush.
-Where the delivery reports say a partition's records of ours landed one after another right
-where the state ends, nothing can stand between them: the fence judges them at once from the
-records written (the follower skips them when they come back). Elsewhere they are judged as
-read back.
+Once the cluster confirms an append, one that lost to another writer's raises
+``StaleVersionError``, as the SQLite log's unique key does. ``append_all``, the handler's path,
+does a batch with one flush. Where the delivery reports say a partition's records of ours landed
+one after another right where the state ends, nothing can stand between them: the fence judges
+them at once from the records written (the follower skips them when they come back). Elsewhere
+they are judged as read back.
 
 The state (``PlanStateStore``) holds each plan's version and chain head, each handled command's
 record and the positions they reflect, so a log opened on a stored state reads only the topic's
-tail; without a file it is in memory and the topic is read from its start. ``read_plan`` and
-``events_after`` scan the topic.
+tail; without a file it is in memory and the topic is read from its start.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING
 from eventstore.codec import AvroCodec, WriterSchema
 from eventstore.domain.plan import Plan
 from eventstore.exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
-from eventstore.log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, Outcome, ParkedRecord, StoredEvent
+from eventstore.log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, ParkedRecord, StoredEvent, Verdict
 from eventstore.position import Position
 from eventstore.kafka.appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, new_writer_id, prepare_append
 from eventstore.kafka.config import KafkaSettings
@@ -50,7 +49,7 @@ def command_record(codec: AvroCodec, append: Append) -> CommandRecord:
     first = append.position if append.events else None
     return CommandRecord(
         append.command_id, append.command_type, append.plan_uuid, issued_by, origin, issued_at, append.command,
-        cast(Outcome, append.outcome), append.reason, first, first,
+        cast(Verdict, append.outcome), append.reason, first, first,
     )
 
 
@@ -76,7 +75,7 @@ class KafkaEventLog:
         #: Where the cluster put each pending append: (partition, offset).
         self._placed: dict[str, tuple[int, int]] = {}
         self._listener = listener
-        #: Records folded from the events topic by this log, not counting its own appends settled
+        #: Records folded from the events topic by this log, not counting its own appends judged
         #: where they landed (what a restart on a stored state saves).
         self.records_read = 0
 
@@ -96,7 +95,7 @@ class KafkaEventLog:
         """Read every partition to its end through the fence, folding each page into the state in one commit.
 
         Up to ``wait_s`` is spent waiting for a first record when the log was current already.
-        Our own appends that were settled where they landed come back too, and are skipped.
+        Our own appends that were judged where they landed come back too, and are skipped.
         A page that cannot be committed is dropped with everything pending, and the topic is read
         again from the stored positions.
         """
@@ -106,7 +105,7 @@ class KafkaEventLog:
             for page in self._follower.pages(wait_s=wait_s):
                 page = [msg for msg in page if offset_of(msg) >= self.state.position(source_of(msg))]
                 self.records_read += len(page)
-                self._settle(appends_in(self._codec, page, lambda m, e: None, self._mine), positions_reached(page))
+                self._judge(appends_in(self._codec, page, lambda m, e: None, self._mine), positions_reached(page))
         except BaseException:
             self.state.discard()
             self._fence.forget()
@@ -114,14 +113,14 @@ class KafkaEventLog:
             follower.close()
             raise
 
-    def _settle(self, appends: list[Append], positions: Mapping[str, int]) -> None:
+    def _judge(self, appends: list[Append], positions: Mapping[str, int]) -> None:
         """Judge appends read (or placed) in partition order at the fence, and fold what stands, with the positions, in one commit."""
         for append in admitted(appends, self._fence, self._lost):
             self._stood(append)
         self.state.commit(positions)
         self._fence.forget()  # the versions are in the store now
 
-    def _settle_in_place(self) -> None:
+    def _judge_where_placed(self) -> None:
         """Our appends that landed one after another right where this log's state of their partition ends.
 
         Nothing can stand between them, so the fence judges them here exactly as every reader
@@ -143,7 +142,7 @@ class KafkaEventLog:
             if [offset for offset, _ in placed] != list(range(first, first + len(placed))):
                 continue
             appends = [append_from(self._pending[i][0].record, where, offset) for offset, i in placed]
-            self._settle(appends, {where: first + len(placed)})
+            self._judge(appends, {where: first + len(placed)})
 
     def _stood(self, append: Append) -> None:
         mine = self._pending.get(append.append_id)
@@ -217,7 +216,7 @@ class KafkaEventLog:
         if not self._pending:
             return [i for i in ids if isinstance(i, DuplicateCommandError)]
         self._publisher.flush()
-        self._settle_in_place()
+        self._judge_where_placed()
         deadline = time.monotonic() + timeout_s
         while len(self._results) < len(self._pending):
             if time.monotonic() > deadline:

@@ -17,6 +17,8 @@ from typing import Any
 
 from confluent_kafka import Message, TopicPartition
 
+from eventstore.position import where
+
 Headers = list[tuple[str, str | bytes | None]]
 #: What confluent-kafka hands back as a message's headers.
 ReceivedHeaders = Sequence[tuple[str, str | bytes | None]] | dict[str, str | bytes | None] | None
@@ -44,6 +46,11 @@ def partition_source(topic: str, partition: int) -> str:
 def source_of(msg: Message) -> str:
     """A consumed record's ``partition_source``."""
     return partition_source(str(msg.topic()), partition_of(msg))
+
+
+def where_of(msg: Message) -> str:
+    """A consumed record's place, as every message names it (``position.where``)."""
+    return where(source_of(msg), offset_of(msg) + 1)
 
 
 def topic_partition(source: str, offset: int) -> TopicPartition:

@@ -155,7 +155,7 @@ class PlanStateStore:
         self._plans: dict[str, Plan] = {}
         self._commands: dict[str, CommandRecord] = {}
         #: Command records read ahead for a batch (None: not in the store), and those a commit just
-        #: wrote: the writer asks for its batch's records right after the commit that settles them.
+        #: wrote: the writer asks for its batch's records right after the commit that folds them.
         self._looked_up: dict[str, CommandRecord | None] = {}
         self._positions: dict[str, int] = dict(self._conn.execute("SELECT source, position FROM positions").fetchall())
 

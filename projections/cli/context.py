@@ -18,7 +18,8 @@ if TYPE_CHECKING:  # the store pulls in fastavro, sqlite-utils and the Kafka cli
     from rich.console import Console
 
     from eventstore.kafka.config import KafkaSettings
-    from projections.store import Store, Submitted
+    from eventstore.log import Outcome
+    from projections.store import Store
 
 from eventstore.config import Settings
 from eventstore.exceptions import CommandValidationError, KafkaClientError, StoreError, WatcherEsError
@@ -123,12 +124,12 @@ def json_line(value: Any) -> None:
     sys.stdout.flush()
 
 
-def report(result: Submitted, as_json: bool, what: str) -> None:
+def report(result: Outcome, as_json: bool, what: str) -> None:
     """Print a command's outcome; a rejected command exits non-zero with its reason."""
     if as_json:
         json_line({
             "command_id": result.command_id, "plan_uuid": result.plan_uuid, "outcome": result.outcome,
-            "reason": result.reason, "duplicate": result.duplicate, "events": result.event_types,
+            "reason": result.reason, "duplicate": result.duplicate, "events": list(result.event_types),
         })
     elif result.outcome == "sent":
         out.print(clean(f"{what}: sent as command {result.command_id} (use --wait for the outcome)"))

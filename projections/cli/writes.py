@@ -45,7 +45,7 @@ def submit(ctx: typer.Context, command: "Command", as_json: bool, what: str, wai
     with open_store_of(ctx) as store:
         report(store.submit(command, wait=wait, timeout=timeout), as_json, what)
         if wait and isinstance(command, CancelActionPlan):
-            _settled(as_json, command.plan_uuid, *store.settled(command.plan_uuid, timeout))
+            _ended(as_json, command.plan_uuid, *store.cancellation_end(command.plan_uuid, timeout))
 
 
 def _canonical(command: "Command") -> "Command":
@@ -57,7 +57,7 @@ def _canonical(command: "Command") -> "Command":
     return dataclasses.replace(command, **changes)  # type: ignore[arg-type]
 
 
-def _settled(as_json: bool, plan_uuid: str, state: str, fault: "Fault | None") -> None:
+def _ended(as_json: bool, plan_uuid: str, state: str, fault: "Fault | None") -> None:
     if as_json:
         json_line({"plan_uuid": plan_uuid, "final_state": state, "fault": asdict(fault) if fault else None})
     elif state == "CANCELLED":

@@ -35,8 +35,9 @@ from eventstore.codec import AvroCodec
 from eventstore.exceptions import StaleAppendError
 from eventstore.kafka.appends import Append
 from eventstore.kafka.log import command_record
-from eventstore.kafka.records import header_map, offset_of, source_of, unwrap_oslo_envelope
+from eventstore.kafka.records import header_map, offset_of, source_of, unwrap_oslo_envelope, where_of
 from eventstore.log import CommandRecord, RejectedAppend, StoredEvent
+from eventstore.position import where
 from eventstore.sqlite_support import rows_for
 
 from projections.read_model import sorted_json
@@ -117,7 +118,7 @@ class AuditTrail:
                 message_id, event_type, priority = shown["message_id"], shown["event_type"], shown["priority"]
                 plan_seq = int(h.get("ce_sequence", 0))
             except (ValueError, KeyError, TypeError) as exc:
-                logger.warning("not recording %s/%s offset %s in the audit trail: %s", msg.topic(), msg.partition(), msg.offset(), exc)
+                logger.warning("not recording %s in the audit trail: %s", where_of(msg), exc)
                 continue
             rows.append((
                 plan_uuid, message_id, event_id, event_type, priority, plan_seq, h.get("watcher_es_payload_set", "1.0"),
@@ -151,7 +152,7 @@ class AuditTrail:
             " FROM trail_conflicts WHERE plan_uuid = ? ORDER BY position", (plan_uuid,),
         )
         return [
-            RejectedAppend(position, f"{source} offset {position - 1}", at, command_id, command_type, writer, expected, reason)
+            RejectedAppend(position, where(source, position), at, command_id, command_type, writer, expected, reason)
             for position, source, at, command_id, command_type, writer, expected, reason in rows
         ]
 

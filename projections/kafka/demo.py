@@ -29,7 +29,7 @@ class KafkaDemo:
         self.client.send(command)
         outcome = self.client.wait_outcome(command.command_id, self._outcomes, self.timeout_s)
         if outcome.plan_state is not None:
-            self._states[command.plan_uuid] = PlanSnapshot(command.plan_uuid, outcome.plan_state, outcome.action_states)
+            self._states[command.plan_uuid] = PlanSnapshot(command.plan_uuid, outcome.plan_state, list(outcome.action_states))
         return outcome.outcome, outcome.reason
 
     def snapshot(self, plan_uuid: str) -> PlanSnapshot:

@@ -86,7 +86,7 @@ def kafka_service(
 
     def deadline_pass() -> bool:
         """The pending deadlines from the model (an indexed query), once the model has first caught
-        up: a model catching up at start shows plans CANCELLING that have long settled."""
+        up: a model catching up at start shows plans CANCELLING whose cancellation has long ended."""
         caught_up[0] = caught_up[0] or model.at_end
         if not caught_up[0]:
             return False

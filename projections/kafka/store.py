@@ -17,6 +17,7 @@ from eventstore.boundary import guarded
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
 from eventstore.domain.messages import Command, Fault
+from eventstore.log import Outcome
 from eventstore.domain.validation import validate_command
 from eventstore.exceptions import CommandValidationError
 from eventstore.handler import load_plan
@@ -37,7 +38,7 @@ from projections.kafka.notifications import NotificationTopics, recorded_on_topi
 from projections.kafka.service import PARTS, kafka_service, run_in_processes
 from projections.read_model import ReadModel
 from projections.replay import ProgressCallback, ReplayResult, replay
-from projections.store import ConsumerPosition, MissingModelError, Row, Submitted, UnknownPlanError
+from projections.store import ConsumerPosition, MissingModelError, Row, UnknownPlanError
 from projections.translator import Notification, translator_for
 from projections.verify import VerifyReport, verify_against
 
@@ -50,7 +51,7 @@ class KafkaStore:
         self.settings = settings
         self.kafka = kafka
         self._client: KafkaClient | None = None
-        self._outcomes: OutcomeWatcher | None = None  # opened by a waiting submit, followed by `settled`
+        self._outcomes: OutcomeWatcher | None = None  # opened by a waiting submit, followed by `cancellation_end`
         self._codec = AvroCodec()
         self._model: ReadModel | None = None
         self._feed: KafkaReadModelPart | None = None
@@ -87,23 +88,19 @@ class KafkaStore:
         if self._model is not None:
             self._model.close()
 
-    def submit(self, command: Command, *, wait: bool, timeout: float) -> Submitted:
+    def submit(self, command: Command, *, wait: bool, timeout: float) -> Outcome:
         validate_command(command)  # refused here, naming the field, rather than dead-lettered by the handler
         if not wait:
             self.client.send(command)
-            return Submitted(command.command_id, command.plan_uuid, "sent")
+            return Outcome(command.command_id, command.plan_uuid, "sent")
         self._outcomes = self._outcomes or self.client.follow_outcomes(command.issued_at // 1000 - 5000)
         self.client.send(command)
-        outcome = self.client.wait_outcome(command.command_id, self._outcomes, timeout)
-        return Submitted(
-            outcome.command_id, outcome.plan_uuid, outcome.outcome, outcome.reason,  # type: ignore[arg-type]
-            event_types=outcome.event_types, plan_state=outcome.plan_state,
-        )
+        return self.client.wait_outcome(command.command_id, self._outcomes, timeout)
 
-    def settled(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
+    def cancellation_end(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
         if self._outcomes is None:
             self._outcomes = self.client.follow_outcomes(system_clock() // 1000 - 5000)
-        state = self.client.wait_plan_settled(plan_uuid, self._outcomes, timeout).plan_state or "UNKNOWN"
+        state = self.client.wait_cancellation_end(plan_uuid, self._outcomes, timeout).plan_state or "UNKNOWN"
         if state != "FAILED":
             return state, None
         # The events were appended before the outcome was published: the model caught up now has them.
@@ -158,12 +155,12 @@ class KafkaStore:
             count += len(batch)
         return count
 
-    def enforce_deadlines(self, origin: str) -> list[Submitted]:
+    def enforce_deadlines(self, origin: str) -> list[Outcome]:
         model, trail = self.model()
         commands = overdue_commands(model, trail.read_plan, self._codec, system_clock(), origin)
         for command in commands:
             self.client.send(command)
-        return [Submitted(c.command_id, c.plan_uuid, "sent") for c in commands]
+        return [Outcome(c.command_id, c.plan_uuid, "sent") for c in commands]
 
     def demo(self) -> DemoReport:
         return run_demo(KafkaDemo(self.client))

@@ -13,7 +13,8 @@ from projections.translator import translator_for
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
 from eventstore.domain.messages import Command
-from eventstore.handler import Clock, CommandHandler, HandlingResult
+from eventstore.handler import Clock, CommandHandler
+from eventstore.log import Outcome
 from eventstore.sqlite.log import SqliteEventLog
 
 
@@ -45,7 +46,7 @@ class EmbeddedBackend:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def submit(self, command: Command) -> HandlingResult:
+    def submit(self, command: Command) -> Outcome:
         result = self.handler.handle(command)
         self.catch_up()
         return result
@@ -62,7 +63,7 @@ class EmbeddedBackend:
             self.outbox.checkpoint()
         return done
 
-    def enforce_deadlines(self, origin: str = "watcher-es") -> list[HandlingResult]:
+    def enforce_deadlines(self, origin: str = "watcher-es") -> list[Outcome]:
         """Fail every abort past its deadline; safe to run anywhere, any number of times."""
         self.catch_up()
         # From the log, not the handler's cache: another process may have cancelled a plan cached before.

@@ -13,13 +13,14 @@ from eventstore.config import Settings
 from eventstore.exceptions import CommandValidationError, WaitTimeoutError
 from eventstore.sqlite_support import open_read_only, sqlite_error
 from projections.model_view import ModelView
-from projections.store import ConsumerPosition, MissingLogError, Row, Submitted, UnknownPlanError
+from projections.store import ConsumerPosition, MissingLogError, Row, UnknownPlanError
 
 # The rest loads when a command needs it: `status` and `plans` read through ``ModelView`` alone
 # and answer within the CLI's start-up time (fastavro, sqlite-utils and the services stay unloaded).
 if TYPE_CHECKING:
     from eventstore.codec import AvroCodec
     from eventstore.domain.messages import Command, Fault
+    from eventstore.log import Outcome
     from projections.audit import PlanStory
     from projections.demo import DemoReport
     from projections.replay import ProgressCallback, ReplayResult
@@ -75,10 +76,10 @@ class EmbeddedStore:
         if self._view is not None:
             self._view.close()
 
-    def submit(self, command: Command, *, wait: bool, timeout: float) -> Submitted:
-        return Submitted.of(self.backend.submit(command))
+    def submit(self, command: Command, *, wait: bool, timeout: float) -> Outcome:
+        return self.backend.submit(command)
 
-    def settled(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
+    def cancellation_end(self, plan_uuid: str, timeout: float) -> tuple[str, Fault | None]:
         """Another process reports the aborts: re-read the plan until its cancellation ends."""
         from eventstore.handler import load_plan
 
@@ -130,8 +131,8 @@ class EmbeddedStore:
     def publish(self, notes: Iterator[Notification]) -> int:
         raise CommandValidationError("--publish sends to the Kafka notification topics: it needs --bootstrap-servers")
 
-    def enforce_deadlines(self, origin: str) -> list[Submitted]:
-        return [Submitted.of(r) for r in self.backend.enforce_deadlines(origin)]
+    def enforce_deadlines(self, origin: str) -> list[Outcome]:
+        return self.backend.enforce_deadlines(origin)
 
     def demo(self) -> DemoReport:
         from projections.demo import run_demo

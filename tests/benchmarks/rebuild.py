@@ -1,7 +1,7 @@
 """How fast a full replay runs and how much memory it takes: ``python -m tests.benchmarks.rebuild``.
 
 Fills a fresh embedded log with ``--events`` events (synthetic plans that are registered, run
-part-way, cancelled and settled: 15 events and 7 commands each), decided by the real domain
+part-way, cancelled and their aborts reported: 15 events and 7 commands each), decided by the real domain
 code and appended in big transactions with the real chain hashes, then replays it in a child
 process so the peak RSS reported is the replay's alone, not the fill's.
 

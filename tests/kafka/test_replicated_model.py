@@ -34,7 +34,7 @@ def handled(client: KafkaClient, commands: list[Command], timeout: float = 120) 
     """Send the commands one by one, each once the previous one is handled; each one's outcome."""
     watcher = client.follow_outcomes(time.time_ns() // 1_000_000 - 5000)
     try:
-        outcomes = {}
+        outcomes: dict[str, str] = {}
         for command in commands:
             client.send(command)
             outcomes[command.command_id] = client.wait_outcome(command.command_id, watcher, timeout).outcome

@@ -21,7 +21,8 @@ from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
 from eventstore.domain.messages import Command
 from eventstore.domain.plan import Plan
-from eventstore.kafka.client import KafkaClient, Outcome, OutcomeWatcher
+from eventstore.kafka.client import KafkaClient, OutcomeWatcher
+from eventstore.log import Outcome
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.handler import KafkaCommandHandler
 from eventstore.kafka.io import Publisher, TopicFollower, positions_reached
@@ -123,7 +124,7 @@ def test_a_restarted_handler_reads_only_the_tail_and_a_lost_store_is_rebuilt_the
         cancel = f.cancel(registered[0].plan_uuid)
         outcome = handle(second, client, watcher, [cancel])[cancel.command_id]
         assert outcome.outcome == "accepted" and outcome.plan_state == "CANCELLING"
-        # At most the cancel's own append (settled where it landed, it is not even read back).
+        # At most the cancel's own append (judged where it landed, it is not even read back).
         read = second.log.records_read
         assert read <= 1
         # A command handled before the restart is still recognised: said again, not appended again.

@@ -202,7 +202,7 @@ def test_a_paused_handler_wakes_up_deposed_and_its_stale_batch_is_fenced(kafka: 
             + "; ".join(f"{c.where} {c.command_type} {c.command_id} by {c.writer} at v{c.expected_version}" for c, _ in conflicts)
         )
         assert all(is_writer_of(c.writer, a_pid) for c, _ in conflicts), [c.writer for c, _ in conflicts]
-        assert all(c.command_id in seen for c, _ in conflicts)  # every lost command was still settled
+        assert all(c.command_id in seen for c, _ in conflicts)  # every lost command was still handled
         fence_letters: list[dict[str, Any]] = []
         deadline = time.monotonic() + 60
         while True:

@@ -22,7 +22,7 @@ from .. import factories as f
 from ..test_event_log_contract import A, new_events, record_of
 
 
-def test_appends_that_land_where_the_state_ends_are_settled_without_being_read_back(kafka: KafkaSettings) -> None:
+def test_appends_that_land_where_the_state_ends_are_judged_without_being_read_back(kafka: KafkaSettings) -> None:
     codec = AvroCodec()
     writer, reader = KafkaEventLog(kafka, codec), KafkaEventLog(kafka, codec)
     try:
@@ -41,7 +41,7 @@ def test_appends_that_land_where_the_state_ends_are_settled_without_being_read_b
         assert [type(r).__name__ for r in results] == ["CommandRecord"] * 3
         assert writer.records_read == 0, "nothing read back"
         assert (writer.state.version(p), writer.state.version(q)) == (1 + len(cancelled), 1)
-        writer.refresh()  # its records come back from the broker: already settled, skipped
+        writer.refresh()  # its records come back from the broker: already judged, skipped
         assert writer.records_read == 0
         assert (writer.state.version(p), writer.state.version(q)) == (1 + len(cancelled), 1)
         # Every reader applies the same fence to the same records and agrees.
