@@ -31,18 +31,19 @@ scenarios:
 and lets the action find its own DB row (a Watcher action is not told its uuid).
 """
 
+# mypy: disable-error-code="import-untyped"
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from oslo_log import log  # type: ignore[import-untyped]
+from oslo_log import log
 
-from watcher import objects  # type: ignore[import-untyped]
-from watcher.applier.actions import base  # type: ignore[import-untyped]
-from watcher.common import context as wcontext  # type: ignore[import-untyped]
-from watcher.common import exception  # type: ignore[import-untyped]
-from watcher.db import api as db_api  # type: ignore[import-untyped]
+from watcher import objects
+from watcher.applier.actions import base
+from watcher.common import context as wcontext
+from watcher.common import exception
+from watcher.db import api as db_api
 
 LOG = log.getLogger(__name__)
 

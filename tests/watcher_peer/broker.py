@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 
 def tansu_binary() -> Path:
@@ -56,6 +56,14 @@ class Tansu:
             )
         try:
             deadline = time.monotonic() + 30
+            while True:  # the port first, so librdkafka does not log refused connections
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    break
+                except OSError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"Tansu did not listen on {self.bootstrap_servers}: see {self.log_path}") from None
+                    time.sleep(0.02)
             while True:
                 try:
                     AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=1)
@@ -116,6 +124,11 @@ def _text(data: bytes | None) -> str | None:
         return "base64:" + base64.b64encode(data).decode("ascii")
 
 
+def _headers(headers: Any) -> list[list[str | None]]:
+    pairs = headers.items() if isinstance(headers, dict) else (headers or [])
+    return [[str(name), _text(value.encode() if isinstance(value, str) else value)] for name, value in pairs]
+
+
 def read_records(bootstrap_servers: str, topics: Iterable[str], timeout: float = 30) -> list[dict[str, Any]]:
     """Every record now in ``topics``, read by partition assignment (no consumer group, so no
     group join), from the first offset to each partition's high watermark at the call.
@@ -151,14 +164,14 @@ def read_records(bootstrap_servers: str, topics: Iterable[str], timeout: float =
             for message in consumer.consume(500, timeout=0.2):
                 if message.error():
                     raise KafkaException(message.error())
-                topic, partition, offset = message.topic(), message.partition(), message.offset()
+                topic, partition, offset = str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
                 if (topic, partition) not in remaining:
                     continue
                 ts_type, ts = message.timestamp()
                 records.append({
                     "topic": topic, "partition": partition, "offset": offset, "timestamp": ts, "timestamp_type": ts_type,
                     "key": _text(message.key()),
-                    "headers": [[name, _text(value)] for name, value in (message.headers() or [])],
+                    "headers": _headers(message.headers()),
                     "value": _text(message.value()),
                 })
                 if offset + 1 >= ends[(topic, partition)]:

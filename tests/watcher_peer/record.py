@@ -104,10 +104,15 @@ class Mix:
                     peer_action(f"{s}-1", 20, pair=True, on_cancel="interrupt", abort=mode),
                     peer_action(f"{s}-2", 20, pair=True, on_cancel="interrupt", abort=mode)]})
             elif s == "applier_crash":
-                specs[s] = ("unclassified", "actuator", {"actions": [nop("k: first"), peer_action("k-long", 60), nop("k: never")]})
+                specs[s] = ("unclassified", "actuator", {"actions": [nop("k: first"), peer_action("k-long", 60), nop("k: second")]})
             else:
                 specs[s] = dummy
-        audits = {s: self.peer.create_audit(goal, strategy, params, AUDITOR) for s, (goal, strategy, params) in specs.items()}
+        audits = {}
+        for s, (goal, strategy, params) in specs.items():
+            grid = new_global_request_id()
+            audits[s] = self.peer.create_audit(goal, strategy, params, AUDITOR, grid)
+            self.journal.append({"scenario": s, "audit": audits[s], "verb": f"audit {goal}/{strategy}", "user": AUDITOR.user,
+                                 "project_id": AUDITOR.project, "global_request_id": grid, "at": time.time()})
         for s, audit in audits.items():
             self.plans[s] = self.peer.wait_audit_plan(audit)
 

@@ -34,6 +34,7 @@ threads with oslo.service's threading backend, which is what this runner uses (i
 variable to ``true`` to be sure).
 """
 
+# mypy: disable-error-code="import-untyped"
 from __future__ import annotations
 
 import argparse
@@ -139,8 +140,8 @@ def register_entry_points(workdir: Path) -> None:
 
 def install_fake_cluster() -> None:
     """The ``compute`` collector returns one compute node instead of asking Nova."""
-    from watcher.decision_engine.model import element, model_root  # type: ignore[import-untyped]
-    from watcher.decision_engine.model.collector import nova  # type: ignore[import-untyped]
+    from watcher.decision_engine.model import element, model_root
+    from watcher.decision_engine.model.collector import nova
 
     def execute(self: Any) -> Any:
         model = model_root.ModelRoot()
@@ -213,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     serialize_sqlite_writers()
 
     # What watcher/cmd/eventlet/__init__.py does before any service module is imported.
-    from watcher import eventlet as watcher_eventlet  # type: ignore[import-untyped]
-    from watcher.common import oslo_service_helper  # type: ignore[import-untyped]
+    from watcher import eventlet as watcher_eventlet
+    from watcher.common import oslo_service_helper
 
     watcher_eventlet.patch()
     assert not watcher_eventlet.is_patched()
@@ -225,25 +226,25 @@ def main(argv: list[str] | None = None) -> int:
     port = server.server_port
     config_file = write_config(workdir, args.bootstrap_servers, args.topic, port, args.expiry_check_seconds)
 
-    from watcher import conf as watcher_conf  # type: ignore[import-untyped]
-    from watcher.common import rpc  # type: ignore[import-untyped]
-    from watcher.common import service as watcher_service  # type: ignore[import-untyped]
+    from watcher import conf as watcher_conf
+    from watcher.common import rpc
+    from watcher.common import service as watcher_service
 
     conf = watcher_conf.CONF
     watcher_service.prepare_service([sys.argv[0], "--config-file", str(config_file)], conf)
 
-    from watcher.db.sqlalchemy import migration  # type: ignore[import-untyped]
+    from watcher.db.sqlalchemy import migration
 
     if not (workdir / "watcher.db").exists() or migration.version() is None:
         migration.create_schema()
 
     install_fake_cluster()
 
-    from watcher.api import app as api_app  # type: ignore[import-untyped]
-    from watcher.applier import service as applier_service  # type: ignore[import-untyped]
-    from watcher.applier import sync as applier_sync  # type: ignore[import-untyped]
-    from watcher.decision_engine import service as de_service  # type: ignore[import-untyped]
-    from watcher.decision_engine import sync as de_sync  # type: ignore[import-untyped]
+    from watcher.api import app as api_app
+    from watcher.applier import service as applier_service
+    from watcher.applier import sync as applier_sync
+    from watcher.decision_engine import service as de_service
+    from watcher.decision_engine import sync as de_sync
 
     # watcher/cmd/decisionengine.py: main, then watcher/cmd/applier.py: main (without the launchers).
     de_sync.Syncer().sync()

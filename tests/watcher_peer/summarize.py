@@ -61,7 +61,6 @@ def main(argv: list[str] | None = None) -> int:
     base = Path(args[0]) if args else HERE / "recordings" / "mix"
     records = [json.loads(line) for line in base.with_suffix(".jsonl").read_text().splitlines()]
     truth = json.loads(base.with_suffix(".truth.json").read_text())
-    scenario_of = {plan: name for name, plan in truth["scenarios"].items()}
     by_plan: dict[str | None, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
     for r in records:
         m = decode(r)
