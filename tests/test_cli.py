@@ -21,7 +21,6 @@ PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
 OTHER = "0b5f4b1e-5a53-4f0a-8d77-7f4d7d8c2a01"
 A = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)]
 B = [f"00000000-0000-4000-8000-0000000000b{i}" for i in range(4)]  # OTHER's actions: action uuids are global
-README = Path(__file__).resolve().parents[1] / "README.md"
 
 ENVELOPE_KEYS = {"event_type", "priority", "publisher_id", "message_id", "timestamp", "payload"}
 
@@ -399,22 +398,6 @@ def test_top_level_help_lists_every_command(runner: CliRunner) -> None:
     assert result.exit_code == 0
     for name in command_names():
         assert name in result.stdout
-
-
-def readme_cli_section() -> str | None:
-    if not README.exists():
-        return None
-    text = README.read_text()
-    match = re.search(r"^## CLI\b.*?(?=^## |\Z)", text, flags=re.MULTILINE | re.DOTALL)
-    return match.group(0) if match else None
-
-
-@pytest.mark.parametrize("name", command_names())
-def test_every_command_is_in_the_readme(name: str) -> None:
-    section = readme_cli_section()
-    if section is None:
-        pytest.skip("README.md has no '## CLI' section yet")
-    assert re.search(rf"\b{re.escape(name)}\b", section), f"`watcher-es {name}` is not documented in README.md's CLI section"
 
 
 def test_a_store_that_cannot_be_opened_is_one_readable_error(tmp_path: Path) -> None:
