@@ -174,7 +174,7 @@ def command_hash(previous: str, c: CommandRecord) -> str:
     return hashlib.sha256("\x1f".join((previous, *fields)).encode() + b"\x1e" + c.body).hexdigest()
 
 
-def pages(log: EventLog, batch_size: int, after: Position = Position()) -> Iterator[list[StoredEvent]]:
+def pages(log: LogReader, batch_size: int, after: Position = Position()) -> Iterator[list[StoredEvent]]:
     """The log after ``after``, a page at a time: what replay, verify and the projections stream through."""
     while batch := log.events_after(after, limit=batch_size):
         yield batch
@@ -183,10 +183,11 @@ def pages(log: EventLog, batch_size: int, after: Position = Position()) -> Itera
 
 @runtime_checkable
 class EventLog(Protocol):
-    """The event log port: what the write side and every consumer need from a backend.
+    """The event log port: what the write side needs of a backend (``CommandHandler`` over it).
 
-    ``SqliteEventLog`` (eventstore/sqlite_log.py) and ``KafkaEventLog`` (eventstore/kafka/log.py)
-    implement it and pass one contract suite (tests/test_event_log_contract.py).
+    ``SqliteEventLog`` (eventstore/sqlite/log.py) and ``KafkaEventLog`` (eventstore/kafka/log.py)
+    implement it and pass one contract suite (tests/contracts/event_log.py). Reading back what was
+    appended is no part of it: on Kafka every reader consumes the topic in its own way.
     """
 
     def append(self, plan_uuid: str, expected_version: int, events: Sequence[NewEvent], command: CommandRecord) -> CommandRecord:
@@ -208,15 +209,22 @@ class EventLog(Protocol):
     def record_refused(self, command: CommandRecord) -> None:
         """Keep, for the audit, a command refused before any decision (an id already used by another command)."""
 
+    def writer_schemas(self) -> list[WriterSchema]: ...
+
+    def keep_schemas(self, schemas: Sequence[WriterSchema]) -> None: ...
+
+
+@runtime_checkable
+class LogReader(Protocol):
+    """A log read back by plan and by position: the embedded log (``SqliteEventLog``), which its
+    projections, replay and verify read so. On Kafka the parts consume the topic themselves."""
+
     def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
         """One plan's events in version order (a plan lives in one source), up to a position of it."""
 
     def events_after(self, after: Position, limit: int = 1000) -> list[StoredEvent]:
         """Events past ``after`` in log order, about ``limit`` of them: one command's events are never split."""
 
-    def head(self) -> Position:
-        """Where the log ends."""
 
-    def writer_schemas(self) -> list[WriterSchema]: ...
-
-    def keep_schemas(self, schemas: Sequence[WriterSchema]) -> None: ...
+class ReadableLog(EventLog, LogReader, Protocol):
+    """An event log its writer can also read back: what ``FoldedPlans`` folds (the embedded log)."""

@@ -31,13 +31,13 @@ _ENVELOPE_FIELDS = frozenset({"command_id", "event_id", "plan_uuid", "issued_at"
 
 
 class PlanStream(Protocol):
-    """All audit needs of the log: one plan's events in order (the EventLog port has it)."""
+    """All audit needs of the log: one plan's events in order (the embedded log, or the audit trail on Kafka)."""
 
     def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]: ...
 
 
 class CommandHistory(Protocol):
-    """The one thing audit needs beyond the EventLog port: the commands a plan received."""
+    """The one thing audit needs beyond the plan's events: the commands it received."""
 
     def plan_commands(self, plan_uuid: str) -> list[CommandRecord]:
         """Every command for the plan with its outcome, in the order they were handled."""

@@ -13,6 +13,9 @@ waits a moment for them, and is refused as stale if they do not come.
 The state (``PlanStateStore``) holds each plan's version and chain head, each handled command's
 record and the positions they reflect, so a log opened on a stored state reads only the topic's
 tail; without a file it is in memory and the topic is read from its start.
+
+It only writes (the port is the write side's): what stands is folded into the state as it is
+judged, and every other reader of the topic consumes it through the fence in its own way.
 """
 
 from __future__ import annotations
@@ -27,11 +30,10 @@ from confluent_kafka import OFFSET_BEGINNING
 from eventstore.codec import AvroCodec, WriterSchema
 from eventstore.domain.plan import Plan
 from eventstore.exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
-from eventstore.log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, ParkedRecord, StoredEvent, Verdict
-from eventstore.position import Position
+from eventstore.log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, ParkedRecord, Verdict
 from eventstore.kafka.appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, new_writer_id, prepare_append
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import DeadLetters, Publisher, TopicFollower, positions_reached, topic_pages
+from eventstore.kafka.io import DeadLetters, Publisher, TopicFollower, positions_reached
 from eventstore.kafka.records import offset_of, partition_source, source_of
 from eventstore.kafka.state_store import PlanStateStore
 
@@ -272,30 +274,6 @@ class KafkaEventLog:
 
     def record_refused(self, command: CommandRecord) -> None:
         """On Kafka the refusal is the command's outcome record (the handler publishes it); nothing to append."""
-
-    def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
-        """One plan's events (it lives in one partition), up to a position of that partition."""
-        return [
-            e for page in topic_pages(self._settings, self._codec) for e in page
-            if e.plan_uuid == plan_uuid and (until_position is None or e.position <= until_position)
-        ]
-
-    def events_after(self, after: Position, limit: int = 1000) -> list[StoredEvent]:
-        """Events past ``after`` in every partition, whole appends only (the topic is read from its start:
-        the fence needs every version before)."""
-        out: list[StoredEvent] = []
-        for page in topic_pages(self._settings, self._codec):
-            for event in page:
-                if event.position > after[event.source] and (len(out) < limit or out[-1].position == event.position):
-                    out.append(event)
-        return out
-
-    def head(self) -> Position:
-        positions: dict[str, int] = {}
-        for page in topic_pages(self._settings, self._codec):
-            for event in page:
-                positions[event.source] = event.position
-        return Position.of(positions)
 
     def writer_schemas(self) -> list[WriterSchema]:
         return self._codec.current_schemas()
