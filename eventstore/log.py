@@ -14,7 +14,7 @@ from typing import Literal, Protocol, runtime_checkable
 from eventstore.codec import WriterSchema
 from eventstore.domain.plan import Plan
 from eventstore.exceptions import DuplicateCommandError, StaleVersionError
-from eventstore.position import Position, where
+from eventstore.position import LOG, Position, where
 from eventstore.frozen import changed, quick_init
 
 #: The verdict on a command, in the words of the log and the outcomes topic. "pending": on Kafka,
@@ -152,6 +152,47 @@ class ParkedRecord:
     key: str
     value: bytes = b""
     headers: Sequence[tuple[str, str | bytes | None]] = ()
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A parked record as ``watcher-es dlq`` lists it: one row shape whichever sink kept it.
+
+    The dead-letter topic keeps Kafka Connect's headers and the record's bytes; an embedded
+    consumer (or a CLI's own Kafka model) a row of its file. What one of them cannot say is None.
+    """
+
+    #: Where it was read: its topic, or ``log`` (the embedded log).
+    topic: str
+    #: Its partition; None on the embedded log, which has none.
+    partition: int | None
+    #: Its place as its source numbers it: the Kafka offset, or the embedded log's position.
+    offset: int
+    #: The same place as a position (offset + 1 on Kafka, the log position embedded), numbered alike on both.
+    position: int
+    #: Who parked it: ``handler``, ``read-model``, ``translator`` or ``fence``.
+    stage: str
+    #: The exception's class, with its module.
+    error: str
+    message: str
+    #: The record's key: the plan, for every record of ours.
+    plan_uuid: str
+    #: The key as it came (the same; a foreign producer's record may have another).
+    key: str
+    #: The size of the record's value (None for a row parked before rows kept it).
+    bytes: int | None
+    #: Where the letter itself is on the dead-letter topic; None for a row in a consumer's file.
+    dlq_partition: int | None = None
+    dlq_offset: int | None = None
+
+    @classmethod
+    def of(cls, source: str, position: int, stage: str, error: str, message: str, key: str, size: int | None,
+           dlq: tuple[int, int] | None = None) -> DeadLetter:
+        """A letter for a record at ``position`` of ``source`` (``log``, or ``topic/partition``)."""
+        topic, _, partition = source.rpartition("/")
+        if source == LOG or not partition.isdigit():
+            return cls(source, None, position, position, stage, error, message, key, key, size, *(dlq or (None, None)))
+        return cls(topic, int(partition), position - 1, position, stage, error, message, key, key, size, *(dlq or (None, None)))
 
 
 class DeadLetterSink(Protocol):

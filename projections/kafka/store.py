@@ -17,11 +17,11 @@ from eventstore.boundary import guarded
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
 from eventstore.domain.messages import Command, Fault
-from eventstore.log import Outcome
+from eventstore.log import DeadLetter, Outcome
 from eventstore.domain.validation import validate_command
 from eventstore.exceptions import CommandValidationError
 from eventstore.handler import load_plan
-from eventstore.kafka.admin import TopicResult, consumer_positions, dead_letters, init_topics
+from eventstore.kafka.admin import TopicResult, consumer_positions, init_topics, letters
 from eventstore.kafka.client import KafkaClient, OutcomeWatcher, delivered_notifications
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import Publisher, kafka_error
@@ -190,8 +190,8 @@ class KafkaStore:
         codec = AvroCodec()
         return replay(TopicHistory(self.kafka, codec), codec, self.settings.paths, until, into, progress=progress)
 
-    def dead_letters(self, limit: int) -> list[Row]:
-        return dead_letters(self.kafka, limit)
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        return letters(self.kafka, limit)
 
     def init(self, partitions: int, replication_factor: int) -> list[TopicResult] | None:
         return init_topics(self.kafka, partitions, replication_factor)
