@@ -137,9 +137,14 @@ class KafkaStore:
     def notifications(self, plan: str | None, after: int, follow: bool) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         if after:
             raise CommandValidationError("--after numbers the embedded store's notifications; on Kafka use --plan or --follow")
-        for number, delivered in enumerate(delivered_notifications(self.kafka, {plan} if plan else None, follow=follow)):
-            if delivered or number == 0:
-                yield [(i + 1, d.envelope) for i, d in enumerate(delivered)]
+        # Numbered on from one batch to the next: 1, 2, 3... across the whole listing, as a fresh
+        # embedded store numbers them. Nothing on the topics orders every notification (two
+        # topics, many partitions), so a number is this listing's, not one `--after` could resume from.
+        numbered = 0
+        for batch, delivered in enumerate(delivered_notifications(self.kafka, {plan} if plan else None, follow=follow)):
+            if delivered or batch == 0:
+                yield [(numbered + i, d.envelope) for i, d in enumerate(delivered, start=1)]
+                numbered += len(delivered)
 
     def replayed_notifications(self, plan: str | None, first: int, last: int | None) -> Iterator[Notification]:
         if first != 1 or last is not None:

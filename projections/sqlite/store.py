@@ -115,9 +115,10 @@ class EmbeddedStore:
             if batch:
                 seq = batch[-1][0]
                 yield batch
-            if not follow:
-                return
-            time.sleep(0.05)  # a cheap indexed read: followers see a cancel within ms
+            elif not follow:
+                return  # read to the end (a page holds 1000)
+            else:
+                time.sleep(0.05)  # a cheap indexed read: followers see a cancel within ms
 
     def replayed_notifications(self, plan: str | None, first: int, last: int | None) -> Iterator[Notification]:
         from projections.sqlite.notifications import replay_notifications
