@@ -16,7 +16,7 @@ from eventstore.domain.plan import Plan, fold
 from eventstore.domain.validation import validate_command
 from eventstore.exceptions import CommandValidationError, DuplicateCommandError, SerializationError, StaleVersionError, WatcherEsError
 from eventstore.faults import fault_point
-from eventstore.log import AppendRequest, CommandRecord, EventLog, How, NewEvent, Outcome, StoredEvent, Verdict
+from eventstore.log import AppendRequest, CommandRecord, EventLog, How, LogReader, NewEvent, Outcome, ReadableLog, StoredEvent, Verdict
 from eventstore.frozen import quick_init
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ class FoldedPlans:
     """The embedded log's plans: each folded from its stream, a bounded number cached (the
     append's version check catches a cached plan another process has moved on)."""
 
-    def __init__(self, log: EventLog, codec: AvroCodec, cache_size: int = 10_000) -> None:
+    def __init__(self, log: ReadableLog, codec: AvroCodec, cache_size: int = 10_000) -> None:
         self._log = log
         self._codec = codec
         self._plans: OrderedDict[str, Plan] = OrderedDict()
@@ -154,11 +154,17 @@ class CommandHandler:
         self, log: EventLog, codec: AvroCodec, clock: Clock, abort_timeout_us: int = DEFAULT_ABORT_TIMEOUT_US,
         plans: PlanStates | None = None,
     ) -> None:
+        """``plans``: where the decisions' states come from; by default the log's own streams
+        folded (``FoldedPlans``), which only a log that reads back (the embedded one) has."""
         self._log = log
         self._codec = codec
         self._clock = clock
         self._abort_timeout_us = abort_timeout_us
-        self.plans: PlanStates = plans or FoldedPlans(log, codec)
+        if plans is None:
+            if not isinstance(log, LogReader):
+                raise TypeError(f"{type(log).__name__} cannot be read back by plan: give the handler its PlanStates")
+            plans = FoldedPlans(log, codec)
+        self.plans: PlanStates = plans
         log.keep_schemas(codec.current_schemas())
 
     def plan(self, plan_uuid: str) -> Plan | None:

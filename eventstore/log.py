@@ -14,7 +14,7 @@ from typing import Literal, Protocol, runtime_checkable
 from eventstore.codec import WriterSchema
 from eventstore.domain.plan import Plan
 from eventstore.exceptions import DuplicateCommandError, StaleVersionError
-from eventstore.position import Position, where
+from eventstore.position import LOG, Position, where
 from eventstore.frozen import changed, quick_init
 
 #: The verdict on a command, in the words of the log and the outcomes topic. "pending": on Kafka,
@@ -154,6 +154,47 @@ class ParkedRecord:
     headers: Sequence[tuple[str, str | bytes | None]] = ()
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    """A parked record as ``watcher-es dlq`` lists it: one row shape whichever sink kept it.
+
+    The dead-letter topic keeps Kafka Connect's headers and the record's bytes; an embedded
+    consumer (or a CLI's own Kafka model) a row of its file. What one of them cannot say is None.
+    """
+
+    #: Where it was read: its topic, or ``log`` (the embedded log).
+    topic: str
+    #: Its partition; None on the embedded log, which has none.
+    partition: int | None
+    #: Its place as its source numbers it: the Kafka offset, or the embedded log's position.
+    offset: int
+    #: The same place as a position (offset + 1 on Kafka, the log position embedded), numbered alike on both.
+    position: int
+    #: Who parked it: ``handler``, ``read-model``, ``translator`` or ``fence``.
+    stage: str
+    #: The exception's class, with its module.
+    error: str
+    message: str
+    #: The record's key: the plan, for every record of ours.
+    plan_uuid: str
+    #: The key as it came (the same; a foreign producer's record may have another).
+    key: str
+    #: The size of the record's value (None for a row parked before rows kept it).
+    bytes: int | None
+    #: Where the letter itself is on the dead-letter topic; None for a row in a consumer's file.
+    dlq_partition: int | None = None
+    dlq_offset: int | None = None
+
+    @classmethod
+    def of(cls, source: str, position: int, stage: str, error: str, message: str, key: str, size: int | None,
+           dlq: tuple[int, int] | None = None) -> DeadLetter:
+        """A letter for a record at ``position`` of ``source`` (``log``, or ``topic/partition``)."""
+        topic, _, partition = source.rpartition("/")
+        if source == LOG or not partition.isdigit():
+            return cls(source, None, position, position, stage, error, message, key, key, size, *(dlq or (None, None)))
+        return cls(topic, int(partition), position - 1, position, stage, error, message, key, key, size, *(dlq or (None, None)))
+
+
 class DeadLetterSink(Protocol):
     """Where a consumer parks what it cannot use, with the stage that refused it and why, and goes on."""
 
@@ -174,7 +215,7 @@ def command_hash(previous: str, c: CommandRecord) -> str:
     return hashlib.sha256("\x1f".join((previous, *fields)).encode() + b"\x1e" + c.body).hexdigest()
 
 
-def pages(log: EventLog, batch_size: int, after: Position = Position()) -> Iterator[list[StoredEvent]]:
+def pages(log: LogReader, batch_size: int, after: Position = Position()) -> Iterator[list[StoredEvent]]:
     """The log after ``after``, a page at a time: what replay, verify and the projections stream through."""
     while batch := log.events_after(after, limit=batch_size):
         yield batch
@@ -183,10 +224,11 @@ def pages(log: EventLog, batch_size: int, after: Position = Position()) -> Itera
 
 @runtime_checkable
 class EventLog(Protocol):
-    """The event log port: what the write side and every consumer need from a backend.
+    """The event log port: what the write side needs of a backend (``CommandHandler`` over it).
 
-    ``SqliteEventLog`` (eventstore/sqlite_log.py) and ``KafkaEventLog`` (eventstore/kafka/log.py)
-    implement it and pass one contract suite (tests/test_event_log_contract.py).
+    ``SqliteEventLog`` (eventstore/sqlite/log.py) and ``KafkaEventLog`` (eventstore/kafka/log.py)
+    implement it and pass one contract suite (tests/contracts/event_log.py). Reading back what was
+    appended is no part of it: on Kafka every reader consumes the topic in its own way.
     """
 
     def append(self, plan_uuid: str, expected_version: int, events: Sequence[NewEvent], command: CommandRecord) -> CommandRecord:
@@ -208,15 +250,22 @@ class EventLog(Protocol):
     def record_refused(self, command: CommandRecord) -> None:
         """Keep, for the audit, a command refused before any decision (an id already used by another command)."""
 
+    def writer_schemas(self) -> list[WriterSchema]: ...
+
+    def keep_schemas(self, schemas: Sequence[WriterSchema]) -> None: ...
+
+
+@runtime_checkable
+class LogReader(Protocol):
+    """A log read back by plan and by position: the embedded log (``SqliteEventLog``), which its
+    projections, replay and verify read so. On Kafka the parts consume the topic themselves."""
+
     def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
         """One plan's events in version order (a plan lives in one source), up to a position of it."""
 
     def events_after(self, after: Position, limit: int = 1000) -> list[StoredEvent]:
         """Events past ``after`` in log order, about ``limit`` of them: one command's events are never split."""
 
-    def head(self) -> Position:
-        """Where the log ends."""
 
-    def writer_schemas(self) -> list[WriterSchema]: ...
-
-    def keep_schemas(self, schemas: Sequence[WriterSchema]) -> None: ...
+class ReadableLog(EventLog, LogReader, Protocol):
+    """An event log its writer can also read back: what ``FoldedPlans`` folds (the embedded log)."""

@@ -31,13 +31,13 @@ _ENVELOPE_FIELDS = frozenset({"command_id", "event_id", "plan_uuid", "issued_at"
 
 
 class PlanStream(Protocol):
-    """All audit needs of the log: one plan's events in order (the EventLog port has it)."""
+    """All audit needs of the log: one plan's events in order (the embedded log, or the audit trail on Kafka)."""
 
     def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]: ...
 
 
 class CommandHistory(Protocol):
-    """The one thing audit needs beyond the EventLog port: the commands a plan received."""
+    """The one thing audit needs beyond the plan's events: the commands it received."""
 
     def plan_commands(self, plan_uuid: str) -> list[CommandRecord]:
         """Every command for the plan with its outcome, in the order they were handled."""
@@ -86,22 +86,24 @@ def plan_story(
     received = commands.plan_commands(plan_uuid)
     if not stream and not received:
         raise NoSuchPlanError(plan_uuid)
-    keyed: list[tuple[tuple[int, int, int], AuditEntry]] = []
+    # Each event is followed by the notification it caused: on Kafka one command's events share a
+    # position, so the event's version orders them within it, as positions do on the embedded log.
+    keyed: list[tuple[tuple[int, int, int, int], AuditEntry]] = []
     anchor = 0  # the last position appended so far, in handling order
     for seq, command in enumerate(received):
         if command.first_position is not None:
-            keyed.append(((command.first_position, 0, seq), _command_entry(command, codec)))
+            keyed.append(((command.first_position, 0, seq, 0), _command_entry(command, codec)))
             anchor = command.last_position or command.first_position
         else:
-            keyed.append(((anchor, 3, seq), _command_entry(command, codec)))
+            keyed.append(((anchor, 3, seq, 0), _command_entry(command, codec)))
     by_id: dict[str, StoredEvent] = {}
     for stored in stream:
-        keyed.append(((stored.position, 1, 0), _event_entry(stored, codec)))
+        keyed.append(((stored.position, 1, stored.version, 0), _event_entry(stored, codec)))
         by_id[stored.event_id] = stored
     for note in notifications:
-        keyed.append(((note.position, 2, 0), _notification_entry(note, by_id.get(note.event_id))))
+        keyed.append(((note.position, 1, note.plan_seq, 1), _notification_entry(note, by_id.get(note.event_id))))
     for conflict in conflicts:
-        keyed.append(((conflict.position, 4, 0), AuditEntry(
+        keyed.append(((conflict.position, 4, 0, 0), AuditEntry(
             "conflict", conflict.appended_at, conflict.position, conflict.command_type, conflict.command_id, conflict.command_id,
             issued_by=conflict.writer, outcome="skipped", outcome_reason=conflict.reason,
             details={"writer": conflict.writer, "expected_version": conflict.expected_version, "where": conflict.where},

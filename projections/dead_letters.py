@@ -14,31 +14,37 @@ from typing import Any
 import sqlite_utils
 
 from eventstore.config import system_clock
-from eventstore.log import ParkedRecord
+from eventstore.log import DeadLetter, ParkedRecord
 
 from projections.tracking import LoggedEvent
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("consumer", "source", "position", "plan_uuid", "error", "message", "parked_at")
+COLUMNS = ("consumer", "source", "position", "plan_uuid", "error", "message", "parked_at", "bytes")
 
 
 class ParkingLot:
     """The dead-letter sink of an embedded consumer (and of a CLI's own Kafka model): a table in its own file."""
 
     def __init__(self, db: sqlite_utils.Database) -> None:
-        db["dead_letters"].create(  # type: ignore[union-attr]
-            {"seq": int, "consumer": str, "source": str, "position": int, "plan_uuid": str, "error": str, "message": str, "parked_at": int},
+        table = db["dead_letters"]
+        table.create(  # type: ignore[union-attr]
+            {
+                "seq": int, "consumer": str, "source": str, "position": int, "plan_uuid": str, "error": str, "message": str,
+                "parked_at": int, "bytes": int,
+            },
             pk="seq", if_not_exists=True,
         )
+        if "bytes" not in table.columns_dict:  # a file whose lot was made before letters said their size
+            table.add_column("bytes", int)  # type: ignore[union-attr]
         self._db = db
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
         kind = f"{type(error).__module__}.{type(error).__qualname__}"
         logger.warning("%s parks %s position %s: %s", stage, record.source, record.position, error)
         self._db.conn.execute(
-            f"INSERT INTO dead_letters ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (stage, record.source, record.position, record.key, kind, str(error), system_clock()),
+            f"INSERT INTO dead_letters ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (stage, record.source, record.position, record.key, kind, str(error), system_clock(), len(record.value)),
         )
 
     def poison_handler(self, stage: str) -> Callable[[LoggedEvent, Exception], None]:
@@ -49,4 +55,13 @@ class ParkingLot:
 def parked(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     if not db["dead_letters"].exists():
         return []
-    return list(db.query(f"SELECT {', '.join(COLUMNS)} FROM dead_letters ORDER BY seq"))
+    columns = [c for c in COLUMNS if c in db["dead_letters"].columns_dict]  # a file no consumer has opened since `bytes` came
+    return list(db.query(f"SELECT {', '.join(columns)} FROM dead_letters ORDER BY seq"))
+
+
+def letters(db: sqlite_utils.Database) -> list[DeadLetter]:
+    """What ``dlq`` lists of a consumer's lot, in the order parked."""
+    return [
+        DeadLetter.of(r["source"], r["position"], r["consumer"], r["error"], r["message"], r["plan_uuid"], r.get("bytes"))
+        for r in parked(db)
+    ]

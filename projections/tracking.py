@@ -14,7 +14,7 @@ import sqlite_utils
 
 from eventstore.codec import AvroCodec, Record
 from eventstore.exceptions import CorruptRecordError, UnknownSchemaError
-from eventstore.log import EventLog, StoredEvent
+from eventstore.log import LogReader, StoredEvent
 from eventstore.sqlite_support import write_transaction
 from eventstore.position import Position
 
@@ -98,7 +98,7 @@ class LogConsumer(Protocol):
         """Apply a batch and record its last position, inside the caller's write transaction."""
 
 
-def catch_up(log: EventLog, consumer: LogConsumer, batch_size: int = 2000) -> int:
+def catch_up(log: LogReader, consumer: LogConsumer, batch_size: int = 2000) -> int:
     """Feed the consumer every event after its position; returns how many.
 
     Each batch's position is read, and the batch applied and tracked, inside one write

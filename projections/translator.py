@@ -28,7 +28,7 @@ from eventstore.domain.plan import Plan, UnexpectedEventError, evolve
 from eventstore.exceptions import ConfigurationError, WatcherEsError
 from eventstore.frozen import quick_init
 from eventstore.handler import load_plan
-from eventstore.log import EventLog, StoredEvent
+from eventstore.log import LogReader, StoredEvent
 
 from projections.exceptions import UnusableEventError
 from projections.payloads import DEFAULT_PAYLOAD_SET, PayloadSet, Shown, payload_set
@@ -143,7 +143,7 @@ class Translator:
     """
 
     def __init__(
-        self, codec: AvroCodec, log: EventLog | None, publisher_id: str, level: str = "INFO",
+        self, codec: AvroCodec, log: LogReader | None, publisher_id: str, level: str = "INFO",
         cache_size: int | None = 10_000,
         payloads: PayloadSet | None = None, recorded: RecordedPayloads | None = None,
     ) -> None:
@@ -230,7 +230,7 @@ class Translator:
 
 
 def translator_for(
-    settings: Settings, codec: AvroCodec, log: EventLog | None, *, cache_size: int | None = 10_000,
+    settings: Settings, codec: AvroCodec, log: LogReader | None, *, cache_size: int | None = 10_000,
     recorded: RecordedPayloads | None = None,
 ) -> Translator:
     """The one place a translator is built from the settings: publisher id, level, payload set.

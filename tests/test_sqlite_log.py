@@ -1,6 +1,6 @@
 """What only the SQLite log promises, and the command handler over it.
 
-The port's contract, which both backends pass, is tests/test_event_log_contract.py.
+The port's contract, which both backends pass, is tests/contracts/event_log.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from eventstore.sqlite.log import SqliteEventLog
 
 from . import factories as f
 from .conftest import FakeClock
-from .test_event_log_contract import Writer, new_events, record_of
+from .contracts.event_log import Writer, new_events, record_of
 
 PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
 OTHER = "0b5f4b1e-5a53-4f0a-8d77-7f4d7d8c2a01"

@@ -12,6 +12,7 @@ from eventstore.exceptions import KafkaUnavailableError
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import TopicFollower, new_admin, new_consumer, partitions_of
 from eventstore.kafka.records import header_map, partition_of, partition_source
+from eventstore.log import DeadLetter
 
 #: History must not expire: the events are the record, the commands and outcomes its audit trail.
 FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
@@ -113,3 +114,17 @@ def dead_letters(settings: KafkaSettings, limit: int = 1000) -> list[dict[str, A
         return out
     finally:
         follower.close()
+
+
+def letters(settings: KafkaSettings, limit: int = 1000) -> list[DeadLetter]:
+    """What ``dlq`` lists: the dead-letter topic's records as the rows every store gives."""
+    out = []
+    for d in dead_letters(settings, limit):
+        partition, offset = d["partition"], d["offset"]
+        known = partition is not None and partition.isdigit() and offset is not None and offset.lstrip("-").isdigit()
+        source = partition_source(d["topic"] or "", int(partition)) if known else (d["topic"] or "")
+        out.append(DeadLetter.of(
+            source, int(offset) + 1 if known else 0, d["stage"] or "", d["error"] or "", d["message"] or "", d["key"], d["bytes"],
+            (d["dlq_partition"], d["dlq_offset"]),
+        ))
+    return out

@@ -61,25 +61,47 @@ def decode_command(codec: AvroCodec, msg: Message) -> Command:
 
 
 class StorePlans:
-    """The handler's ``PlanStates`` on Kafka: its state store, kept current by the log (a standing
-    append is folded as the log judges it where it landed or reads it back, so nothing is left to do when one stood or lost)."""
+    """The handler's ``PlanStates`` on Kafka: its state store, kept current by the log it writes through.
 
-    def __init__(self, log: KafkaEventLog, state: PlanStateStore) -> None:
-        self._log = log
+    ``log`` folds every append that stands into ``state`` as it judges it (where it landed, or
+    read back), in the same transaction as the positions, so nothing is left to do when one of
+    ours stood or lost: the state already holds the plan that won.
+    """
+
+    def __init__(self, settings: KafkaSettings, codec: AvroCodec, state: PlanStateStore, publisher: Publisher | None = None) -> None:
+        self._codec = codec
         self._state = state
+        self.log = KafkaEventLog(settings, codec, publisher, state=state, listener=self._fold)
+
+    def _fold(self, append: Append, known: Plan | None) -> None:
+        """Fold a standing append into the plan's state; ``known`` is the plan our own decision produced."""
+        if not append.events:
+            return
+        if known is not None and known.version == append.expected_version + len(append.events):
+            self._state.put_plan(known)
+            return
+        plan = self._state.plan(append.plan_uuid)
+        try:
+            for stored in append.events:
+                plan = evolve(plan, decode_event(self._codec, stored))
+        except Exception as exc:  # the handler must not stop on one bad event; the projections park it
+            logger.error("%s cannot be folded: %s", append.where, exc)
+            return
+        if plan is not None:
+            self._state.put_plan(plan)
 
     def plan(self, plan_uuid: str) -> Plan | None:
         return self._state.plan(plan_uuid)
 
     def version(self, plan_uuid: str) -> int:
-        return self._log.version(plan_uuid)
+        return self.log.version(plan_uuid)
 
     def handled(self, command_id: str) -> CommandRecord | None:
         return self._state.command(command_id)
 
     def look_up(self, commands: Sequence[Command]) -> None:
         self._state.look_up_commands(c.command_id for c in commands)
-        self._log.prime(c.plan_uuid for c in commands)
+        self.log.prime(c.plan_uuid for c in commands)
 
     def stood(self, plan: Plan) -> None:
         """Folded as the log judged the append."""
@@ -104,8 +126,9 @@ class KafkaCommandHandler:
         self._publisher = Publisher(settings, report_offsets=True)  # the log judges its appends where they landed
         self._dead: DeadLetterSink = DeadLetters(self._publisher, self._topics.dead_letters)
         self._state = PlanStateStore(state_path, cache_size, changelog=self._topics.events)
-        self.log = KafkaEventLog(settings, codec, self._publisher, state=self._state, listener=self._fold)
-        self.handler = CommandHandler(self.log, codec, clock, abort_timeout_us, StorePlans(self.log, self._state))
+        self.plans = StorePlans(settings, codec, self._state, self._publisher)
+        self.log = self.plans.log
+        self.handler = CommandHandler(self.log, codec, clock, abort_timeout_us, self.plans)
         self._stale = True
         self._consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification
         subscribe(self._consumer, self._topics.commands, on_assign=self._on_assign)
@@ -117,23 +140,6 @@ class KafkaCommandHandler:
         self._publisher.flush()
         self._consumer.close()
         self.log.close()
-
-    def _fold(self, append: Append, known: Plan | None) -> None:
-        """Fold a standing append into the plan's state; ``known`` is the plan our own decision produced."""
-        if not append.events:
-            return
-        if known is not None and known.version == append.expected_version + len(append.events):
-            self._state.put_plan(known)
-            return
-        plan = self._state.plan(append.plan_uuid)
-        try:
-            for stored in append.events:
-                plan = evolve(plan, decode_event(self._codec, stored))
-        except Exception as exc:  # the handler must not stop on one bad event; the projections park it
-            logger.error("%s cannot be folded: %s", append.where, exc)
-            return
-        if plan is not None:
-            self._state.put_plan(plan)
 
     # ---------------------------------------------------------------- handling
 

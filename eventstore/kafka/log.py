@@ -6,11 +6,16 @@ Once the cluster confirms an append, one that lost to another writer's raises
 does a batch with one flush. Where the delivery reports say a partition's records of ours landed
 one after another right where the state ends, nothing can stand between them: the fence judges
 them at once from the records written (the follower skips them when they come back). Elsewhere
-they are judged as read back.
+they are judged as read back. Each append chains on the hash of the version it was decided on,
+so that version must be one this log has read: one decided on appends it has not fetched yet
+waits a moment for them, and is refused as stale if they do not come.
 
 The state (``PlanStateStore``) holds each plan's version and chain head, each handled command's
 record and the positions they reflect, so a log opened on a stored state reads only the topic's
 tail; without a file it is in memory and the topic is read from its start.
+
+It only writes (the port is the write side's): what stands is folded into the state as it is
+judged, and every other reader of the topic consumes it through the fence in its own way.
 """
 
 from __future__ import annotations
@@ -25,11 +30,10 @@ from confluent_kafka import OFFSET_BEGINNING
 from eventstore.codec import AvroCodec, WriterSchema
 from eventstore.domain.plan import Plan
 from eventstore.exceptions import DuplicateCommandError, KafkaUnavailableError, StaleAppendError, StaleVersionError
-from eventstore.log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, ParkedRecord, StoredEvent, Verdict
-from eventstore.position import Position
+from eventstore.log import AppendRequest, AppendResult, CommandRecord, DeadLetterSink, NewEvent, ParkedRecord, Verdict
 from eventstore.kafka.appends import Append, Fence, PreparedAppend, admitted, append_from, appends_in, new_writer_id, prepare_append
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import DeadLetters, Publisher, TopicFollower, positions_reached, topic_pages
+from eventstore.kafka.io import DeadLetters, Publisher, TopicFollower, positions_reached
 from eventstore.kafka.records import offset_of, partition_source, source_of
 from eventstore.kafka.state_store import PlanStateStore
 
@@ -187,23 +191,54 @@ class KafkaEventLog:
         finally:
             self._pending, self._results, self._mine, self._placed = {}, {}, {}, {}
 
+    #: How long an append decided on a version this log has not read yet waits for it to arrive.
+    CATCH_UP_S = 2.0
+
+    def _catch_up_to(self, requests: Sequence[AppendRequest]) -> None:
+        """Read on until this log knows every version the requests were decided on, for a while.
+
+        A caller may have seen appends this log's last refresh had not fetched yet (another
+        writer's, just confirmed); chaining on them needs their hashes. The handler never asks
+        for more than its log knows, so it never waits here.
+        """
+        needed: dict[str, int] = {}
+        after: dict[str, int] = {}
+        for r in requests:
+            if after.get(r.plan_uuid) != r.expected_version:  # not the version an earlier request of the batch leaves
+                needed[r.plan_uuid] = max(needed.get(r.plan_uuid, 0), r.expected_version)
+            after[r.plan_uuid] = r.expected_version + len(r.events)
+        deadline = time.monotonic() + self.CATCH_UP_S
+        while time.monotonic() < deadline:
+            behind = {p: v for p, v in needed.items() if v > 0}
+            known = self.state.versions(behind)
+            if all(known.get(p, 0) >= v for p, v in behind.items()):
+                return
+            self.refresh(wait_s=0.05)
+
     def _on_placed(self, append_id: str, partition: int, offset: int) -> None:
         self._placed[append_id] = (partition, offset)
 
     def _append_all(self, requests: Sequence[AppendRequest], timeout_s: float) -> list[AppendResult]:
-        heads: dict[str, str] = {}
-        ids: list[str | DuplicateCommandError] = []
+        self._catch_up_to(requests)
+        #: Each plan's version and chain head as this batch's appends leave it, where they can stand.
+        heads: dict[str, tuple[int, str]] = {}
+        ids: list[str | DuplicateCommandError | StaleVersionError] = []
         batch: set[str] = set()
         for r in requests:
             if r.command.command_id in batch or self.state.command(r.command.command_id) is not None:
                 ids.append(DuplicateCommandError(r.command.command_id))
                 continue
+            version, head = heads.get(r.plan_uuid) or (self.state.version(r.plan_uuid), self.state.head(r.plan_uuid))
+            if r.expected_version > version:
+                # Decided on appends this log has not read: it cannot chain on their hash, and an
+                # append that stood with a wrong one would break the plan's chain for every reader.
+                ids.append(StaleVersionError(r.plan_uuid, r.expected_version, version))
+                continue
             batch.add(r.command.command_id)
             prepared = prepare_append(
                 self._codec, command_id=r.command.command_id, command_type=r.command.command_type, plan_uuid=r.plan_uuid,
                 expected_version=r.expected_version, writer=self.writer, appended_at=time.time_ns() // 1000,
-                outcome=r.command.outcome, reason=r.command.reason, events=r.events,
-                previous_hash=heads[r.plan_uuid] if r.plan_uuid in heads else self.state.head(r.plan_uuid), command=r.command.body,
+                outcome=r.command.outcome, reason=r.command.reason, events=r.events, previous_hash=head, command=r.command.body,
             )
             self._publisher.produce(
                 self._settings.topics.events, r.plan_uuid, prepared.value, prepared.headers,
@@ -211,10 +246,11 @@ class KafkaEventLog:
             )
             self._pending[prepared.append_id] = (prepared, r)
             self._mine[prepared.value] = prepared.record
-            heads[r.plan_uuid] = prepared.last_hash
+            if r.expected_version == version:  # one decided on an older version loses: the next chains on what stands
+                heads[r.plan_uuid] = (r.expected_version + len(r.events), prepared.last_hash)
             ids.append(prepared.append_id)
         if not self._pending:
-            return [i for i in ids if isinstance(i, DuplicateCommandError)]
+            return [i for i in ids if not isinstance(i, str)]
         self._publisher.flush()
         self._judge_where_placed()
         deadline = time.monotonic() + timeout_s
@@ -224,7 +260,7 @@ class KafkaEventLog:
             self.refresh(wait_s=0.05)  # our own appends, read back: the partition order says which stood
         out: list[AppendResult] = []
         for r, i in zip(requests, ids, strict=True):
-            if isinstance(i, DuplicateCommandError):
+            if not isinstance(i, str):
                 out.append(i)
             elif self._results[i]:
                 out.append(cast(CommandRecord, self.state.command(r.command.command_id)))
@@ -238,30 +274,6 @@ class KafkaEventLog:
 
     def record_refused(self, command: CommandRecord) -> None:
         """On Kafka the refusal is the command's outcome record (the handler publishes it); nothing to append."""
-
-    def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
-        """One plan's events (it lives in one partition), up to a position of that partition."""
-        return [
-            e for page in topic_pages(self._settings, self._codec) for e in page
-            if e.plan_uuid == plan_uuid and (until_position is None or e.position <= until_position)
-        ]
-
-    def events_after(self, after: Position, limit: int = 1000) -> list[StoredEvent]:
-        """Events past ``after`` in every partition, whole appends only (the topic is read from its start:
-        the fence needs every version before)."""
-        out: list[StoredEvent] = []
-        for page in topic_pages(self._settings, self._codec):
-            for event in page:
-                if event.position > after[event.source] and (len(out) < limit or out[-1].position == event.position):
-                    out.append(event)
-        return out
-
-    def head(self) -> Position:
-        positions: dict[str, int] = {}
-        for page in topic_pages(self._settings, self._codec):
-            for event in page:
-                positions[event.source] = event.position
-        return Position.of(positions)
 
     def writer_schemas(self) -> list[WriterSchema]:
         return self._codec.current_schemas()

@@ -113,7 +113,7 @@ _ROW_COLUMNS = ", ".join(LogRow._fields)
 
 
 class SqliteEventLog:
-    """The EventLog port on one SQLite file."""
+    """The EventLog port on one SQLite file, also read back by plan and by position (``LogReader``)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path) if str(path) != ":memory:" else path
@@ -201,9 +201,6 @@ class SqliteEventLog:
 
     def events_after(self, after: Position, limit: int = 1000) -> list[StoredEvent]:
         return self.read(after[LOG], limit)
-
-    def head(self) -> Position:
-        return Position.at(self.last_position())
 
     def read_plan(self, plan_uuid: str, until_position: int | None = None) -> list[StoredEvent]:
         rows = self.db.conn.execute(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -41,8 +42,8 @@ def dlq(
         rows = store.dead_letters(limit)
     if as_json:
         for row in rows:
-            json_line(row)
+            json_line(asdict(row))
         return
     out.print(render.table("Dead letters", ("from", "offset", "stage", "error", "message"), (
-        (f"{r['topic']}/{r['partition']}", r["offset"], r["stage"], r["error"], r["message"]) for r in rows
+        (f"{r.topic}/{'' if r.partition is None else r.partition}", r.offset, r.stage, r.error, r.message) for r in rows
     )))

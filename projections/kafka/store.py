@@ -17,11 +17,11 @@ from eventstore.boundary import guarded
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
 from eventstore.domain.messages import Command, Fault
-from eventstore.log import Outcome
+from eventstore.log import DeadLetter, Outcome
 from eventstore.domain.validation import validate_command
 from eventstore.exceptions import CommandValidationError
 from eventstore.handler import load_plan
-from eventstore.kafka.admin import TopicResult, consumer_positions, dead_letters, init_topics
+from eventstore.kafka.admin import TopicResult, consumer_positions, init_topics, letters
 from eventstore.kafka.client import KafkaClient, OutcomeWatcher, delivered_notifications
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import Publisher, kafka_error
@@ -137,9 +137,14 @@ class KafkaStore:
     def notifications(self, plan: str | None, after: int, follow: bool) -> Iterator[list[tuple[int, dict[str, Any]]]]:
         if after:
             raise CommandValidationError("--after numbers the embedded store's notifications; on Kafka use --plan or --follow")
-        for number, delivered in enumerate(delivered_notifications(self.kafka, {plan} if plan else None, follow=follow)):
-            if delivered or number == 0:
-                yield [(i + 1, d.envelope) for i, d in enumerate(delivered)]
+        # Numbered on from one batch to the next: 1, 2, 3... across the whole listing, as a fresh
+        # embedded store numbers them. Nothing on the topics orders every notification (two
+        # topics, many partitions), so a number is this listing's, not one `--after` could resume from.
+        numbered = 0
+        for batch, delivered in enumerate(delivered_notifications(self.kafka, {plan} if plan else None, follow=follow)):
+            if delivered or batch == 0:
+                yield [(numbered + i, d.envelope) for i, d in enumerate(delivered, start=1)]
+                numbered += len(delivered)
 
     def replayed_notifications(self, plan: str | None, first: int, last: int | None) -> Iterator[Notification]:
         if first != 1 or last is not None:
@@ -190,8 +195,8 @@ class KafkaStore:
         codec = AvroCodec()
         return replay(TopicHistory(self.kafka, codec), codec, self.settings.paths, until, into, progress=progress)
 
-    def dead_letters(self, limit: int) -> list[Row]:
-        return dead_letters(self.kafka, limit)
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        return letters(self.kafka, limit)
 
     def init(self, partitions: int, replication_factor: int) -> list[TopicResult] | None:
         return init_topics(self.kafka, partitions, replication_factor)

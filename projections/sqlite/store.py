@@ -20,7 +20,7 @@ from projections.store import ConsumerPosition, MissingLogError, Row, UnknownPla
 if TYPE_CHECKING:
     from eventstore.codec import AvroCodec
     from eventstore.domain.messages import Command, Fault
-    from eventstore.log import Outcome
+    from eventstore.log import DeadLetter, Outcome
     from projections.audit import PlanStory
     from projections.demo import DemoReport
     from projections.replay import ProgressCallback, ReplayResult
@@ -115,9 +115,10 @@ class EmbeddedStore:
             if batch:
                 seq = batch[-1][0]
                 yield batch
-            if not follow:
-                return
-            time.sleep(0.05)  # a cheap indexed read: followers see a cancel within ms
+            elif not follow:
+                return  # read to the end (a page holds 1000)
+            else:
+                time.sleep(0.05)  # a cheap indexed read: followers see a cancel within ms
 
     def replayed_notifications(self, plan: str | None, first: int, last: int | None) -> Iterator[Notification]:
         from projections.sqlite.notifications import replay_notifications
@@ -181,13 +182,10 @@ class EmbeddedStore:
         with self._history() as (history, codec):
             return replay(history, codec, self.settings.paths, until, into, progress=progress)
 
-    def dead_letters(self, limit: int) -> list[Row]:
-        from projections.dead_letters import parked
+    def dead_letters(self, limit: int) -> list[DeadLetter]:
+        from projections.dead_letters import letters
 
-        return [
-            {"topic": "log", "partition": "", "offset": r["position"], "stage": r["consumer"], "error": r["error"], "message": r["message"], "plan_uuid": r["plan_uuid"]}
-            for r in parked(self.existing.model.db) + parked(self.existing.outbox.db)
-        ][:limit]
+        return (letters(self.existing.model.db) + letters(self.existing.outbox.db))[:limit]
 
     def init(self, partitions: int, replication_factor: int) -> list[Any] | None:
         return None  # the embedded store is created on first use

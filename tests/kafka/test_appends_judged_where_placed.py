@@ -19,12 +19,13 @@ from eventstore.kafka.log import KafkaEventLog
 from eventstore.log import AppendRequest
 
 from .. import factories as f
-from ..test_event_log_contract import A, new_events, record_of
+from ..contracts.event_log import A, new_events, record_of
+from ..contracts.wire import WireLog
 
 
 def test_appends_that_land_where_the_state_ends_are_judged_without_being_read_back(kafka: KafkaSettings) -> None:
     codec = AvroCodec()
-    writer, reader = KafkaEventLog(kafka, codec), KafkaEventLog(kafka, codec)
+    writer, reader = KafkaEventLog(kafka, codec), WireLog(kafka.bootstrap_servers, kafka.topics.events)
     try:
         p, q = str(uuid.uuid4()), str(uuid.uuid4())
         register_p, register_q = f.register(p, "ONGOING", [f.action(A[0], "ONGOING")]), f.register(q, "PENDING", [f.action(A[1])])
@@ -44,19 +45,19 @@ def test_appends_that_land_where_the_state_ends_are_judged_without_being_read_ba
         writer.refresh()  # its records come back from the broker: already judged, skipped
         assert writer.records_read == 0
         assert (writer.state.version(p), writer.state.version(q)) == (1 + len(cancelled), 1)
-        # Every reader applies the same fence to the same records and agrees.
+        # A reader applying the fence as the wire contract states it agrees.
         assert [e.command_id for e in reader.read_plan(p)] == [register_p.command_id] + [cancel_p.command_id] * len(cancelled)
         assert [e.hash for e in reader.read_plan(p)][-1] == writer.state.head(p)
     finally:
         writer.close()
-        reader.close()
 
 
 def test_an_append_behind_another_writers_record_is_read_back_and_loses_there(
     kafka: KafkaSettings, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     codec = AvroCodec()
-    first, second, reader = KafkaEventLog(kafka, codec), KafkaEventLog(kafka, codec), KafkaEventLog(kafka, codec)
+    first, second = KafkaEventLog(kafka, codec), KafkaEventLog(kafka, codec)
+    reader = WireLog(kafka.bootstrap_servers, kafka.topics.events)
     try:
         p = str(uuid.uuid4())
         register, other = f.register(p, "ONGOING", [f.action(A[0], "ONGOING")]), f.register(p, "PENDING", [f.action(A[1])])
@@ -81,6 +82,7 @@ def test_an_append_behind_another_writers_record_is_read_back_and_loses_there(
         assert second.records_read == 2, "the first writer's record, then its own, read back"
         assert second.state.version(p) == 1 and second.state.command(other.command_id) is None
         assert [e.command_id for e in reader.read_plan(p)] == [register.command_id]
+        assert [(a.record["command_id"], a.stands) for a in reader.appends()] == [(register.command_id, True), (other.command_id, False)]
     finally:
-        for log in (first, second, reader):
+        for log in (first, second):
             log.close()
