@@ -19,7 +19,7 @@ from projections.exceptions import NoSuchPlanError
 from projections.sqlite.notifications import stored_notifications
 
 from . import factories as f
-from .replay_support import open_store
+from tests.support.embedded import open_store
 
 
 @pytest.fixture

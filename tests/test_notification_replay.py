@@ -14,7 +14,7 @@ from projections.sqlite.notifications import replay_notifications
 from projections.translator import Translator
 
 from . import factories as f
-from .replay_support import open_store, submit_all
+from tests.support.embedded import open_store, submit_all
 
 
 def lines(output: str) -> list[dict[str, object]]:

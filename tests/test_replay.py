@@ -22,7 +22,8 @@ from projections.sqlite.history import SqliteHistory
 
 from . import factories as f
 from .benchmarks.rebuild import fill
-from .replay_support import TickingClock, open_store, submit_all
+from tests.support.clock import TickingClock
+from tests.support.embedded import open_store, submit_all
 
 PLANS = 4
 

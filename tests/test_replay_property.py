@@ -28,7 +28,7 @@ from projections.tracking import catch_up
 from projections.translator import Translator
 
 from . import factories as f
-from .conftest import FakeClock
+from tests.support.clock import FakeClock
 
 PLANS = [f"7a0c0000-0000-4000-8000-00000000000{i}" for i in range(3)]
 MAX_ACTIONS = 4

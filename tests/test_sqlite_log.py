@@ -21,7 +21,7 @@ from projections.sqlite.backend import EmbeddedBackend
 from eventstore.sqlite.log import SqliteEventLog
 
 from . import factories as f
-from .conftest import FakeClock
+from tests.support.clock import FakeClock
 from .test_event_log_contract import Writer, new_events, record_of
 
 PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"

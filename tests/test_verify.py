@@ -23,7 +23,7 @@ from projections.sqlite.history import SqliteHistory
 from projections.verify import VerifyReport, verify
 
 from . import factories as f
-from .replay_support import open_store, submit_all, tamper
+from tests.support.embedded import open_store, submit_all, tamper
 
 PLANS = 4
 

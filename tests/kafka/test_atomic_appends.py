@@ -17,7 +17,7 @@ from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import topic_pages
 
 from .. import factories as f
-from .conftest import Serve
+from tests.support.serve import Serve
 from .folding import folded_plans
 
 

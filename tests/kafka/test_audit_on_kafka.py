@@ -16,7 +16,7 @@ from eventstore.kafka.appends import prepare_append
 from eventstore.log import NewEvent
 from projections.read_model import ReadModel
 
-from .conftest import Serve, cli_env, run_cli
+from tests.support.serve import Serve, cli_env, run_cli
 
 
 def test_audit_and_re_emission_from_the_topics(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from eventstore.kafka.records import header_map
 from projections.read_model import ReadModel
 
 from .. import factories as f
-from .conftest import Serve
+from tests.support.serve import Serve
 from .folding import folded_plans
 
 PLANS = 200

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from eventstore.kafka.config import KafkaSettings
 
-from .conftest import Serve, cli_env, run_cli
+from tests.support.serve import Serve, cli_env, run_cli
 
 KINDS = {
     "action_plan.cancel.start", "action_plan.cancel.end", "action_plan.cancel.error",

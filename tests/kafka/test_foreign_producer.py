@@ -28,7 +28,7 @@ from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 
 from eventstore.kafka.config import KafkaSettings
 
-from .conftest import Serve, cli_env
+from tests.support.serve import Serve, cli_env
 
 pytestmark = pytest.mark.kafka
 

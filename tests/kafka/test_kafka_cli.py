@@ -11,7 +11,7 @@ from pathlib import Path
 
 from eventstore.kafka.config import KafkaSettings
 
-from .conftest import Serve, cli_env, run_cli
+from tests.support.serve import Serve, cli_env, run_cli
 
 
 def plan_file(tmp_path: Path, actions: list[tuple[str, str]], state: str = "ONGOING") -> tuple[Path, str]:

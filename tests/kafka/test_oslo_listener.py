@@ -19,7 +19,7 @@ from eventstore.kafka.io import Publisher, TopicFollower, topic_pages
 from eventstore.kafka.records import oslo_envelope
 from projections.translator import Translator
 
-from .conftest import Serve, cli_env, run_cli
+from tests.support.serve import Serve, cli_env, run_cli
 
 
 class Endpoint:

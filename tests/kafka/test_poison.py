@@ -17,7 +17,7 @@ from eventstore.kafka.records import header_map
 from eventstore.log import NewEvent
 
 from .. import factories as f
-from .conftest import Serve, cli_env, run_cli
+from tests.support.serve import Serve, cli_env, run_cli
 
 
 def dead_letters(kafka: KafkaSettings, want: int, timeout: float = 60) -> list[dict[str, str]]:

@@ -27,7 +27,7 @@ from projections.kafka.store import KafkaStore
 from projections.read_model import ReadModel
 
 from .. import factories as f
-from .conftest import Serve, cli_env, run_cli
+from tests.support.serve import Serve, cli_env, run_cli
 
 
 def handled(client: KafkaClient, commands: list[Command], timeout: float = 120) -> dict[str, str]:

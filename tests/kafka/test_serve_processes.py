@@ -17,7 +17,7 @@ from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
 
 from .. import factories as f
-from .conftest import Serve, cli_env, run_cli
+from tests.support.serve import Serve, cli_env, run_cli
 from .test_replicated_model import handled, wait_for
 
 

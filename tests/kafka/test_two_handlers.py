@@ -51,7 +51,7 @@ from eventstore.kafka.records import header_map
 from projections.read_model import ReadModel
 
 from .. import factories as f
-from .conftest import Serve, cli_env, run_cli
+from tests.support.serve import Serve, cli_env, run_cli
 from .folding import folded_plans
 
 PLANS = 150
