@@ -20,13 +20,12 @@ from eventstore.log import chain_hash
 from projections.sqlite.backend import EmbeddedBackend
 from eventstore.sqlite.log import SqliteEventLog
 
-from . import factories as f
+from tests import factories as f
+from tests.support.appends import A, Writer, new_events, record_of
 from tests.support.clock import FakeClock
-from .test_event_log_contract import Writer, new_events, record_of
 
 PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
 OTHER = "0b5f4b1e-5a53-4f0a-8d77-7f4d7d8c2a01"
-A = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)]
 
 
 # ---------------------------------------------------------------- what only the SQLite log promises

@@ -1,7 +1,7 @@
 """Every notification we emit deserializes with python-watcher's own classes at the version it claims.
 
 OpenStack's code is the reference consumer: a version label that does not match the payload's
-shape is the one thing a consumer cannot work around. The judge is ``tests/watcher_compat.py``
+shape is the one thing a consumer cannot work around. The judge is ``tests/support/watcher_compat.py``
 over python-watcher's field objects; ``make test`` installs python-watcher (the ``watcher``
 extra), so a missing install fails here rather than skipping.
 """
@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from projections.cli import app
 
-from . import watcher_compat as wc
+from tests.support import watcher_compat as wc
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
