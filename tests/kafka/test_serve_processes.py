@@ -18,7 +18,7 @@ from eventstore.kafka.config import KafkaSettings
 
 from .. import factories as f
 from tests.support.serve import Serve, cli_env, run_cli
-from .test_replicated_model import handled, wait_for
+from tests.projections.test_read_model import handled, wait_for
 
 
 def parts_of(serve: Serve) -> list[int]:

@@ -20,8 +20,8 @@ from projections.history import parse_timestamp
 from projections.replay import ReplayProgress, replay
 from projections.sqlite.history import SqliteHistory
 
-from . import factories as f
-from .benchmarks.rebuild import fill
+from tests import factories as f
+from tests.benchmarks.rebuild import fill
 from tests.support.clock import TickingClock
 from tests.support.embedded import open_store, submit_all
 

@@ -20,7 +20,7 @@ from projections.cli import app
 
 from tests.support import watcher_compat as wc
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -110,7 +110,7 @@ def test_older_and_newer_audit_and_efficacy_shapes(interval: str | None, at_1_0:
     from projections.payloads import payload_set
     from projections.translator import build_notification
 
-    from . import factories as f
+    from tests import factories as f
 
     indicators = [{"name": "a", "description": "first", "unit": "%", "value": 1.0}, {"name": "b", "description": "second", "unit": "%", "value": 2.0}]
     register = f.register(state="ONGOING", actions=[f.action(state="ONGOING")])

@@ -27,7 +27,7 @@ from eventstore.domain.messages import (
 from eventstore.domain.plan import Plan, evolve, fold
 from projections.sqlite.backend import EmbeddedBackend
 
-from . import factories as f
+from tests import factories as f
 
 PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
 OTHER_PLAN = "0b5f4b1e-5a53-4f0a-8d77-7f4d7d8c2a01"

@@ -13,7 +13,7 @@ from projections.sqlite.notifications import stored_notifications
 from projections.sqlite.notifications import replay_notifications
 from projections.translator import Translator
 
-from . import factories as f
+from tests import factories as f
 from tests.support.embedded import open_store, submit_all
 
 

@@ -22,7 +22,7 @@ from projections.tracking import catch_up
 from projections.sqlite.history import SqliteHistory
 from projections.verify import VerifyReport, verify
 
-from . import factories as f
+from tests import factories as f
 from tests.support.embedded import open_store, submit_all, tamper
 
 PLANS = 4

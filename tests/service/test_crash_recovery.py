@@ -20,9 +20,9 @@ from eventstore.kafka.io import TopicFollower, topic_pages
 from eventstore.kafka.records import header_map
 from projections.read_model import ReadModel
 
-from .. import factories as f
+from tests import factories as f
 from tests.support.serve import Serve
-from .folding import folded_plans
+from tests.kafka.folding import folded_plans
 
 PLANS = 200
 

@@ -45,7 +45,7 @@ from eventstore.exceptions import CommandValidationError, CorruptRecordError, Un
 from eventstore.plan_file import parse_plan_document
 from eventstore.times import format_time
 
-from . import factories as f
+from tests import factories as f
 
 CODEC = AvroCodec()
 WHERE = "hostile-test"
@@ -56,7 +56,7 @@ CREATED = "2016-10-18T09:52:05Z"
 
 
 def plan_document() -> dict[str, Any]:
-    """A valid document (as tests/test_cli.py's ``plan_document()``), every optional field present."""
+    """A valid document (as tests/support/plan_documents.py's ``plan_document()``), every optional field present."""
     return {
         "uuid": PLAN, "state": "RECOMMENDED", "global_efficacy": [{"name": "released_nodes_ratio", "unit": "%", "value": 40.0}],
         "created_at": CREATED, "updated_at": None, "deleted_at": None, "status_message": None,

@@ -26,7 +26,7 @@ from projections.kafka.audit import AuditTrail
 from projections.kafka.store import KafkaStore
 from projections.read_model import ReadModel
 
-from .. import factories as f
+from tests import factories as f
 from tests.support.serve import Serve, cli_env, run_cli
 
 

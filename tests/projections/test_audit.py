@@ -18,7 +18,7 @@ from projections.audit import PlanStory, plan_story
 from projections.exceptions import NoSuchPlanError
 from projections.sqlite.notifications import stored_notifications
 
-from . import factories as f
+from tests import factories as f
 from tests.support.embedded import open_store
 
 

@@ -22,7 +22,7 @@ RECORD_TYPES: dict[str, type[Any]] = {
 }
 
 # CRC-64-AVRO of each schema's parsing canonical form: version 1 (0.1.0), or version 2 (0.2.0) where
-# noted. Every released set is kept in avro/history/ and tests/test_schema_evolution.py reads it.
+# noted. Every released set is kept in avro/history/ and tests/records/test_schema_evolution.py reads it.
 FINGERPRINTS = {
     "Action": "cee5d193fadb8b21",  # version 2
     "ActionCancellationFailed": "8001dabcb796d579",  # version 2
@@ -48,7 +48,7 @@ FINGERPRINTS = {
 }
 
 # Watcher's payloads, every version declared, and their fields (python-watcher's classes and the
-# version comments in watcher/notifications/*.py; tests/test_watcher_compat.py checks them there).
+# version comments in watcher/notifications/*.py; tests/compat/test_watcher_compat.py checks them there).
 _PLAN = ["uuid", "state", "global_efficacy", "audit_uuid", "strategy_uuid", "created_at", "updated_at", "deleted_at"]
 _AUDIT = [
     "uuid", "goal_uuid", "strategy_uuid", "audit_type", "state", "scope", "parameters", "interval",

@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from .test_cli import plan_document, write_plan
+from tests.test_cli import plan_document, write_plan
 
 
 def _env() -> dict[str, str]:

@@ -27,7 +27,7 @@ from projections.read_model import ReadModel
 from projections.tracking import catch_up
 from projections.translator import Translator
 
-from . import factories as f
+from tests import factories as f
 from tests.support.clock import FakeClock
 
 PLANS = [f"7a0c0000-0000-4000-8000-00000000000{i}" for i in range(3)]

@@ -14,10 +14,10 @@ from eventstore.domain.plan import Plan, evolve
 from eventstore.times import parse_time
 from projections.translator import build_notification
 
-from . import factories as f
+from tests import factories as f
 
 #: Watcher's published samples of the six notifications (the specification's, two typos fixed).
-SAMPLES = Path(__file__).resolve().parent / "golden"
+SAMPLES = Path(__file__).resolve().parents[1] / "golden"
 
 PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
 ACTION = "10a47dd1-4874-4298-91cf-eff046dbdb8d"

@@ -14,7 +14,7 @@ from projections.dead_letters import ParkingLot, parked
 from projections.sqlite.backend import EmbeddedBackend
 from projections.translator import NotificationSink
 
-from . import factories as f
+from tests import factories as f
 
 
 def test_a_corrupt_event_is_parked_by_both_consumers_and_the_rest_goes_on(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from eventstore.codec import AvroCodec
 from projections.kafka.audit import AUDIT_HEADER, AuditTrail, audit_summary
 from projections.translator import _MESSAGE_IDS, message_id_for, notification_timestamp
 
-GOLDEN = Path(__file__).resolve().parent / "golden"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
 
 @given(st.text())

@@ -50,9 +50,9 @@ from eventstore.kafka.io import TopicFollower, topic_pages
 from eventstore.kafka.records import header_map
 from projections.read_model import ReadModel
 
-from .. import factories as f
+from tests import factories as f
 from tests.support.serve import Serve, cli_env, run_cli
-from .folding import folded_plans
+from tests.kafka.folding import folded_plans
 
 PLANS = 150
 #: A's first batch is a warm-up; the third is the one it is paused in, early in the stream.

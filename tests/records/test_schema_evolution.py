@@ -23,10 +23,10 @@ from typer.testing import CliRunner
 from projections.cli import app
 from eventstore.codec import AvroCodec, NAMESPACE
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HISTORY = ROOT / "avro" / "history"
 RELEASES = sorted(p for p in HISTORY.iterdir() if p.is_dir())
-FIXTURE = Path(__file__).resolve().parent / "fixtures" / "log_v1"
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "log_v1"
 
 
 def _schema(directory: Path, name: str) -> Any:

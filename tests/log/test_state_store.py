@@ -18,7 +18,7 @@ from eventstore.kafka import state_store
 from eventstore.kafka.state_store import PlanStateStore, decode_plan, encode_plan
 from eventstore.log import CommandRecord
 
-from . import factories as f
+from tests import factories as f
 
 
 def story_plans(abort_fails: bool) -> list[Plan]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from eventstore.faults import VARIABLE
 
-from .test_cli import A, PLAN, plan_document, write_plan
+from tests.test_cli import A, PLAN, plan_document, write_plan
 
 
 def run(db: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:
