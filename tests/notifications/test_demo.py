@@ -1,4 +1,5 @@
-"""``watcher-es demo``: the whole product once, checked the way a notification consumer sees it."""
+"""``watcher-es demo``: the whole product once, checked the way a notification consumer sees it,
+on the embedded store and through a real broker with `serve` running as its own process."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from eventstore.codec import AvroCodec
+from eventstore.kafka.config import KafkaSettings
 from projections.cli import app
 from eventstore.sqlite.log import SqliteEventLog
 from projections.sqlite.notifications import NotificationOutbox
 from projections.tracking import catch_up
 from projections.translator import Translator
+
+from tests.support.serve import Serve, cli_env, run_cli
 
 PUBLISHER = "infra-optim:demo-test"
 SIX_KINDS = {
@@ -135,3 +139,20 @@ def test_the_human_demo_mentions_every_kind(runner: CliRunner, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     for kind in SIX_KINDS:
         assert kind in result.stdout, kind
+
+
+def test_demo_cancels_both_plans_and_all_six_kinds_come_back_from_the_topics(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
+    serve.start()
+    result = run_cli(cli_env(kafka, tmp_path / "client.db"), "demo", "--json")
+    assert result.returncode == 0, result.stderr + serve.log()
+    notes = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {n["event_type"] for n in notes} == SIX_KINDS
+    plans = list(dict.fromkeys(plan_of(n) for n in notes))
+    assert len(plans) == 2
+    for plan, last in zip(plans, ("action_plan.cancel.end", "action_plan.cancel.error"), strict=True):
+        kinds = [n["event_type"] for n in notes if plan_of(n) == plan]
+        assert kinds[0] == "action_plan.cancel.start"
+        assert kinds[-1] == last
+        assert all(k.startswith("action.") for k in kinds[1:-1])
+    assert len({n["message_id"] for n in notes}) == len(notes)
+    assert all(n["publisher_id"] == "infra-optim:tests" for n in notes)

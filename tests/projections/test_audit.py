@@ -1,5 +1,6 @@
 """audit PLAN: the demo plan's whole story, commands with who/where/when/why, every event and
-every notification with its message_id, rejected commands with their reasons."""
+every notification with its message_id, rejected commands with their reasons; on Kafka answered
+from the topics alone, with the re-emission of a plan's notifications."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from eventstore.kafka.config import KafkaSettings
 from projections.cli import app
 from projections.demo import OPERATOR, DemoReport, run_demo
 from projections.sqlite.demo import EmbeddedDemo
@@ -20,6 +22,7 @@ from projections.sqlite.notifications import stored_notifications
 
 from tests import factories as f
 from tests.support.embedded import open_store
+from tests.support.serve import Serve, cli_env, run_cli
 
 
 @pytest.fixture
@@ -124,3 +127,42 @@ def test_cli_audit_as_table_and_as_json(tmp_path: Path) -> None:
 
     result = runner.invoke(app, ["--db", str(db), "audit", "00000000-0000-4000-8000-000000000000"])
     assert result.exit_code == 1 and "no command and no event" in " ".join(result.stderr.split())
+
+
+def test_audit_and_re_emission_from_the_topics(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
+    env = cli_env(kafka, tmp_path / "client.db")
+    serve.start()
+    demo = run_cli(env, "demo", "--json")
+    assert demo.returncode == 0, demo.stderr + serve.log()
+    emitted = [json.loads(line) for line in demo.stdout.splitlines()]
+    failed_plan = next(n["payload"]["watcher_object.data"]["uuid"] for n in emitted if n["event_type"] == "action_plan.cancel.error")
+
+    audited = run_cli(env, "audit", failed_plan, "--json")
+    assert audited.returncode == 0, audited.stderr
+    story = json.loads(audited.stdout)
+    commands = [e for e in story["entries"] if e["kind"] == "command"]
+    cancel = next(c for c in commands if c["type"] == "CancelActionPlan")
+    assert cancel["issued_by"] == "admin (project: admin)"
+    assert cancel["details"]["reason"] == "capacity needed for a tenant burst"
+    assert cancel["origin"].startswith("watcher-es demo@")
+    assert all(c["outcome"] == "accepted" for c in commands)
+    events = [e for e in story["entries"] if e["kind"] == "event"]
+    assert [e["details"]["version"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["type"] == "ActionPlanCancellationFailed"
+    notified = {e["id"] for e in story["entries"] if e["kind"] == "notification"}
+    of_plan = {n["message_id"] for n in emitted if failed_plan in json.dumps(n)}
+    assert notified == of_plan
+
+    again = run_cli(env, "notifications", "--replay", "--json")
+    assert again.returncode == 0, again.stderr
+    assert sorted(again.stdout.splitlines()) == sorted(json.dumps(n) for n in emitted)
+
+    published = run_cli(env, "notifications", "--replay", "--publish", "--plan", failed_plan)
+    assert published.returncode == 0, published.stderr
+    delivered = [json.loads(line) for line in run_cli(env, "notifications", "--json", "--plan", failed_plan).stdout.splitlines()]
+    by_id: dict[str, set[str]] = {}
+    for n in delivered:
+        by_id.setdefault(n["message_id"], set()).add(json.dumps(n, sort_keys=True))
+    assert set(by_id) == of_plan
+    assert all(len(contents) == 1 for contents in by_id.values())  # re-sent: same id, same content
+    assert len(delivered) == 2 * len(of_plan)

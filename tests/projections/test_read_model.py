@@ -1,5 +1,6 @@
-"""On Kafka queries read a read model kept current incrementally, complete on every `serve` and CLI.
+"""The read model users query: plans and their actions as the log left them.
 
+On Kafka queries read a read model kept current incrementally, complete on every `serve` and CLI.
 Each `serve`'s model is a replicated view of every partition, so any instance answers for any
 plan; a CLI away from `serve` keeps its own model at --db and catches it up from its stored
 positions, reading only the tail after the first time; the audit trail and the deadline pass
@@ -25,6 +26,7 @@ from eventstore.log import NewEvent
 from projections.kafka.audit import AuditTrail
 from projections.kafka.store import KafkaStore
 from projections.read_model import ReadModel
+from projections.sqlite.backend import EmbeddedBackend
 
 from tests import factories as f
 from tests.support.serve import Serve, cli_env, run_cli
@@ -52,6 +54,15 @@ def wait_for(condition: Any, what: str, timeout: float = 90) -> None:
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.2)
+
+
+def test_plans_sharing_an_action_uuid_keep_their_own_action_rows(service: EmbeddedBackend) -> None:
+    shared = "10a47dd1-4874-4298-91cf-eff046dbdb8d"  # the spec's samples reuse uuids across objects
+    first, second = f.register(actions=[f.action(shared)]), f.register(actions=[f.action(shared)])
+    for command in (first, second, f.cancel(first.plan_uuid)):
+        assert service.submit(command).outcome == "accepted"
+    assert [a["state"] for a in service.model.actions(first.plan_uuid)] == ["CANCELLED"]
+    assert [a["state"] for a in service.model.actions(second.plan_uuid)] == ["PENDING"]
 
 
 def test_two_serves_each_answer_for_the_plans_of_every_partition(kafka: KafkaSettings, tmp_path: Path) -> None:

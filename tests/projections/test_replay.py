@@ -1,15 +1,20 @@
-"""Replay: a rebuilt model equals the live one, and --until gives back the state at that moment."""
+"""Replay: a rebuilt model equals the live one, and --until gives back the state at that moment;
+on Kafka, under a running `serve` that goes on projecting into the model swapped in."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from datetime import UTC, datetime
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from eventstore.codec import AvroCodec
+from eventstore.kafka.config import KafkaSettings
 from projections.cli import app
 from eventstore.domain.messages import Command
 from eventstore.times import format_time
@@ -24,6 +29,7 @@ from tests import factories as f
 from tests.benchmarks.rebuild import fill
 from tests.support.clock import TickingClock
 from tests.support.embedded import open_store, submit_all
+from tests.support.serve import Serve, cli_env, run_cli, wait_verified
 
 PLANS = 4
 
@@ -188,3 +194,28 @@ def test_cli_replay_prints_json_on_stdout_and_progress_on_stderr(tmp_path: Path)
     result = runner.invoke(app, ["--db", str(tmp_path / "none.db"), "replay"])
     assert result.exit_code == 1 and "no event log" in " ".join(result.stderr.split())
     assert not (tmp_path / "none.db").exists()
+
+
+def test_replay_on_kafka_rebuilds_under_a_running_serve_and_builds_past_states(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
+    env = cli_env(kafka, tmp_path / "client.db")
+    at_serve = {**env, "WATCHER_ES_DB": serve.env["WATCHER_ES_DB"]}
+    serve.start()
+    assert run_cli(env, "demo", "--json").returncode == 0, serve.log()
+    wait_verified(at_serve, 2)
+    between = datetime.now(UTC)
+    time.sleep(1.1)
+
+    rebuilt = run_cli(at_serve, "replay", "--json")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert json.loads(rebuilt.stdout)["events"] > 0
+    # serve goes on projecting into the swapped-in model: no event applied twice, none skipped.
+    assert run_cli(env, "demo", "--json").returncode == 0, serve.log()
+    wait_verified(at_serve, 4)
+
+    as_of = run_cli(at_serve, "replay", "--until", between.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "--json")
+    assert as_of.returncode == 0, as_of.stderr
+    past = ReadModel(json.loads(as_of.stdout)["path"], AvroCodec())
+    assert len(past.plans()) == 2 and {p["state"] for p in past.plans()} == {"CANCELLED", "FAILED"}
+    past.close()
+    by_position = run_cli(at_serve, "replay", "--until", "12")
+    assert by_position.returncode == 2 and "ISO 8601 time" in by_position.stderr

@@ -1,9 +1,12 @@
 """verify: an untouched store passes; an edited, deleted or reordered event, or a drifted
-projection, fails and names the plan and the position."""
+projection, fails and names the plan and the position; on Kafka, the topic's chains are checked
+against the model `serve` keeps, and a forged append fails."""
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from eventstore.codec import AvroCodec
+from eventstore.kafka.appends import prepare_append
+from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.io import Publisher
+from eventstore.log import NewEvent
 from projections.cli import app
 from eventstore.config import Settings
 from eventstore.position import Position
@@ -24,6 +32,7 @@ from projections.verify import VerifyReport, verify
 
 from tests import factories as f
 from tests.support.embedded import open_store, submit_all, tamper
+from tests.support.serve import Serve, cli_env, run_cli
 
 PLANS = 4
 
@@ -230,3 +239,37 @@ def test_an_edited_command_is_found_by_verify(tmp_path: Path) -> None:
     assert result.exit_code == 1
     finding = json.loads(result.stdout)
     assert finding["kind"] == "command" and finding["plan_uuid"] == register.plan_uuid and "commands row 2" in finding["detail"]
+
+
+def test_verify_checks_the_topic_chains_against_the_model_serve_keeps(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
+    env = cli_env(kafka, tmp_path / "client.db")
+    serve.start()
+    assert run_cli(env, "demo", "--json").returncode == 0, serve.log()
+    at_serve = {**env, "WATCHER_ES_DB": serve.env["WATCHER_ES_DB"]}
+    deadline = time.monotonic() + 60
+    while True:  # the read model catches up asynchronously
+        verified = run_cli(at_serve, "verify", "--json")
+        report = json.loads(verified.stdout)
+        if verified.returncode == 0 and report["model_position"] == report["log_position"]:
+            break
+        assert time.monotonic() < deadline, verified.stdout + verified.stderr
+        time.sleep(1)
+    assert report["verified"] is True and report["plans"] == 2
+
+    # A forged event appended to a plan's stream: right type, right sequence number, wrong chain.
+    row = json.loads(run_cli(at_serve, "plans", "--json").stdout.splitlines()[0])
+    plan = row["uuid"]
+    codec = AvroCodec()
+    forged = codec.encode("ActionPlanCancelled", {"event_id": str(uuid.uuid4()), "command_id": "forged", "plan_uuid": plan, "occurred_at": 1})
+    append = prepare_append(
+        codec, command_id="forged", command_type="CancelActionPlan", plan_uuid=plan, expected_version=row["version"],
+        writer="forger", appended_at=1, outcome="accepted", reason="",
+        events=[NewEvent(str(uuid.uuid4()), "ActionPlanCancelled", 1, forged)], previous_hash="0" * 64,
+    )
+    publisher = Publisher(kafka)
+    publisher.produce(kafka.topics.events, plan, append.value, append.headers)
+    publisher.flush()
+    failed = run_cli(at_serve, "verify", "--json")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    finding = json.loads(failed.stdout)
+    assert finding["verified"] is False and finding["plan_uuid"] == plan
