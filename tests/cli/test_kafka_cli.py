@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 from eventstore.kafka.config import KafkaSettings
 
 from tests.support.serve import Serve, cli_env, run_cli
+from tests.support.waiting import wait_until
 
 
 def plan_file(tmp_path: Path, actions: list[tuple[str, str]], state: str = "ONGOING") -> tuple[Path, str]:
@@ -51,13 +52,7 @@ def test_cancel_wait_reports_cancelled_rejected_and_failed(kafka: KafkaSettings,
         [sys.executable, "-m", "projections", "cancel", plan, "--reason", "window closed", "--by", "ops", "--wait", "--timeout", "120"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    status = ""
-    for _ in range(100):  # until the cancellation is in progress
-        status = run_cli(env, "status", plan, "--json").stdout
-        if '"CANCELLING"' in status:
-            break
-        time.sleep(0.5)
-    assert '"CANCELLING"' in status
+    wait_until(lambda: '"CANCELLING"' in run_cli(env, "status", plan, "--json").stdout, 100, "the cancellation to be in progress", interval=0.5)
     aborted = run_cli(env, "report-abort", plan, ongoing, "--failed", "--exception", "ActionExecutionFailure", "--message", "stuck", "--wait")
     assert aborted.returncode == 0, aborted.stderr
     out, err = waiting.communicate(timeout=120)
@@ -99,13 +94,13 @@ def test_status_shows_positions_and_lag(kafka: KafkaSettings, serve: Serve, tmp_
     before = [json.loads(line) for line in run_cli(env, "status", "--json").stdout.splitlines()]
     assert sum(r["lag"] for r in before if r["part"] == "handler") == 3
     serve.start()
-    deadline = time.monotonic() + 120
-    while True:
+
+    def caught_up() -> list[dict[str, Any]] | None:
         rows = [json.loads(line) for line in run_cli(env, "status", "--json").stdout.splitlines()]
-        if rows and all(r["lag"] == 0 for r in rows) and sum(r["position"] or 0 for r in rows if r["part"] == "translator") == 3:
-            break
-        assert time.monotonic() < deadline, rows
-        time.sleep(1)
+        done = rows and all(r["lag"] == 0 for r in rows) and sum(r["position"] or 0 for r in rows if r["part"] == "translator") == 3
+        return rows if done else None
+
+    rows = wait_until(caught_up, 120, "every part at the end of its topics, the translator past the 3 commands' events", interval=0.5)
     assert {r["part"] for r in rows} == {"handler", "read-model", "translator"}
 
 
@@ -113,14 +108,19 @@ def test_librdkafka_properties_pass_through_and_secrets_never_show(kafka: KafkaS
     env = cli_env(kafka, tmp_path / "w.db")
     properties = tmp_path / "client.properties"
     properties.write_text("# from a file, as kcat -F reads it\nclient.id=from-file\nsasl.password=hunter2-file\n")
-    serve = subprocess.Popen(
-        [sys.executable, "-m", "projections", "-F", str(properties), "-X", "client.id=from-flag", "-X", "sasl.password=hunter2",
-         "-X", "consumer.fetch.min.bytes=1", "serve"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    time.sleep(8)
-    serve.terminate()
-    output, _ = serve.communicate(timeout=30)
+    serve = Serve(env, tmp_path / "serve.log", options=(
+        "-F", str(properties), "-X", "client.id=from-flag", "-X", "sasl.password=hunter2", "-X", "consumer.fetch.min.bytes=1",
+    )).start()
+    try:
+        # Every part at work with those properties: a cancel handled, then notified by the translator.
+        path, plan = plan_file(tmp_path, [(str(uuid.uuid4()), "PENDING")], state="PENDING")
+        assert run_cli(env, "register", str(path), "--wait").returncode == 0, serve.log()
+        assert run_cli(env, "cancel", plan, "--reason", "r", "--wait").returncode == 0, serve.log()
+        wait_until(lambda: "action_plan.cancel.end" in run_cli(env, "notifications", "--plan", plan).stdout, 60,
+                   lambda: f"the cancel notified by a serve given those properties\n{serve.log()}", interval=0.5)
+    finally:
+        serve.stop()
+    output = serve.log()
     assert "client.id': 'from-flag'" in output  # the flag wins over the file
     assert "hunter2" not in output
     assert "********" in output
@@ -146,13 +146,12 @@ def test_payload_version_on_kafka_and_reemission_at_the_version_emitted(kafka: K
         assert result.returncode == 0, result.stderr
         return {json.loads(line)["payload"]["watcher_object.version"] for line in result.stdout.splitlines()}
 
-    deadline = time.monotonic() + 60
-    while True:  # the translator publishes asynchronously
+    def all_four() -> list[str] | None:  # the translator publishes asynchronously
         delivered = run_cli(env, "notifications", "--plan", plan, "--json").stdout.splitlines()
-        if len(delivered) == 4:
-            break
-        assert time.monotonic() < deadline, delivered
-        time.sleep(0.5)
+        assert len(delivered) <= 4, delivered
+        return delivered if len(delivered) == 4 else None
+
+    delivered = wait_until(all_four, 60, "the cancel's 4 notifications delivered", interval=0.5)
     assert {json.loads(line)["payload"]["watcher_object.version"] for line in delivered} == {"1.2", "1.1"}
     assert versions() == {"1.2", "1.1"}, "re-emitted at the version each was emitted"
     assert versions("WATCHER_ES_PAYLOAD_VERSION=1.0") == {"1.0"}, "unless told otherwise"

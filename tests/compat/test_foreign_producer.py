@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, cast
 
 import fastavro
-import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
@@ -29,8 +28,7 @@ from fastavro.schema import fingerprint, load_schema, to_parsing_canonical_form
 from eventstore.kafka.config import KafkaSettings
 
 from tests.support.serve import Serve, cli_env
-
-pytestmark = pytest.mark.kafka
+from tests.support.waiting import wait_until
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "avro"
 MARKER = b"\xc3\x01"
@@ -244,10 +242,13 @@ class Reader:
         self.seen: list[Message] = []
 
     def until(self, done: Callable[[list[Message]], bool], timeout_s: float = TIMEOUT_S) -> list[Message]:
-        deadline = time.monotonic() + timeout_s
-        while not done(self.seen):
-            assert time.monotonic() < deadline, f"gave up after {timeout_s:.0f} s with {len(self.seen)} records"
+        def read() -> bool:
+            if done(self.seen):
+                return True
             self.seen.extend(m for m in self.consumer.consume(100, 0.2) if m.error() is None)
+            return False
+
+        wait_until(read, timeout_s, lambda: f"the records wanted ({len(self.seen)} read)", interval=0)
         return self.seen
 
     def close(self) -> None:

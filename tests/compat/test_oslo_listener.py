@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import oslo_messaging
-import pytest
 from oslo_config import cfg
 
 from eventstore.codec import AvroCodec
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import Publisher, TopicFollower, topic_pages
+from eventstore.kafka.io import Publisher, topic_pages
 from eventstore.kafka.records import oslo_envelope
 from projections.translator import Translator
 
 from tests.support.serve import Serve, cli_env, run_cli
+from tests.support.waiting import wait_until
 
 
 class Endpoint:
@@ -42,14 +41,6 @@ class Endpoint:
     def seen(self, predicate: Any) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
         with self.lock:
             return [r for r in self.received if predicate(r)]
-
-
-def wait_until(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def test_oslo_listener_receives_every_demo_notification_at_its_priority(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
@@ -75,14 +66,14 @@ def test_oslo_listener_receives_every_demo_notification_at_its_priority(kafka: K
             probe.flush()
             return {r[0] for r in endpoint.seen(lambda r: r[1] == f"probe.{probe_id}")} == {"info", "error"}
 
-        wait_until(heard_probes, 120, "the oslo.messaging listener to join its group")
+        wait_until(heard_probes, 120, "the oslo.messaging listener to join its group", interval=0.2)
 
         serve.start()
         result = run_cli(cli_env(kafka, tmp_path / "client.db"), "demo", "--json")
         assert result.returncode == 0, result.stderr + serve.log()
         emitted = [json.loads(line) for line in result.stdout.splitlines()]
         ids = {n["message_id"] for n in emitted}
-        wait_until(lambda: {r[3]["message_id"] for r in endpoint.seen(lambda r: True)} >= ids, 60, "every notification at the listener")
+        wait_until(lambda: {r[3]["message_id"] for r in endpoint.seen(lambda r: True)} >= ids, 60, "every notification at the listener", interval=0.2)
     finally:
         listener.stop()
         listener.wait()

@@ -30,7 +30,7 @@ from eventstore.kafka import state_store
 from eventstore.kafka.client import KafkaClient, OutcomeWatcher
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.handler import KafkaCommandHandler
-from eventstore.kafka.io import Publisher, TopicFollower, positions_reached
+from eventstore.kafka.io import Publisher, TopicFollower
 from eventstore.kafka.records import header_map
 from eventstore.kafka.state_store import PlanStateStore, decode_plan, encode_plan
 from eventstore.log import CommandRecord, Outcome
@@ -38,6 +38,8 @@ from projections.kafka.notifications import KafkaTranslatorPart
 from projections.translator import translator_for
 
 from tests import factories as f
+from tests.support.topics import end_of
+from tests.support.waiting import wait_for_position, wait_until
 
 
 def story_plans(abort_fails: bool) -> list[Plan]:
@@ -182,12 +184,31 @@ class Polled(Protocol):
 
 
 def run_until(done: Callable[[], bool], parts: Iterable[Polled], what: str, timeout: float = TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout
+    """The parts run in this thread: polling them is what moves them on, until ``done``."""
     parts = list(parts)
-    while not done():
-        assert time.monotonic() < deadline, f"{what}: not done after {timeout:.0f} s"
+
+    def step() -> bool:
+        if done():
+            return True
         for part in parts:
             part.poll(0.1)
+        return False
+
+    wait_until(step, timeout, what, interval=0)
+
+
+def run_to(part: KafkaTranslatorPart, end: dict[str, int], what: str, consumed: list[int] | None = None) -> None:
+    """Polls the translator until the positions it stores reach ``end``, and finds them exactly there
+    (``consumed``: the records each poll took)."""
+
+    def polled() -> dict[str, int]:
+        taken = part.poll(0.1)
+        if consumed is not None:
+            consumed.append(taken)
+        return part.state.positions()
+
+    wait_for_position(polled, end, TIMEOUT_S, what, interval=0)
+    assert part.state.positions() == end
 
 
 def handle(handler: KafkaCommandHandler, client: KafkaClient, watcher: OutcomeWatcher, commands: list[Command]) -> dict[str, Outcome]:
@@ -215,14 +236,6 @@ def snapshot(handler: KafkaCommandHandler) -> dict[str, Plan]:
     """Every plan the handler's store holds, as committed."""
     rows = handler.log.state.db.conn.execute("SELECT uuid, plan FROM plans WHERE plan IS NOT NULL")
     return {uuid: decode_plan(text) for uuid, text in rows}
-
-
-def events_end(kafka: KafkaSettings) -> dict[str, int]:
-    follower = TopicFollower(kafka, kafka.topics.events)
-    try:
-        return positions_reached(follower.drain())
-    finally:
-        follower.close()
 
 
 @pytest.fixture
@@ -350,12 +363,12 @@ def test_a_restarted_translator_resumes_from_its_store_and_never_re_emits(
     half = PLANS // 2
     try:
         handle(handler, client, watcher, registered + [f.cancel(r.plan_uuid) for r in registered[:half]])
-        end = events_end(kafka)
+        end = end_of(kafka, kafka.topics.events)
 
         # A cache of 4 plans for 12: the translator reads the others back from its store.
         first = translator_part(kafka, path)
         try:
-            run_until(lambda: first.state.positions() == end, [first], "the first translator")
+            run_to(first, end, "the first translator at the end of the events topic")
         finally:
             first.close()
         emitted = notifications(kafka)
@@ -363,17 +376,14 @@ def test_a_restarted_translator_resumes_from_its_store_and_never_re_emits(
 
         # New events while it is down, then a restart on its store.
         handle(handler, client, watcher, [f.cancel(r.plan_uuid) for r in registered[half:]])
-        end = events_end(kafka)
+        end = end_of(kafka, kafka.topics.events)
         store = PlanStateStore(path)
         resumed_from = store.positions()
         store.close()
         consumed: list[int] = []
         second = translator_part(kafka, path)
         try:
-            def caught_up() -> bool:
-                consumed.append(second.poll(0.1))
-                return second.state.positions() == end
-            run_until(caught_up, [], "the restarted translator")
+            run_to(second, end, "the restarted translator at the end of the events topic", consumed)
         finally:
             second.close()
         assert sum(consumed) == sum(end.values()) - sum(resumed_from.values()), "only the records appended since"
@@ -384,7 +394,7 @@ def test_a_restarted_translator_resumes_from_its_store_and_never_re_emits(
         remove(path)
         third = translator_part(kafka, path)
         try:
-            run_until(lambda: third.state.positions() == end, [third], "the rebuilt translator")
+            run_to(third, end, "the rebuilt translator at the end of the events topic")
         finally:
             third.close()
         assert notifications(kafka) == emitted

@@ -25,18 +25,15 @@ own read of the log has got when it wakes, so the number of conflicts is reporte
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from eventstore.codec import AvroCodec
 from eventstore.config import StorePaths
@@ -44,15 +41,17 @@ from eventstore.domain.messages import Command
 from eventstore.exceptions import StaleAppendError
 from eventstore.kafka.admin import dead_letters
 from eventstore.kafka.appends import Append, append_of
-from eventstore.kafka.client import KafkaClient, OutcomeWatcher
+from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import TopicFollower, topic_pages
 from eventstore.kafka.records import header_map
 from projections.read_model import ReadModel
 
 from tests import factories as f
-from tests.support.serve import Serve, cli_env, run_cli
 from tests.kafka.folding import folded_plans
+from tests.support.outcomes import send_steadily, wait_outcomes
+from tests.support.serve import Serve, cli_env, wait_verified
+from tests.support.waiting import wait_until
 
 PLANS = 150
 #: A's first batch is a warm-up; the third is the one it is paused in, early in the stream.
@@ -73,46 +72,25 @@ def pid_of(server: Serve) -> int:
     return server.proc.pid
 
 
-def outcome_ids(watcher: OutcomeWatcher, into: set[str], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        into.update(o.command_id for o in watcher.poll(0.1))
-
-
-def wait_for(ids: set[str], watcher: OutcomeWatcher, seen: set[str], timeout: float, what: str, *servers: Serve) -> None:
-    deadline = time.monotonic() + timeout
-    while not ids <= seen:
-        if time.monotonic() > deadline:
-            logs = "\n".join(s.log()[-3000:] for s in servers)
-            pytest.fail(f"{what}: {len(ids - seen)} of {len(ids)} commands have no outcome after {timeout:.0f} s\n{logs}")
-        outcome_ids(watcher, seen, 0.5)
+def logs(*servers: Serve) -> Callable[[], str]:
+    return lambda: "\n".join(s.log()[-3000:] for s in servers)
 
 
 def writer_of(events: TopicFollower, writers: dict[str, list[str]], command_id: str, timeout: float) -> list[str]:
     """Who appended for this command (read from the events topic), waiting until it is there."""
-    deadline = time.monotonic() + timeout
-    while command_id not in writers:
-        assert time.monotonic() < deadline, f"no append of {command_id} on the events topic after {timeout:.0f} s"
+
+    def appended() -> list[str] | None:
         for msg in events.poll(0.2):
             append = append_of(AvroCodec(), msg)
             writers.setdefault(append.command_id, []).append(append.writer)
-    return writers[command_id]
+        return writers.get(command_id)
+
+    return wait_until(appended, timeout, f"an append of {command_id} on the events topic", interval=0)
 
 
 def is_writer_of(writer: str, pid: int) -> bool:
     """Writer ids are ``host:pid:random``."""
     return writer.split(":")[-2] == str(pid)
-
-
-def wait_verified(env: dict[str, str], plans: int, timeout: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        verified = run_cli(env, "verify", "--json")
-        report: dict[str, Any] = json.loads(verified.stdout) if verified.stdout.strip() else {}
-        if verified.returncode == 0 and report["model_position"] == report["log_position"] and report["plans"] == plans:
-            return report
-        assert time.monotonic() < deadline, verified.stdout + verified.stderr
-        time.sleep(1)
 
 
 def test_a_paused_handler_wakes_up_deposed_and_its_stale_batch_is_fenced(kafka: KafkaSettings, tmp_path: Path) -> None:
@@ -137,18 +115,17 @@ def test_a_paused_handler_wakes_up_deposed_and_its_stale_batch_is_fenced(kafka: 
         a_pid, b_pid = pid_of(a), pid_of(b)
         # Warm up one command at a time until A has handled one: A has joined, owns partitions, and
         # its fault counter stands at exactly 1 (each warm-up is a batch of its own).
-        deadline = time.monotonic() + 90
-        while True:
-            assert time.monotonic() < deadline, "serve A never got a partition of the commands topic\n" + a.log()[-3000:]
+        def handled_by_a() -> bool:
             assert a.proc is not None and a.proc.poll() is None, a.log()
             warm_up = f.register()
             warm_ups.append(warm_up)
             client.send(warm_up)
             client.wait_outcome(warm_up.command_id, watcher, 120)
             (writer,) = writer_of(events, writers, warm_up.command_id, 30)
-            if is_writer_of(writer, a_pid):
-                break
-            assert is_writer_of(writer, b_pid), writer
+            assert is_writer_of(writer, a_pid) or is_writer_of(writer, b_pid), writer
+            return is_writer_of(writer, a_pid)
+
+        wait_until(handled_by_a, 90, lambda: "serve A to get a partition of the commands topic\n" + a.log()[-3000:], interval=0)
 
         plans = [(str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())) for _ in range(PLANS)]
         failing = {p for i, (p, _, _) in enumerate(plans) if i % 10 == 0}  # every tenth abort fails
@@ -157,19 +134,15 @@ def test_a_paused_handler_wakes_up_deposed_and_its_stale_batch_is_fenced(kafka: 
             first_wave.append(f.register(plan, "ONGOING", [f.action(ongoing, "ONGOING"), f.action(pending, "PENDING")]))
             first_wave.append(f.cancel(plan, by="operator-1", reason="two handlers"))
 
-        def send_steadily(commands: Sequence[Command]) -> None:
-            for command in commands:
-                client.send(command)
-                time.sleep(0.03)
-
-        sender = threading.Thread(target=send_steadily, args=(first_wave,))
+        sender = threading.Thread(target=send_steadily, args=(client, first_wave, 0.03))
         sender.start()
         # A pauses itself holding a decided batch while the stream goes on.
-        deadline = time.monotonic() + 120
-        while process_state(a_pid) != "T":
-            assert a.proc.poll() is None, "serve A exited instead of pausing\n" + a.log()[-3000:]
-            assert time.monotonic() < deadline, "serve A never reached its fault point\n" + a.log()[-3000:]
-            time.sleep(0.05)
+
+        def paused() -> bool:
+            assert a.proc is not None and a.proc.poll() is None, "serve A exited instead of pausing\n" + a.log()[-3000:]
+            return process_state(a_pid) == "T"
+
+        wait_until(paused, 120, lambda: "serve A to reach its fault point\n" + a.log()[-3000:])
         stopped_after = time.monotonic() - started
         mid_stream = sender.is_alive()
         sender.join()
@@ -177,16 +150,14 @@ def test_a_paused_handler_wakes_up_deposed_and_its_stale_batch_is_fenced(kafka: 
 
         # B takes A's partitions over once A's session times out, and handles everything A held.
         seen: set[str] = set()
-        wait_for({c.command_id for c in first_wave}, watcher, seen, 180, "first wave, A paused", b)
+        wait_outcomes(watcher, (c.command_id for c in first_wave), seen, 180, "first wave, A paused", logs(b))
         assert process_state(a_pid) == "T", "serve A was continued by something else"
         assert b.proc is not None and b.proc.poll() is None, b.log()[-3000:]
         os.kill(a_pid, signal.SIGCONT)  # A wakes up deposed and produces the batch it decided
 
         aborts = [f.abort_failed(plan, ongoing) if plan in failing else f.abort_ok(plan, ongoing) for plan, ongoing, _ in plans]
-        for command in aborts:
-            client.send(command)
-            time.sleep(0.01)
-        wait_for({c.command_id for c in aborts}, watcher, seen, 180, "aborts, A continued", a, b)
+        send_steadily(client, aborts, 0.01)
+        wait_outcomes(watcher, (c.command_id for c in aborts), seen, 180, "aborts, A continued", logs(a, b))
 
         # A's stale appends lost, were parked by A naming itself, and are skipped by every reader.
         conflicts: list[tuple[Append, StaleAppendError]] = []
@@ -204,13 +175,15 @@ def test_a_paused_handler_wakes_up_deposed_and_its_stale_batch_is_fenced(kafka: 
         assert all(is_writer_of(c.writer, a_pid) for c, _ in conflicts), [c.writer for c, _ in conflicts]
         assert all(c.command_id in seen for c, _ in conflicts)  # every lost command was still handled
         fence_letters: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 60
-        while True:
-            fence_letters = [d for d in dead_letters(kafka) if d["stage"] == "fence"]
-            parked = {(f"{d['topic']}/{d['partition']}", int(d["offset"])) for d in fence_letters}
-            if parked >= conflict_places or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
+        parked: set[tuple[str, int]] = set()
+
+        def all_parked() -> bool:
+            fence_letters[:] = [d for d in dead_letters(kafka) if d["stage"] == "fence"]
+            parked.clear()
+            parked.update((f"{d['topic']}/{d['partition']}", int(d["offset"])) for d in fence_letters)
+            return parked >= conflict_places
+
+        wait_until(all_parked, 60, lambda: f"every conflicting append parked: {sorted(parked)} of {sorted(conflict_places)}", interval=0.5)
         assert parked == conflict_places, (parked, conflict_places)
         for letter in fence_letters:
             assert str(letter["error"]).endswith("StaleAppendError"), letter
@@ -229,13 +202,14 @@ def test_a_paused_handler_wakes_up_deposed_and_its_stale_batch_is_fenced(kafka: 
         # No message_id was ever delivered with two different contents, and none is missing.
         contents: dict[str, set[bytes]] = defaultdict(set)
         followers = [TopicFollower(kafka, kafka.topics.notification_topic(p)) for p in ("INFO", "ERROR")]
-        deadline = time.monotonic() + 90
-        while True:
+
+        def delivered() -> int:
             for follower in followers:
                 for msg in follower.poll(0.2):
                     contents[header_map(msg.headers())["ce_id"]].add(msg.value() or b"")
-            if len(contents) >= PLANS * 6 or time.monotonic() > deadline:
-                break
+            return len(contents)
+
+        wait_until(lambda: delivered() >= PLANS * 6, 90, lambda: f"every notification delivered ({len(contents)} so far)", interval=0)
         for follower in followers:  # and whatever else is there up to the end
             for msg in follower.drain():
                 contents[header_map(msg.headers())["ce_id"]].add(msg.value() or b"")

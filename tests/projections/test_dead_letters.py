@@ -30,6 +30,7 @@ from projections.translator import NotificationSink
 
 from tests import factories as f
 from tests.support.serve import Serve, cli_env, run_cli
+from tests.support.waiting import wait_until
 
 
 def test_a_corrupt_event_is_parked_by_both_consumers_and_the_rest_goes_on(tmp_path: Path) -> None:
@@ -108,12 +109,18 @@ def test_the_embedded_sinks_are_the_ports_consumers_are_written_against(tmp_path
 
 
 def dead_letters(kafka: KafkaSettings, want: int, timeout: float = 60) -> list[dict[str, str]]:
+    """The first ``want`` records of the dead-letter topic (their headers, and the value in hex)."""
     follower = TopicFollower(kafka, kafka.topics.dead_letters)
     found: list[dict[str, str]] = []
-    deadline = time.monotonic() + timeout
-    while len(found) < want and time.monotonic() < deadline:
+
+    def read() -> bool:
         found.extend({**header_map(m.headers()), "value": (m.value() or b"").hex()} for m in follower.poll(0.2))
-    follower.close()
+        return len(found) >= want
+
+    try:
+        wait_until(read, timeout, lambda: f"{want} dead letters ({len(found)} so far)", interval=0)
+    finally:
+        follower.close()
     return found
 
 

@@ -10,14 +10,12 @@ read the model, not the topics.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings
-from eventstore.domain.messages import Command
 from eventstore.kafka.appends import prepare_append
 from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
@@ -29,31 +27,17 @@ from projections.read_model import ReadModel
 from projections.sqlite.backend import EmbeddedBackend
 
 from tests import factories as f
+from tests.support.outcomes import handled
 from tests.support.serve import Serve, cli_env, run_cli
-
-
-def handled(client: KafkaClient, commands: list[Command], timeout: float = 120) -> dict[str, str]:
-    """Send the commands one by one, each once the previous one is handled; each one's outcome."""
-    watcher = client.follow_outcomes(time.time_ns() // 1_000_000 - 5000)
-    try:
-        outcomes: dict[str, str] = {}
-        for command in commands:
-            client.send(command)
-            outcomes[command.command_id] = client.wait_outcome(command.command_id, watcher, timeout).outcome
-        return outcomes
-    finally:
-        watcher.close()
+from tests.support.waiting import wait_until
 
 
 def model_of(db: Path) -> ReadModel:
     return ReadModel(Settings(db=db).paths.model, AvroCodec())
 
 
-def wait_for(condition: Any, what: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
+#: How long the read model may take to show what was sent (the first consumer-group joins included).
+TIMEOUT_S = 90
 
 
 def test_plans_sharing_an_action_uuid_keep_their_own_action_rows(service: EmbeddedBackend) -> None:
@@ -78,7 +62,7 @@ def test_two_serves_each_answer_for_the_plans_of_every_partition(kafka: KafkaSet
             # The model the serve keeps, read as it is (no catch-up here): it has every plan.
             model = model_of(db)
             try:
-                wait_for(lambda: len(model.plans()) == len(plans), f"a serve's model misses plans\n{serve.log()[-3000:]}")
+                wait_until(lambda: len(model.plans()) == len(plans), TIMEOUT_S, lambda: f"every plan in a serve's model\n{serve.log()[-3000:]}")
                 assert {r["uuid"] for r in model.plans()} == set(plans)
                 assert len({s for s in model.positions() if s.startswith(f"{kafka.topics.events}/")}) > 1  # plans of several partitions
             finally:
@@ -153,7 +137,7 @@ def test_a_deleted_model_is_rebuilt_and_answers_the_same(kafka: KafkaSettings, s
     def complete(story: str) -> bool:  # the translator publishes beside the handler: wait until it has
         return len([e for e in json.loads(story)["entries"] if e["kind"] == "notification"]) >= 3
 
-    wait_for(lambda: all(complete(run_cli(env, "audit", p, "--json").stdout) for p in plans), "notifications never arrived")
+    wait_until(lambda: all(complete(run_cli(env, "audit", p, "--json").stdout) for p in plans), TIMEOUT_S, "every plan's notifications", interval=0.2)
     before = answers()
     for suffix in ("", "-wal", "-shm"):
         Path(f"{Settings(db=tmp_path / 'client.db').paths.model}{suffix}").unlink(missing_ok=True)
@@ -189,7 +173,7 @@ def test_audit_reads_commands_outcomes_conflicts_and_notifications_from_the_mode
         entries[:] = json.loads(audited.stdout)["entries"]
         return len([e for e in entries if e["kind"] == "notification"]) >= 5 and any(e["kind"] == "conflict" for e in entries)
 
-    wait_for(told, "the audit never showed every notification and the conflict")
+    wait_until(told, TIMEOUT_S, "every notification and the conflict in the audit", interval=0.2)
     commands = [e for e in entries if e["kind"] == "command"]
     assert [c["outcome"] for c in commands] == ["accepted", "accepted", "accepted", "rejected"]
     assert commands[1]["issued_by"] == "operator-" + plan[:8] and commands[1]["details"]["reason"] == f"maintenance of {plan[:8]}"
@@ -232,9 +216,9 @@ def test_enforce_deadlines_fails_an_overdue_plan_found_by_the_model_query(kafka:
             sent.extend(json.loads(line) for line in result.stdout.splitlines())
             return bool(sent)
 
-        wait_for(enforced, "the deadline pass never found the overdue plan")
+        wait_until(enforced, TIMEOUT_S, "the deadline pass to find the overdue plan", interval=0.2)
         assert {s["plan_uuid"] for s in sent} == {plan}
-        wait_for(lambda: '"FAILED"' in run_cli(env, "status", plan, "--json").stdout, "the overdue plan was never failed\n" + handler.log())
+        wait_until(lambda: '"FAILED"' in run_cli(env, "status", plan, "--json").stdout, TIMEOUT_S, lambda: "the overdue plan failed\n" + handler.log(), interval=0.2)
         fault = json.loads(run_cli(env, "status", plan, "--json").stdout)["plan"]["fault"]
         assert "AbortTimeout" in json.dumps(fault)
     finally:
@@ -273,7 +257,7 @@ def test_partitions_that_appear_later_are_read_too(kafka: KafkaSettings, tmp_pat
         publisher.flush()
         trail = AuditTrail(model.db, AvroCodec())
         part.refresh_partitions()  # what `poll` does every REFRESH_S seconds
-        wait_for(lambda: part.poll(0.1) >= 0 and bool(trail.notifications(plan)), "the new topic's partitions were never read")
+        wait_until(lambda: part.poll(0.1) >= 0 and bool(trail.notifications(plan)), TIMEOUT_S, "the new topic's partitions read", interval=0)
         assert {f"{topic}/0", f"{topic}/1"} <= set(part._at_end)
     finally:
         part.close()

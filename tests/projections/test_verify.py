@@ -5,7 +5,6 @@ against the model `serve` keeps, and a forged append fails."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,7 +31,7 @@ from projections.verify import VerifyReport, verify
 
 from tests import factories as f
 from tests.support.embedded import open_store, submit_all, tamper
-from tests.support.serve import Serve, cli_env, run_cli
+from tests.support.serve import Serve, cli_env, run_cli, wait_verified
 
 PLANS = 4
 
@@ -246,14 +245,7 @@ def test_verify_checks_the_topic_chains_against_the_model_serve_keeps(kafka: Kaf
     serve.start()
     assert run_cli(env, "demo", "--json").returncode == 0, serve.log()
     at_serve = {**env, "WATCHER_ES_DB": serve.env["WATCHER_ES_DB"]}
-    deadline = time.monotonic() + 60
-    while True:  # the read model catches up asynchronously
-        verified = run_cli(at_serve, "verify", "--json")
-        report = json.loads(verified.stdout)
-        if verified.returncode == 0 and report["model_position"] == report["log_position"]:
-            break
-        assert time.monotonic() < deadline, verified.stdout + verified.stderr
-        time.sleep(1)
+    report = wait_verified(at_serve, 2)  # the read model catches up asynchronously
     assert report["verified"] is True and report["plans"] == 2
 
     # A forged event appended to a plan's stream: right type, right sequence number, wrong chain.

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.support.waiting import wait_until
 from tests.test_cli import plan_document, write_plan
 
 
@@ -30,6 +31,16 @@ def _start(db: Path, *args: str) -> subprocess.Popen[str]:
         [sys.executable, "-m", "projections", "--db", str(db), "--publisher-id", "infra-optim:test", *args],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def _created_by(serve: subprocess.Popen[str], db: Path) -> None:
+    """Until serve has created the store (read commands never do)."""
+
+    def created() -> bool:
+        assert serve.poll() is None, "serve exited before it created the store"
+        return db.exists()
+
+    wait_until(created, 60, f"serve to create the store {db}")
 
 
 def _document(plan: str) -> dict[str, Any]:
@@ -48,10 +59,7 @@ def test_registers_cancels_and_queries_in_parallel_on_one_store(tmp_path: Path) 
     plans = [str(uuid.uuid4()) for _ in range(12)]
     files = [write_plan(tmp_path, _document(p), f"{p}.json") for p in plans]
     serve = _start(db, "serve", "--interval", "0.05")
-    deadline = time.monotonic() + 60
-    while not db.exists():  # serve creates the store; read commands never do
-        assert time.monotonic() < deadline and serve.poll() is None, "serve did not create the store"
-        time.sleep(0.05)
+    _created_by(serve, db)
     try:
         writers = [_start(db, "register", f, "--json") for f in files]
         readers = [_start(db, "plans", "--json") for _ in range(12)]
@@ -81,10 +89,7 @@ def test_eight_operators_for_thirty_seconds(tmp_path: Path) -> None:
     verifies, every command has exactly one outcome in the audit, and nobody saw a traceback."""
     db = tmp_path / "store.db"
     serve = _start(db, "serve", "--interval", "0.05")
-    deadline = time.monotonic() + 60
-    while not db.exists():
-        assert time.monotonic() < deadline and serve.poll() is None, "serve did not create the store"
-        time.sleep(0.05)
+    _created_by(serve, db)
     failures: list[str] = []
     sent: dict[str, list[str]] = {}
     lock = threading.Lock()

@@ -6,39 +6,28 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
 from pathlib import Path
-
-import pytest
 
 from eventstore.codec import AvroCodec
 from eventstore.config import StorePaths
 from eventstore.domain.messages import Command
-from eventstore.kafka.client import KafkaClient, OutcomeWatcher
+from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import TopicFollower, topic_pages
 from eventstore.kafka.records import header_map
+from projections.kafka.audit import AuditTrail
 from projections.read_model import ReadModel
 
 from tests import factories as f
-from tests.support.serve import Serve
 from tests.kafka.folding import folded_plans
+from tests.support.outcomes import read_outcomes, send_steadily, wait_outcomes
+from tests.support.serve import Serve
+from tests.support.topics import end_of
+from tests.support.waiting import wait_for_position, wait_until
 
 PLANS = 200
-
-
-def outcome_ids(watcher: OutcomeWatcher, into: set[str], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        into.update(o.command_id for o in watcher.poll(0.1))
-
-
-def wait_for(ids: set[str], follower: OutcomeWatcher, seen: set[str], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not ids <= seen:
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: {len(ids - seen)} of {len(ids)} commands have no outcome after {timeout:.0f} s")
-        outcome_ids(follower, seen, 0.5)
+#: Commands arrive one every PACE_S, a steady stream, so the kill lands while they still arrive.
+PACE_S = 0.01
 
 
 def test_sigkill_mid_run_then_restart(kafka: KafkaSettings, serve: Serve, tmp_path: Path) -> None:
@@ -51,22 +40,15 @@ def test_sigkill_mid_run_then_restart(kafka: KafkaSettings, serve: Serve, tmp_pa
         first_wave.append(f.register(plan, "ONGOING", [f.action(ongoing, "ONGOING"), f.action(pending, "PENDING")]))
         first_wave.append(f.cancel(plan, by="operator-1", reason="load test"))
 
-    def send_steadily(commands: Sequence[Command]) -> None:
-        for command in commands:
-            client.send(command)
-            time.sleep(0.01)
-
     serve.start()
     warm_up = f.register()
     client.send(warm_up)
     client.wait_outcome(warm_up.command_id, follower, 120)  # the handler has joined its group
-    sender = threading.Thread(target=send_steadily, args=(first_wave,))
+    sender = threading.Thread(target=send_steadily, args=(client, first_wave, PACE_S))
     sender.start()
     seen: set[str] = set()
-    deadline = time.monotonic() + 120
-    while len(seen) < len(first_wave) // 3:
-        assert time.monotonic() < deadline, serve.log()
-        outcome_ids(follower, seen, 0.2)
+    wait_until(lambda: len(read_outcomes(follower, seen)) >= len(first_wave) // 3, 120,
+               lambda: f"a third of the first wave handled\n{serve.log()}", interval=0)
     serve.kill()  # mid-run: commands still arriving, projections and translator mid-batch
     assert len(seen) < len(first_wave), "the kill came too late to test anything"
     serve.start()
@@ -74,14 +56,14 @@ def test_sigkill_mid_run_then_restart(kafka: KafkaSettings, serve: Serve, tmp_pa
     # A sender that retries after a timeout re-sends the same command ids: they take effect once.
     for command in first_wave[:20]:
         client.send(command)
-    wait_for({c.command_id for c in first_wave}, follower, seen, 180, "after the restart")
+    wait_outcomes(follower, (c.command_id for c in first_wave), seen, 180, "after the restart", serve.log)
 
     aborts = [
         f.abort_failed(plan, ongoing) if plan in failing else f.abort_ok(plan, ongoing)
         for plan, ongoing, _ in plans
     ]
-    send_steadily(aborts)
-    wait_for({c.command_id for c in aborts}, follower, seen, 180, "aborts")
+    send_steadily(client, aborts, PACE_S)
+    wait_outcomes(follower, (c.command_id for c in aborts), seen, 180, "aborts", serve.log)
 
     # Every plan reached its final state, with exactly the events one handling makes.
     final = folded_plans(kafka, AvroCodec())
@@ -98,28 +80,39 @@ def test_sigkill_mid_run_then_restart(kafka: KafkaSettings, serve: Serve, tmp_pa
     fresh = ReadModel(":memory:", AvroCodec())
     fresh.process(stored)
     live_path = StorePaths.beside(Path(serve.env["WATCHER_ES_DB"])).model
-    deadline = time.monotonic() + 60
-    while True:
+
+    def consumed() -> dict[str, int]:  # every record the live model has been through, skipped ones too
         live = ReadModel(live_path, AvroCodec())
-        same = live.tables() == fresh.tables()
+        try:
+            return AuditTrail(live.db, AvroCodec()).positions()
+        finally:
+            live.close()
+
+    wait_for_position(consumed, end_of(kafka, kafka.topics.events), 60, "the live read model at the end of the events topic", interval=0.5)
+    live = ReadModel(live_path, AvroCodec())
+    try:
+        assert live.tables() == fresh.tables(), "the live read model equals a replay"
+    finally:
         live.close()
-        if same:
-            break
-        assert time.monotonic() < deadline, "the live read model never matched a replay"
-        time.sleep(0.5)
 
     # No message_id was ever delivered with two different contents, and none is missing.
     contents: dict[str, set[bytes]] = defaultdict(set)
-    for priority in ("INFO", "ERROR"):
-        topic = TopicFollower(kafka, kafka.topics.notification_topic(priority))
-        deadline = time.monotonic() + 60
-        while True:
+    topics = [TopicFollower(kafka, kafka.topics.notification_topic(priority)) for priority in ("INFO", "ERROR")]
+
+    def delivered() -> int:
+        for topic in topics:
+            for msg in topic.poll(0.2):
+                contents[header_map(msg.headers())["ce_id"]].add(msg.value() or b"")
+        return len(contents)
+
+    try:
+        wait_until(lambda: delivered() >= PLANS * 6, 60, lambda: f"every notification delivered ({len(contents)} so far)", interval=0)
+        for topic in topics:  # and whatever else is there up to the end
             for msg in topic.drain():
                 contents[header_map(msg.headers())["ce_id"]].add(msg.value() or b"")
-            if len(contents) >= PLANS * 6 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        topic.close()
+    finally:
+        for topic in topics:
+            topic.close()
     assert len(contents) == PLANS * 6, f"{len(contents)} distinct notifications"
     assert all(len(values) == 1 for values in contents.values())
     follower.close()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
@@ -23,8 +22,12 @@ from eventstore.kafka.config import KafkaSettings
 from projections.kafka.service import kafka_service
 
 from tests import factories as f
-from tests.projections.test_read_model import handled, wait_for
+from tests.support.outcomes import handled
 from tests.support.serve import Serve, cli_env, run_cli
+from tests.support.waiting import wait_until
+
+#: How long serve may take to start its parts and show a command's effects (the first group joins included).
+TIMEOUT_S = 90
 
 
 class Broken:
@@ -63,7 +66,7 @@ def alive(pid: int) -> bool:
 
 def started(kafka: KafkaSettings, tmp_path: Path) -> Serve:
     serve = Serve(cli_env(kafka, tmp_path / "serve.db"), tmp_path / "serve.log", ("--processes",)).start()
-    wait_for(lambda: len(parts_of(serve)) == 3, "serve --processes forks one process per part")
+    wait_until(lambda: len(parts_of(serve)) == 3, TIMEOUT_S, "serve --processes to fork one process per part")
     return serve
 
 
@@ -77,8 +80,8 @@ def test_commands_are_handled_notified_and_stopped_cleanly(kafka: KafkaSettings,
         assert list(outcomes.values()) == ["accepted", "accepted", "accepted", "rejected"], outcomes  # the second cancel is refused
         plan = story[0].plan_uuid
         env = cli_env(kafka, tmp_path / "cli.db")
-        wait_for(lambda: "CANCELLED" in run_cli(env, "status", plan).stdout, "the cancellation reaches the read model")
-        wait_for(lambda: "action_plan.cancel.end" in run_cli(env, "notifications", "--plan", plan).stdout, "the translator notifies it")
+        wait_until(lambda: "CANCELLED" in run_cli(env, "status", plan).stdout, TIMEOUT_S, "the cancellation in the read model", interval=0.2)
+        wait_until(lambda: "action_plan.cancel.end" in run_cli(env, "notifications", "--plan", plan).stdout, TIMEOUT_S, "the translator's notification of it", interval=0.2)
     finally:
         client.close()
         serve.stop()
@@ -95,17 +98,14 @@ def test_a_part_that_dies_stops_serve_with_an_error(kafka: KafkaSettings, tmp_pa
     serve.proc.wait(60)
     assert serve.proc.returncode != 0
     assert "stopped; the other parts were stopped with it" in serve.log()
-    wait_for(lambda: not any(alive(p) for p in parts), "the other parts stop")
+    wait_until(lambda: not any(alive(p) for p in parts), TIMEOUT_S, "the other parts to stop")
 
 
 def test_a_killed_serve_leaves_no_part_running(kafka: KafkaSettings, tmp_path: Path) -> None:
     serve = started(kafka, tmp_path)
     parts = parts_of(serve)
     serve.kill()
-    deadline = time.monotonic() + 30
-    while any(alive(p) for p in parts):
-        assert time.monotonic() < deadline, "parts outlived their serve"
-        time.sleep(0.1)
+    wait_until(lambda: not any(alive(p) for p in parts), 30, "the parts to end with their serve")
 
 
 def test_a_part_that_cannot_start_says_why(kafka: KafkaSettings, tmp_path: Path) -> None:
