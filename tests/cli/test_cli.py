@@ -6,7 +6,6 @@ import functools
 import json
 import sqlite3
 import re
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,8 @@ from typer.testing import CliRunner, Result
 
 from projections.cli import app
 
-PLAN = "76be87bd-3422-43f9-93a0-e85a577e3061"
-OTHER = "0b5f4b1e-5a53-4f0a-8d77-7f4d7d8c2a01"
-A = [f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)]
-B = [f"00000000-0000-4000-8000-0000000000b{i}" for i in range(4)]  # OTHER's actions: action uuids are global
+from tests.support.plan_documents import A, OTHER, PLAN, plan_document, write_plan
+from tests.support.waiting import wait_until
 
 ENVELOPE_KEYS = {"event_type", "priority", "publisher_id", "message_id", "timestamp", "payload"}
 
@@ -60,35 +57,6 @@ class Cli:
 @pytest.fixture
 def cli(runner: CliRunner, tmp_path: Path) -> Cli:
     return Cli(runner, tmp_path / "x.db")
-
-
-def plan_document(plan: str = PLAN, action_states: tuple[str, ...] = ("PENDING", "PENDING", "PENDING"), state: str = "RECOMMENDED") -> dict[str, Any]:
-    created = "2016-10-18T09:52:05Z"
-    ids = A if plan == PLAN else B
-    return {
-        "uuid": plan, "state": state, "global_efficacy": [{"name": "released_nodes_ratio", "unit": "%", "value": 40.0}],
-        "created_at": created, "updated_at": None, "deleted_at": None,
-        "audit": {
-            "uuid": "10a47dd1-4874-4298-91cf-eff046dbdb8d", "goal_uuid": "bc830f84-8ae3-4fc6-8bc6-e3dd15e8b49a",
-            "strategy_uuid": "cb3d0b58-4415-4d90-b75b-1e96878730e3", "audit_type": "ONESHOT", "state": "SUCCEEDED",
-            "scope": [], "parameters": {"period": 3600}, "interval": None, "created_at": created,
-        },
-        "strategy": {
-            "uuid": "cb3d0b58-4415-4d90-b75b-1e96878730e3", "name": "vm_workload_consolidation",
-            "display_name": "VM Workload Consolidation Strategy", "parameters_spec": {}, "created_at": created,
-        },
-        "actions": [
-            {"uuid": ids[i], "action_type": "migrate", "input_parameters": {"migration_type": "live", "resource_id": f"vm-{i}"},
-             "parents": [ids[i - 1]] if i else [], "state": s, "created_at": created}
-            for i, s in enumerate(action_states)
-        ],
-    }
-
-
-def write_plan(tmp_path: Path, document: Any, name: str = "plan.json") -> str:
-    path = tmp_path / name
-    path.write_text(document if isinstance(document, str) else json.dumps(document))
-    return str(path)
 
 
 def running_plan(cli: Cli, tmp_path: Path, plan: str = PLAN) -> None:
@@ -256,8 +224,7 @@ def test_enforce_deadlines(cli: Cli, tmp_path: Path) -> None:
     running_plan(cli, tmp_path)
     assert "no abort is past its deadline" in cli("enforce-deadlines").stdout
     cli("cancel", PLAN, "--reason", "r", options=("--abort-timeout", "0.001"))
-    time.sleep(0.01)
-    results = cli.lines("enforce-deadlines")
+    results = wait_until(lambda: cli.lines("enforce-deadlines"), 10, "the pass to find the abort past its 1 ms deadline")
     assert [(r["plan_uuid"], r["outcome"]) for r in results] == [(PLAN, "accepted")]
     assert results[0]["events"] == ["ActionCancellationFailed", "ActionCancellationFailed", "ActionPlanCancellationFailed"]
     status = cli.json("status", PLAN)

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from projections.cli import app
 
-from tests.test_cli import PLAN, plan_document, write_plan
+from tests.support.plan_documents import PLAN, plan_document, write_plan
 
 HEAVY = ("fastavro", "sqlite_utils", "confluent_kafka", "projections.read_model", "projections.sqlite.backend", "eventstore.codec")
 

@@ -26,7 +26,7 @@ from eventstore.kafka.io import topic_pages
 from tests import factories as f
 from tests.kafka.folding import folded_plans
 from tests.support.serve import Serve
-from tests.test_cli import A, PLAN, plan_document, write_plan
+from tests.support.plan_documents import A, PLAN, plan_document, write_plan
 
 
 def run(db: Path, *args: str, fault: str | None = None) -> subprocess.CompletedProcess[str]:

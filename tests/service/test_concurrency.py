@@ -18,8 +18,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tests.support.plan_documents import plan_document, write_plan
 from tests.support.waiting import wait_until
-from tests.test_cli import plan_document, write_plan
 
 
 def _env() -> dict[str, str]:
