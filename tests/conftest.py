@@ -2,6 +2,7 @@
 which fixture is where); no other conftest.py defines or imports fixtures."""
 
 pytest_plugins = [
+    "pytester",
     "tests.support.clock",
     "tests.support.codec",
     "tests.support.embedded",
