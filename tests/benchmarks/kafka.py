@@ -251,7 +251,7 @@ def fresh_settings(address: str) -> KafkaSettings:
 
 
 def serve_env(kafka: KafkaSettings, db: Path) -> dict[str, str]:
-    """As tests/kafka/conftest.py ``cli_env``, plus an abort timeout the run never reaches."""
+    """As tests/support/serve.py ``cli_env``, plus an abort timeout the run never reaches."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHER_ES_")}
     env.update(
         WATCHER_ES_BOOTSTRAP_SERVERS=kafka.bootstrap_servers, WATCHER_ES_TOPIC_PREFIX=kafka.topics.commands.rsplit(".", 1)[0],

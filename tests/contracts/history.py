@@ -26,7 +26,9 @@ from projections.history import History
 from projections.tracking import LoggedEvent
 
 from .. import factories as f
-from .event_log import A, Opens, end_of, everything, ordered, record_of
+from tests.support.appends import A, record_of
+
+from .event_log import Opens, end_of, everything, ordered
 
 SECOND = 1_000_000
 

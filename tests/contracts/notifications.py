@@ -25,7 +25,9 @@ from projections.payloads import LATEST_PAYLOAD_SET, payload_set
 from projections.translator import Notification, NotificationSink, Translator
 
 from .. import factories as f
-from .event_log import A, Opens
+from tests.support.appends import A
+
+from .event_log import Opens
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ from eventstore.handler import CommandHandler, PlanStates, load_plan
 from eventstore.log import EventLog, LogReader
 
 from .. import factories as f
-from .event_log import A, Opens, new_events, record_of
+from tests.support.appends import A, new_events, record_of
+
+from .event_log import Opens
 
 
 def body(codec: AvroCodec, command: Command) -> bytes:

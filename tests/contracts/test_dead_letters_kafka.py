@@ -10,7 +10,7 @@ from eventstore.kafka.io import DeadLetters, Publisher
 from eventstore.log import DeadLetter, DeadLetterSink
 
 from .dead_letters import DeadLetterSinkTestCase
-from .wire import read_topic
+from tests.support.wire import read_topic
 
 pytestmark = pytest.mark.kafka
 

@@ -10,7 +10,7 @@ from eventstore.kafka.log import KafkaEventLog
 from eventstore.log import EventLog, LogReader
 
 from .event_log import EventLogTestCase
-from .wire import WireLog
+from tests.support.wire import WireLog
 
 pytestmark = pytest.mark.kafka
 

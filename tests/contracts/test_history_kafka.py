@@ -12,7 +12,7 @@ from projections.history import History
 from projections.kafka.history import TopicHistory
 
 from .history import HistoryTestCase
-from .wire import WireLog
+from tests.support.wire import WireLog
 
 pytestmark = pytest.mark.kafka
 

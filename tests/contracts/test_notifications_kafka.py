@@ -10,7 +10,7 @@ from projections.kafka.notifications import NotificationTopics
 from projections.translator import NotificationSink
 
 from .notifications import NotificationSinkTestCase, Received
-from .wire import notifications
+from tests.support.wire import notifications
 
 pytestmark = pytest.mark.kafka
 

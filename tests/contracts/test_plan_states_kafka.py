@@ -12,7 +12,7 @@ from eventstore.kafka.state_store import PlanStateStore
 from eventstore.log import EventLog, LogReader
 
 from .plan_states import PlanStatesTestCase
-from .wire import WireLog
+from tests.support.wire import WireLog
 
 pytestmark = pytest.mark.kafka
 

@@ -1,5 +1,5 @@
 """The store contract on Kafka: commands through the topics to a `serve` running as its own process, queries
-answered by the CLI's own read model (uses ``Serve`` and ``cli_env`` from tests/kafka/conftest.py)."""
+answered by the CLI's own read model (uses ``Serve`` and ``cli_env`` from tests/support/serve.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from projections.cli import app
 from projections.kafka.store import KafkaStore
 from projections.store import Store
 
-from ..kafka.conftest import Serve, cli_env
+from tests.support.serve import Serve, cli_env
 from .store import StoreTestCase
 
 pytestmark = pytest.mark.kafka

@@ -10,7 +10,7 @@ import fastavro
 import pytest
 from fastavro.schema import load_schema
 
-from .wire import APPEND, MARKER, SCHEMAS, ChainBroken, Read, judge, schemas, unframe
+from tests.support.wire import APPEND, MARKER, SCHEMAS, ChainBroken, Read, judge, schemas, unframe
 
 
 def frame(name: str, record: dict[str, Any]) -> bytes:

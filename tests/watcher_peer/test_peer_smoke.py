@@ -1,4 +1,4 @@
-"""python-watcher 17.0.0 itself, in a subprocess against a Tansu broker: a short mix of plans
+"""python-watcher 17.0.0 itself, in a subprocess against the tests' broker: a short mix of plans
 (cancelled while RECOMMENDED, cancelled while ONGOING, untouched), and what Watcher emitted for
 them compared with its own DB. Every wait is on a condition (see WatcherPeer.wait_for)."""
 
@@ -17,7 +17,7 @@ import pytest
 from .broker import notification_topics
 from .record import record
 
-pytestmark = [pytest.mark.kafka, pytest.mark.watcher]
+pytestmark = pytest.mark.watcher  # and `kafka`, as every test on the broker
 
 
 def _messages(records: list[dict[str, Any]], plan: str) -> list[tuple[int, str, dict[str, Any]]]:
@@ -38,12 +38,12 @@ def _events(messages: list[tuple[int, str, dict[str, Any]]], action: str | None 
             if action is None or m["payload"]["watcher_object.data"].get("uuid") == action and m["event_type"].startswith("action.")]
 
 
-def test_watcher_peer_smoke(peer_broker: str, tmp_path: Path) -> None:
+def test_watcher_peer_smoke(broker: str, tmp_path: Path) -> None:
     if importlib.util.find_spec("watcher") is None:
         pytest.skip("python-watcher is not installed: pip install -e '.[test,watcher]'")
     topic = f"notifications-{uuid.uuid4().hex[:8]}"
     started = time.monotonic()
-    summary = record(peer_broker, topic, tmp_path, scenarios=("recommended", "ongoing", "succeeded"), name="smoke")
+    summary = record(broker, topic, tmp_path, scenarios=("recommended", "ongoing", "succeeded"), name="smoke")
     elapsed = time.monotonic() - started
     records = [json.loads(line) for line in (tmp_path / "smoke.jsonl").read_text().splitlines()]
     plans, truth = summary["scenarios"], summary["action_plans"]
