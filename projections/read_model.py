@@ -36,7 +36,7 @@ STRATEGY_COLUMNS = ("uuid", "name", "display_name", "parameters_spec", "created_
 PLAN_COLUMNS = (
     "uuid", "audit_uuid", "strategy_uuid", "state", "global_efficacy", "created_at", "updated_at", "deleted_at",
     "version", "last_position", "last_event_at", "cancel_requested_by", "cancel_reason", "cancel_started_at",
-    "abort_deadline", "cancel_finished_at", "fault",
+    "abort_deadline", "cancel_finished_at", "fault", "mirrored",
 )
 ACTION_COLUMNS = (
     "uuid", "action_plan_uuid", "idx", "action_type", "input_parameters", "parents", "state", "fault",
@@ -47,7 +47,7 @@ HISTORY_COLUMNS = ("position", "plan_uuid", "version", "event_id", "event_type",
 
 @migrations()
 def m001_tables(db: sqlite_utils.Database) -> None:
-    text_or_int: dict[str, type] = {c: (int if c.endswith("_at") or c in ("version", "last_position", "idx", "abort_deadline", "position") else str) for c in {*AUDIT_COLUMNS, *STRATEGY_COLUMNS, *PLAN_COLUMNS, *ACTION_COLUMNS, *HISTORY_COLUMNS}}
+    text_or_int: dict[str, type] = {c: (int if c.endswith("_at") or c in ("version", "last_position", "idx", "abort_deadline", "position", "mirrored") else str) for c in {*AUDIT_COLUMNS, *STRATEGY_COLUMNS, *PLAN_COLUMNS, *ACTION_COLUMNS, *HISTORY_COLUMNS}}
     for table, columns, pk in (
         ("audits", AUDIT_COLUMNS, "uuid"), ("strategies", STRATEGY_COLUMNS, "uuid"),
         ("action_plans", PLAN_COLUMNS, "uuid"), ("actions", ACTION_COLUMNS, ("action_plan_uuid", "uuid")),
@@ -87,14 +87,22 @@ def m002_kafka_trail(db: sqlite_utils.Database) -> None:
     db["action_plans"].create_index(["state", "abort_deadline"])  # type: ignore[union-attr]
 
 
+@migrations()
+def m003_mirrored(db: sqlite_utils.Database) -> None:
+    """Whether a plan mirrors Watcher (0.3.0); a model made before has only plans of its own (0).
+    A model created since has the column from ``m001_tables`` already."""
+    if "mirrored" not in db["action_plans"].columns_dict:
+        db["action_plans"].add_column("mirrored", int, not_null_default=0)  # type: ignore[union-attr]
+
+
 #: ``json.dumps(value, sort_keys=True)`` without building a new encoder for every call.
 sorted_json = json.JSONEncoder(sort_keys=True).encode
 
 #: Each table's row as the tuple its INSERT binds, in its column order (C speed, one per row).
 _AUDIT_ROW, _STRATEGY_ROW, _PLAN_ROW, _ACTION_ROW = (itemgetter(*c) for c in (AUDIT_COLUMNS, STRATEGY_COLUMNS, PLAN_COLUMNS, ACTION_COLUMNS))
 
-#: The state an action event leaves its action in (an ActionStateChanged carries its own).
-_ACTION_STATES = {"ActionCancellationStarted": "CANCELLING", "ActionCancelled": "CANCELLED", "ActionCancellationFailed": "FAILED"}
+#: The state an action event leaves its action in (ActionStateChanged and ActionCancellationFailed carry their own).
+_ACTION_STATES = {"ActionCancellationStarted": "CANCELLING", "ActionCancelled": "CANCELLED"}
 
 
 def _fault(fault: Record | None) -> str | None:
@@ -192,11 +200,11 @@ class _Batch:
             state = plan["state"] = "CANCELLED"
             plan["cancel_finished_at"] = r["occurred_at"]
         elif name == "ActionPlanCancellationFailed":
-            state = plan["state"] = "FAILED"
+            state = plan["state"] = r["state"]
             plan["cancel_finished_at"], plan["fault"] = r["occurred_at"], _fault(r["fault"])
             detail = {"fault": r["fault"]}
         else:
-            state = r.get("state") if name == "ActionStateChanged" else _ACTION_STATES[name]
+            state = r["state"] if name in ("ActionStateChanged", "ActionCancellationFailed") else _ACTION_STATES[name]
             action = self.actions[(plan_uuid, action_uuid)]  # type: ignore[index]  # a missing uuid is a KeyError, as it should be
             action["state"] = state
             action["last_event_at"] = r["occurred_at"]
@@ -219,6 +227,7 @@ class _Batch:
         plan["uuid"], plan["audit_uuid"], plan["strategy_uuid"] = plan_uuid, audit["uuid"], strategy["uuid"]
         for column in ("state", "global_efficacy", "created_at", "updated_at", "deleted_at"):
             plan[column] = r[column]
+        plan["mirrored"] = int(r["mirrored"])
         occurred_at = r["occurred_at"]
         for i, a in enumerate(r["actions"]):
             self.actions[(plan_uuid, a["uuid"])] = {
@@ -312,7 +321,8 @@ class ReadModel:
     def overdue_cancellations(self, now: int) -> list[str]:
         """Plans still CANCELLING past their abort deadline: what the deadline pass must end."""
         return [r["uuid"] for r in self.db.query(
-            "SELECT uuid FROM action_plans WHERE state = 'CANCELLING' AND abort_deadline <= ? ORDER BY abort_deadline", [now]
+            # 0: a plan that mirrors Watcher, whose aborts Watcher ends
+            "SELECT uuid FROM action_plans WHERE state = 'CANCELLING' AND abort_deadline > 0 AND abort_deadline <= ? ORDER BY abort_deadline", [now]
         )]
 
     def tables(self) -> dict[str, list[tuple[Any, ...]]]:

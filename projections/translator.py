@@ -107,6 +107,8 @@ def build_notification(
         return None
     event_type, priority, state = kind
     fault = event.fault if isinstance(event, (ActionPlanCancellationFailed, ActionCancellationFailed)) else None
+    if isinstance(event, ActionCancellationFailed):
+        state = event.state  # FAILED, or SUCCEEDED where a mirrored Watcher let the action finish
     if isinstance(event, (ActionCancellationStarted, ActionCancelled, ActionCancellationFailed)):
         action = plan.action(event.action_uuid)
         if action is None:

@@ -15,6 +15,9 @@ from eventstore.frozen import filled
 # Version 1 (0.1.0): the initial records.
 # Version 2 (0.2.0): optional fields of Watcher 17's objects (audit name, auto_trigger,
 #   next_run_time; status_message of audit, plan and action), all with defaults.
+# Version 3 (0.3.0): plans that mirror Watcher: a command may carry the Watcher notification it
+#   reports (``watcher``), a registration says the plan is ``mirrored``, and a failed
+#   cancellation says the state it left (``state``: a mirrored Watcher may finish what it did not abort).
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,20 @@ class Strategy:
 
 
 @dataclass(frozen=True)
+class WatcherNotification:
+    """The Watcher notification a bridged command reports, with the request context it came in."""
+
+    message_id: str
+    event_type: str
+    publisher_id: str
+    timestamp: int
+    user: str | None = None
+    project_id: str | None = None
+    request_id: str | None = None
+    global_request_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Action:
     uuid: str
     action_type: str
@@ -87,6 +104,7 @@ class RegisterActionPlan:
     strategy: Strategy
     actions: tuple[Action, ...]
     status_message: str | None = None
+    watcher: WatcherNotification | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,7 @@ class ReportActionPlanProgress:
     plan_uuid: str
     state: str
     status_message: str | None = None
+    watcher: WatcherNotification | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +129,7 @@ class ReportActionProgress:
     action_uuid: str
     state: str
     status_message: str | None = None
+    watcher: WatcherNotification | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +140,7 @@ class CancelActionPlan:
     origin: str
     plan_uuid: str
     reason: str
+    watcher: WatcherNotification | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +153,7 @@ class ReportAbortResult:
     action_uuid: str
     fault: Fault | None = None
     status_message: str | None = None
+    watcher: WatcherNotification | None = None
 
 
 @dataclass(frozen=True)
@@ -166,6 +188,7 @@ class ActionPlanRegistered:
     strategy: Strategy
     actions: tuple[Action, ...]
     status_message: str | None = None
+    mirrored: bool = False
 
 
 @dataclass(frozen=True)
@@ -228,6 +251,7 @@ class ActionCancellationFailed:
     action_uuid: str
     fault: Fault
     status_message: str | None = None
+    state: str = "FAILED"
 
 
 @dataclass(frozen=True)
@@ -245,6 +269,7 @@ class ActionPlanCancellationFailed:
     plan_uuid: str
     occurred_at: int
     fault: Fault
+    state: str = "FAILED"
 
 
 Event = Union[
@@ -257,7 +282,7 @@ COMMAND_TYPES: dict[str, type[Any]] = {c.__name__: c for c in Command.__args__} 
 EVENT_TYPES: dict[str, type[Any]] = {e.__name__: e for e in Event.__args__}  # type: ignore[attr-defined]
 
 # Field name -> nested record type: the only places records nest.
-_NESTED: dict[str, type[Any]] = {"audit": Audit, "strategy": Strategy, "fault": Fault, "actions": Action}
+_NESTED: dict[str, type[Any]] = {"audit": Audit, "strategy": Strategy, "fault": Fault, "actions": Action, "watcher": WatcherNotification}
 
 T = TypeVar("T")
 

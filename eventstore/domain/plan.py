@@ -63,6 +63,8 @@ class Plan:
     cancellation: Cancellation | None = None
     fault: Fault | None = None
     status_message: str | None = None
+    #: Registered by the bridge: Watcher decides this plan, and every command about it reports what Watcher did.
+    mirrored: bool = False
     #: Each action's place in ``actions``: the actions never change order, so every plan a plan
     #: evolves into shares it, and finding an action costs O(1) (a cancel of n actions stays linear).
     places: Mapping[str, int] = field(default_factory=dict, compare=False, repr=False)
@@ -109,7 +111,7 @@ def evolve(plan: Plan | None, event: Event) -> Plan:
             uuid=event.plan_uuid, state=event.state, global_efficacy=event.global_efficacy,
             created_at=event.created_at, updated_at=event.updated_at, deleted_at=event.deleted_at,
             audit=event.audit, strategy=event.strategy, actions=tuple(_view(a) for a in event.actions),
-            status_message=event.status_message,
+            status_message=event.status_message, mirrored=event.mirrored,
         )
     if plan is None:
         raise UnexpectedEventError(f"{type(event).__name__} for plan {event.plan_uuid} before it was registered")
@@ -126,15 +128,15 @@ def evolve(plan: Plan | None, event: Event) -> Plan:
             return plan.with_action(uuid, v, state="CANCELLING")
         case ActionCancelled(action_uuid=uuid, status_message=message):
             return plan.with_action(uuid, v, state="CANCELLED", status_message=message)
-        case ActionCancellationFailed(action_uuid=uuid, fault=fault, status_message=message):
-            plan = plan.with_action(uuid, v, state="FAILED", fault=fault, status_message=message)
+        case ActionCancellationFailed(action_uuid=uuid, fault=fault, status_message=message, state=state):
+            plan = plan.with_action(uuid, v, state=state, fault=fault, status_message=message)
             if plan.cancellation is not None and plan.cancellation.fault is None:
                 plan = changed(plan, cancellation=changed(plan.cancellation, fault=fault))
             return plan
         case ActionPlanCancelled():
             return changed(plan, state="CANCELLED", version=v)
-        case ActionPlanCancellationFailed(fault=fault):
-            return changed(plan, state="FAILED", fault=fault, version=v)
+        case ActionPlanCancellationFailed(fault=fault, state=state):
+            return changed(plan, state=state, fault=fault, version=v)
     raise UnexpectedEventError(f"no rule to apply {type(event).__name__}")
 
 

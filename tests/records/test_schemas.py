@@ -14,37 +14,39 @@ from typing import Any
 import pytest
 
 from eventstore.codec import AvroCodec
-from eventstore.domain.messages import COMMAND_TYPES, EVENT_TYPES, Action, Audit, Fault, Strategy
+from eventstore.domain.messages import COMMAND_TYPES, EVENT_TYPES, Action, Audit, Fault, Strategy, WatcherNotification
 from projections import payloads
 
 RECORD_TYPES: dict[str, type[Any]] = {
     **COMMAND_TYPES, **EVENT_TYPES, "Fault": Fault, "Audit": Audit, "Strategy": Strategy, "Action": Action,
+    "WatcherNotification": WatcherNotification,
 }
 
-# CRC-64-AVRO of each schema's parsing canonical form: version 1 (0.1.0), or version 2 (0.2.0) where
-# noted. Every released set is kept in avro/history/ and tests/records/test_schema_evolution.py reads it.
+# CRC-64-AVRO of each schema's parsing canonical form: version 1 (0.1.0), or version 2 (0.2.0) or
+# 3 (0.3.0) where noted. Every released set is kept in avro/history/ and tests/records/test_schema_evolution.py reads it.
 FINGERPRINTS = {
     "Action": "cee5d193fadb8b21",  # version 2
-    "ActionCancellationFailed": "8001dabcb796d579",  # version 2
+    "ActionCancellationFailed": "2d8506cbf5227215",  # version 3
     "ActionCancellationStarted": "123a4ed9dd64aa02",
     "ActionCancelled": "0b5185cc31e9b12d",  # version 2
-    "ActionPlanCancellationFailed": "51acca0abdaaf0d1",
+    "ActionPlanCancellationFailed": "f3127be117b128d4",  # version 3
     "ActionPlanCancellationStarted": "838b8f537b799dc4",
     "ActionPlanCancelled": "e0c4ee2ec69e09be",
-    "ActionPlanRegistered": "73fe1229fcbbfafb",  # version 2
+    "ActionPlanRegistered": "e2117d2ab64c0846",  # version 3
     "ActionPlanStateChanged": "98b8ea77ed952ae7",  # version 2
     "ActionStateChanged": "0f0a01e2568a8abd",  # version 2
     "Audit": "db147bbc88905240",  # version 2
-    "CancelActionPlan": "83545508a3e2070b",
+    "CancelActionPlan": "0c997bd33b08ddd6",  # version 3
     "CommandHandled": "d57568cb1abf0c2a",
     "EnforceAbortDeadline": "b6830fe139c3f72a",
     "EventsAppended": "8a1b87603959ba3f",  # version 1 (0.2.0): the Kafka events-topic record
     "Fault": "14e6c1190b49081c",
-    "RegisterActionPlan": "70c76a23e71edd7f",  # version 2
-    "ReportAbortResult": "2693bafedf1943f5",  # version 2
-    "ReportActionPlanProgress": "ce7ac289946eef59",  # version 2
-    "ReportActionProgress": "c7b7966987e0d7c7",  # version 2
+    "RegisterActionPlan": "a3389df5a984aec1",  # version 3
+    "ReportAbortResult": "1342f0703c40afac",  # version 3
+    "ReportActionPlanProgress": "c7247a211cc3fe7b",  # version 3
+    "ReportActionProgress": "9ca54c17c79d339f",  # version 3
     "Strategy": "94160cac555c0d17",
+    "WatcherNotification": "eba1e0f52696fb2a",  # version 1 (0.3.0): what a bridged command reports
 }
 
 # Watcher's payloads, every version declared, and their fields (python-watcher's classes and the
