@@ -92,5 +92,9 @@ class StaleAppendError(WatcherEsError):
     """An append on the Kafka events topic landed after another at the same plan version: it is skipped."""
 
 
+class UnusableNotificationError(WatcherEsError):
+    """A record of Watcher's notification topics the bridge cannot use: it is dead-lettered (stage ``bridge``)."""
+
+
 class PartStoppedError(WatcherEsError):
     """A part of `serve --processes` stopped on its own; serve stops the others and exits."""

@@ -243,10 +243,13 @@ def _mirror(out: _Emitter, plan: Plan, command: Command) -> None:
             raise CommandRejected(f"action plan {plan.uuid} mirrors Watcher: {type(command).__name__} does not apply to it")
 
 
-def not_aborted_fault(action_uuid: str, state: str) -> Fault:
+def not_cancelled_fault(action_uuid: str, state: str) -> Fault:
     return Fault(
-        exception="ActionNotAborted",
-        exception_message=f"action {action_uuid} ended {state} while its plan was being cancelled: Watcher did not abort it",
+        exception="ActionNotCancelled",
+        exception_message=(
+            f"action {action_uuid} ended {state} while its plan was being cancelled: Watcher did not cancel it "
+            "(it finished before an abort, or its abort did not succeed)"
+        ),
         module_name=__name__, function_name="mirror_action_state",
     )
 
@@ -321,7 +324,7 @@ def _mirror_action_state(out: _Emitter, plan: Plan, command: ReportActionProgres
         if state == "CANCELLED":
             out.emit(ActionCancelled, action_uuid=action.uuid, status_message=message)
         elif state in ACTION_FINISHED:
-            out.emit(ActionCancellationFailed, action_uuid=action.uuid, fault=not_aborted_fault(action.uuid, state), state=state, status_message=message)
+            out.emit(ActionCancellationFailed, action_uuid=action.uuid, fault=not_cancelled_fault(action.uuid, state), state=state, status_message=message)
         else:
             raise CommandRejected(f"action {action.uuid} is being cancelled and cannot go back to {state}")
     elif state == "CANCELLED":  # an action the applier never started, cancelled as it got to it

@@ -54,7 +54,7 @@ def plan_commands(n: int, at: int) -> Iterator[Command]:
     """One plan's life: registered, started, one action done, one running, cancelled, abort ok."""
     plan = str(uuid.UUID(int=n + 1))
     actions = [str(uuid.uuid5(uuid.NAMESPACE_OID, f"{n}/{i}")) for i in range(5)]
-    base = dict(issued_by="bench", origin="tests.benchmarks", plan_uuid=plan)
+    base: dict[str, Any] = dict(issued_by="bench", origin="tests.benchmarks", plan_uuid=plan)
     ids = iter(f"bench-{n}-{i}" for i in range(10))
     yield RegisterActionPlan(
         command_id=next(ids), issued_at=at, state="RECOMMENDED", global_efficacy="{}", created_at=at, updated_at=None, deleted_at=None,
