@@ -62,11 +62,18 @@ def _guard(method: Callable[..., Any], translators: tuple[Translator, ...]) -> C
 
 
 def guarded(*translators: Translator) -> Callable[[C], C]:
-    """A class decorator: every public method, and ``__init__``, raises ours instead of the library's."""
+    """A class decorator: every public method, and ``__init__``, raises ours instead of the library's.
+
+    Inherited methods too, on the decorated class only: a backend guards a neutral class (the
+    bridge's part, say) by subclassing it with its own translators, leaving the base as it is."""
 
     def decorate(cls: C) -> C:
-        for name, member in list(vars(cls).items()):
-            if inspect.isfunction(member) and (name == "__init__" or not name.startswith("_")):
+        seen: set[str] = set()
+        for klass in cls.__mro__[:-1]:  # not object's
+            for name, member in vars(klass).items():
+                if name in seen or not inspect.isfunction(member) or (name != "__init__" and name.startswith("_")):
+                    continue
+                seen.add(name)
                 setattr(cls, name, _guard(member, translators))
         return cls
 

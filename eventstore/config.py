@@ -27,13 +27,14 @@ class StorePaths:
     notifications: Path
     handler_state: Path
     translator_state: Path
+    bridge_state: Path
 
     @classmethod
     def beside(cls, db: Path) -> StorePaths:
         stem = db.with_suffix("") if db.suffix == ".db" else db
         return cls(
             db, Path(f"{stem}.model.db"), Path(f"{stem}.notifications.db"),
-            Path(f"{stem}.handler-state.db"), Path(f"{stem}.translator-state.db"),
+            Path(f"{stem}.handler-state.db"), Path(f"{stem}.translator-state.db"), Path(f"{stem}.bridge-state.db"),
         )
 
 

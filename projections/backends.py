@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from eventstore.config import Settings
 from projections.sqlite.store import EmbeddedStore
-from projections.store import Store
+from projections.store import Store, WatcherFeed
 
 if TYPE_CHECKING:
     from eventstore.kafka.config import KafkaSettings
@@ -23,3 +23,13 @@ def open_store(settings: Settings, kafka: KafkaSettings | None) -> Store:
     from projections.kafka.store import KafkaStore
 
     return KafkaStore(settings, kafka)
+
+
+def watcher_feed(cluster: KafkaSettings, topic: str) -> WatcherFeed:
+    """Watcher's notifications on a Kafka cluster (the only transport bridged today; Watcher on
+    RabbitMQ sends the same envelope and would be a source of its own here)."""
+    from eventstore.kafka.watcher import WatcherTopics, watcher_topics
+
+    return WatcherFeed(
+        lambda start: WatcherTopics(cluster, topic, start), f"{' and '.join(watcher_topics(topic))} on {cluster.bootstrap_servers}",
+    )

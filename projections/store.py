@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -15,6 +15,7 @@ from eventstore.exceptions import WatcherEsError
 # Only names for the type checker: `status` and `plans` must answer within the CLI's start-up
 # time, so nothing here loads the codec, sqlite-utils or the services.
 if TYPE_CHECKING:
+    from eventstore.bridge.part import WatcherSource
     from eventstore.domain.messages import Command, Fault
     from eventstore.log import DeadLetter, Outcome
     from projections.audit import PlanStory
@@ -24,6 +25,15 @@ if TYPE_CHECKING:
     from projections.verify import VerifyReport
 
 Row = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class WatcherFeed:
+    """Where `serve`'s bridge reads Watcher's notifications (``--watcher-topic``): ``open`` makes the
+    source, reading each partition from the positions given; ``shown`` says where, for the log."""
+
+    open: Callable[[Mapping[str, int]], WatcherSource]
+    shown: str
 
 
 class UnknownPlanError(WatcherEsError):
@@ -60,7 +70,9 @@ class Store(Protocol):
     def publish(self, notes: Iterator[Notification]) -> int: ...
     def enforce_deadlines(self, origin: str) -> list[Outcome]: ...
     def demo(self) -> DemoReport: ...
-    def serve(self, only: Sequence[str], interval: float, once: bool, say: Any, processes: bool = False) -> None: ...
+    def serve(
+        self, only: Sequence[str], interval: float, once: bool, say: Any, processes: bool = False, feed: WatcherFeed | None = None,
+    ) -> None: ...
     def audit(self, plan: str) -> PlanStory: ...
     def verify(self, on_disk: bool) -> VerifyReport: ...
     def replay(self, until: str | None, into: Path | None, progress: ProgressCallback | None) -> ReplayResult: ...

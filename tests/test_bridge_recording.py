@@ -42,8 +42,8 @@ def bridged(records: Iterable[dict[str, Any]], backend: EmbeddedBackend, mirror:
         reorder.add(n.timestamp, source, r["offset"] + 1, n)
     mirror = mirror if mirror is not None else Mirror()
     outcomes: Counter[str] = Counter()
-    for n in reorder.release([], {}, everything=True):
-        for command in mirror.take(n):
+    for commands in [*(mirror.take(n) for n in reorder.release([], {}, everything=True)), mirror.due(2**62, 0, 0)]:
+        for command in commands:
             outcome = backend.submit(command)
             assert outcome.outcome != "rejected", (SCENARIO.get(command.plan_uuid), type(command).__name__, outcome.reason)
             outcomes["duplicate" if outcome.duplicate else outcome.outcome] += 1

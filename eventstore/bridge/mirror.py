@@ -16,6 +16,7 @@ the handler takes once. What the domain then records for each is stated in
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,8 @@ from eventstore.exceptions import CommandValidationError, UnusableNotificationEr
 from eventstore.bridge.received import ReceivedNotification, nested
 from eventstore.plan_file import parse_plan_document
 from eventstore.times import format_time
+
+logger = logging.getLogger(__name__)
 
 _COMMAND_IDS = uuid.UUID("3f1c9a52-8f0e-4c2e-9b7d-6a5e4d3c2b1a")
 
@@ -82,6 +85,8 @@ class PlanMirror:
     seen: int = 0
     #: Why it could not be registered (its creation did not make a valid plan): nothing of it is followed.
     refused: str | None = None
+    #: When its audit's planning ended (``audit.planner.end``, Watcher time): registered ``settle`` after.
+    planned: int | None = None
 
     @property
     def registered(self) -> bool:
@@ -102,7 +107,7 @@ class PlanMirror:
             data["uuid"], data["audit_uuid"], data["state"], {u: ActionMirror(**a) for u, a in data["actions"].items()},
             data.get("creation"), WatcherNotification(**created_by) if created_by else None, data.get("cancelled", False),
             HeldEnd(held["state"], held["status_message"], WatcherNotification(**held["watcher"])) if held else None, data.get("seen", 0),
-            data.get("refused"),
+            data.get("refused"), data.get("planned"),
         )
 
 
@@ -136,12 +141,17 @@ class Mirror:
         out += self._plan_fact(plan, n) if n.subject == "plan" else self._action_fact(plan, n)
         return out + self._end_if_held(plan)
 
-    def overdue(self, before: int) -> list[Command]:
-        """Plans still being put together whose last creation notification is older than ``before``
-        (no ``audit.planner.end`` came): registered with the actions known."""
+    def due(self, now: int, settle_us: int, timeout_us: int) -> list[Command]:
+        """The plans being put together that are complete by now: their audit's planning ended
+        ``settle_us`` ago (an ``action.create`` delivered late still makes it), or no notification
+        about them came for ``timeout_us`` (no ``audit.planner.end`` came: registered with the actions known)."""
         out: list[Command] = []
-        for plan in [p for p in self.plans.values() if not p.registered and p.seen < before]:
-            out += self._register(plan)
+        for plan in [p for p in self.plans.values() if not p.registered and p.refused is None]:
+            if (plan.planned is not None and plan.planned <= now - settle_us) or plan.seen <= now - timeout_us:
+                try:
+                    out += self._register(plan)
+                except UnusableNotificationError as exc:
+                    logger.error("%s", exc)
         return out
 
     def forget(self, uuids: list[str]) -> None:
@@ -183,12 +193,11 @@ class Mirror:
         return []
 
     def _audit_planned(self, n: ReceivedNotification) -> list[Command]:
-        """The decision engine has made every plan of this audit: they are complete."""
-        out: list[Command] = []
+        """The decision engine has made every plan of this audit: they are complete (``due`` registers them)."""
         for plan in [p for p in self.plans.values() if not p.registered and p.audit_uuid == n.uuid]:
+            plan.planned = n.timestamp
             self._touch(plan, n.timestamp)
-            out += self._register(plan)
-        return out
+        return []
 
     def _register(self, plan: PlanMirror) -> list[Command]:
         document, created = plan.creation, plan.created_by

@@ -21,6 +21,7 @@ from eventstore.bridge.mirror import Mirror, PlanNotCreatedError
 from eventstore.bridge.ordering import Reorder
 from eventstore.bridge.received import ReceivedNotification, parse
 from eventstore.bridge.state import BridgeState
+from eventstore.config import system_clock
 from eventstore.domain.messages import Command
 from eventstore.exceptions import UnusableNotificationError
 from eventstore.log import DeadLetterSink, ParkedRecord
@@ -30,8 +31,11 @@ logger = logging.getLogger(__name__)
 
 STAGE = "bridge"
 
-#: A plan whose creation has had no notification for this long (Watcher time, µs) and no
-#: ``audit.planner.end`` is registered with the actions known.
+#: A plan is registered this long after its audit's planning ended (``audit.planner.end``): an
+#: ``action.create`` delivered after it, on another partition, still makes it.
+SETTLE_US = 2 * 1_000_000
+#: A plan whose creation has had no notification for this long and no ``audit.planner.end`` is
+#: registered with the actions known.
 CREATION_TIMEOUT_US = 60 * 1_000_000
 
 
@@ -63,7 +67,7 @@ class WatcherSource(Protocol):
 
 
 class CommandSink(Protocol):
-    def send(self, commands: Sequence[Command]) -> None:
+    def send_all(self, commands: Sequence[Command]) -> None:
         """Every command, in order; durable when this returns."""
 
 
@@ -72,7 +76,8 @@ class BridgePart:
 
     def __init__(
         self, source: WatcherSource, sink: CommandSink, dead: DeadLetterSink, state: BridgeState, *,
-        confirm_dead: Callable[[], object] = lambda: None, grace_s: float = 0.3, origin: str = "watcher-es bridge",
+        confirm_dead: Callable[[], object] = lambda: None, grace_s: float = 1.0, origin: str = "watcher-es bridge",
+        clock: Callable[[], int] = system_clock,
     ) -> None:
         self._source = source
         self._sink = sink
@@ -82,8 +87,8 @@ class BridgePart:
         self._mirror = Mirror(state.plans(), origin)
         self._reorder: Reorder[tuple[ReceivedNotification, Incoming]] = Reorder(grace_s)
         self._read: dict[str, int] = state.positions()
-        #: The newest Watcher timestamp read: Watcher's "now", for plans whose creation never ended.
-        self._latest = 0
+        self._stored = dict(self._read)
+        self._clock = clock
         #: Notifications taken (what `make bench` counts).
         self.taken = 0
 
@@ -102,7 +107,6 @@ class BridgePart:
                 self._dead.park(record.parked(), STAGE, exc)
                 parked = True
                 continue
-            self._latest = max(self._latest, notification.timestamp)
             self._reorder.add(notification.timestamp, record.source, record.position, (notification, record))
         commands: list[Command] = []
         unregistered: list[tuple[str, int, str, str]] = []
@@ -117,23 +121,24 @@ class BridgePart:
                 self._dead.park(record.parked(), STAGE, exc)
                 parked = True
             self.taken += 1
-        if self._latest:
-            try:
-                commands += self._mirror.overdue(self._latest - CREATION_TIMEOUT_US)
-            except UnusableNotificationError as exc:
-                logger.error("%s", exc)
+        commands += self._mirror.due(self._clock(), SETTLE_US, CREATION_TIMEOUT_US)
         if commands:
-            self._sink.send(commands)  # durable before anything is stored
+            self._sink.send_all(commands)  # durable before anything is stored
         if parked:
             self._confirm_dead()
-        if records or commands or unregistered or self._mirror.changed:
-            self._store(unregistered)
+        positions = self._positions()
+        if positions != self._stored or unregistered or self._mirror.changed:
+            self._store(positions, unregistered)
         return len(records)
 
-    def _store(self, unregistered: list[tuple[str, int, str, str]]) -> None:
+    def _positions(self) -> dict[str, int]:
+        """Each partition's next offset, never past a record still held for ordering."""
         held = self._reorder.first_positions()
-        positions = {s: min(p, held[s] - 1) if s in held else p for s, p in self._read.items()}
+        return {s: min(p, held[s] - 1) if s in held else p for s, p in self._read.items()}
+
+    def _store(self, positions: dict[str, int], unregistered: list[tuple[str, int, str, str]]) -> None:
         changed = [self._mirror.plans[u] for u in sorted(self._mirror.changed) if u in self._mirror.plans]
         forgotten = self._state.commit(changed, positions, unregistered)
+        self._stored = positions
         self._mirror.changed.clear()
         self._mirror.forget(forgotten)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,13 +81,18 @@ class KafkaClient:
 
     def send(self, command: Command) -> None:
         """Append a command; returns once the cluster confirmed it."""
-        name = type(command).__name__
-        value = self._codec.encode(name, to_record(command))
-        headers = record_headers(
-            type_=name, id_=command.command_id, subject=command.plan_uuid, time_us=command.issued_at,
-            content_type="application/avro", fingerprint=self._codec.fingerprint_of(name),
-        )
-        self._publisher.produce(self._settings.topics.commands, command.plan_uuid, value, headers)
+        self.send_all([command])
+
+    def send_all(self, commands: Sequence[Command]) -> None:
+        """Append commands in order (one plan's keep their order: one key, one partition); returns once all are confirmed."""
+        for command in commands:
+            name = type(command).__name__
+            value = self._codec.encode(name, to_record(command))
+            headers = record_headers(
+                type_=name, id_=command.command_id, subject=command.plan_uuid, time_us=command.issued_at,
+                content_type="application/avro", fingerprint=self._codec.fingerprint_of(name),
+            )
+            self._publisher.produce(self._settings.topics.commands, command.plan_uuid, value, headers)
         self._publisher.flush()
 
     def follow_outcomes(self, since_ms: int) -> OutcomeWatcher:

@@ -95,18 +95,18 @@ def encode_plan(plan: Plan) -> str:
         [(*_ACTION(a), _fault(a.fault), a.status_message) for a in plan.actions],
         plan.version,
         None if c is None else (c.requested_by, c.reason, c.started_at, c.abort_deadline, c.started_event_id, _fault(c.fault)),
-        _fault(plan.fault), plan.status_message,
+        _fault(plan.fault), plan.status_message, plan.mirrored,
     ])
 
 
 def decode_plan(text: str) -> Plan:
-    (uuid, state, efficacy, created, updated, deleted, audit, strategy, actions, version, c, fault, message) = _decode_json(text)
+    (uuid, state, efficacy, created, updated, deleted, audit, strategy, actions, version, c, fault, message, mirrored) = _decode_json(text)
     return Plan(
         uuid, state, efficacy, created, updated, deleted, Audit(*audit), Strategy(*strategy),
         tuple(ActionView(a[0], a[1], a[2], tuple(a[3]), a[4], a[5], a[6], a[7], _fault_of(a[8]), a[9]) for a in actions),
         version,
         None if c is None else Cancellation(c[0], c[1], c[2], c[3], c[4], _fault_of(c[5])),
-        _fault_of(fault), message,
+        _fault_of(fault), message, mirrored,
     )
 
 

@@ -15,10 +15,11 @@ from collections.abc import Mapping
 
 from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
 
+from eventstore.boundary import guarded
 from eventstore.bridge.part import Incoming
 from eventstore.exceptions import KafkaUnavailableError
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import new_consumer, next_batch
+from eventstore.kafka.io import kafka_error, new_consumer, next_batch
 from eventstore.kafka.records import header_pairs, offset_of, partition_source, source_of, topic_partition
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def watcher_topics(topic: str) -> tuple[str, ...]:
     return tuple(f"{topic}.{p}" for p in PRIORITIES)
 
 
+@guarded(kafka_error)
 class WatcherTopics:
     """Every partition of Watcher's topics, from the positions given (their start the first time)."""
 

@@ -18,8 +18,9 @@ from eventstore.domain.identity import canonical_uuid
 from eventstore.exceptions import CommandValidationError
 if TYPE_CHECKING:  # the messages (and the plan document's parser) load when a command is built, not for --help
     from eventstore.domain.messages import Command, Fault
+    from projections.store import WatcherFeed
 
-from projections.cli.context import default_operator, err, escape, friendly_errors, json_line, open_store_of, origin, out, report
+from projections.cli.context import default_operator, err, escape, friendly_errors, json_line, kafka_of, open_store_of, origin, out, report
 
 #: The largest plan document `register` reads (far above the largest plan of MAX_ACTIONS actions Watcher makes).
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
@@ -173,15 +174,43 @@ def enforce_deadlines(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 @friendly_errors
 def serve(
     ctx: typer.Context,
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these parts (Kafka): handler, projections, translator; repeatable.")] = None,
+    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only these parts (Kafka): handler, projections, translator, bridge; repeatable.")] = None,
     interval: Annotated[float, typer.Option(help="Seconds between passes (embedded) or deadline passes (Kafka).")] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="Embedded: run one pass and exit.")] = False,
     processes: Annotated[bool, typer.Option("--processes", help="Kafka: run each part in a process of its own, to use more than one core.")] = False,
+    watcher_topic: Annotated[Optional[str], typer.Option(envvar="WATCHER_ES_WATCHER_TOPIC", help="Bridge Watcher's own notifications from <topic>.info and <topic>.error (docs/beside-watcher.md); the bridge is a part of its own.", show_default=False)] = None,
+    watcher_bootstrap_servers: Annotated[str, typer.Option(envvar="WATCHER_ES_WATCHER_BOOTSTRAP_SERVERS", help="The Kafka cluster Watcher sends to, if not serve's (needed on the embedded store).")] = "",
 ) -> None:
-    """Run the service: command handling, read model, translator and the abort-deadline pass."""
+    """Run the service: command handling, read model, translator and the abort-deadline pass (and the bridge, with --watcher-topic)."""
+    feed = _watcher_feed(ctx, watcher_topic, watcher_bootstrap_servers)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with open_store_of(ctx) as store:
         try:
-            store.serve(only or (), interval, once, lambda line: err.print(line, markup=False), processes=processes)
+            store.serve(only or (), interval, once, lambda line: err.print(line, markup=False), processes=processes, feed=feed)
         except KeyboardInterrupt:
             err.print("stopped")
+
+
+def _watcher_feed(ctx: typer.Context, topic: str | None, bootstrap_servers: str) -> WatcherFeed | None:
+    """Where the bridge reads Watcher: serve's cluster, or ``--watcher-bootstrap-servers``; never serve's own notification topic."""
+    if not topic:
+        if bootstrap_servers:
+            raise CommandValidationError("--watcher-bootstrap-servers: give --watcher-topic too (Watcher's notification topic)")
+        return None
+    from eventstore.kafka.config import KafkaSettings
+    from projections.backends import watcher_feed
+
+    kafka = kafka_of(ctx)
+    if kafka is None and not bootstrap_servers:
+        raise CommandValidationError(
+            f"--watcher-topic {topic}: the embedded store reads Watcher's notifications from a Kafka cluster: give --watcher-bootstrap-servers"
+        )
+    same_cluster = kafka is not None and bootstrap_servers in ("", kafka.bootstrap_servers)
+    if same_cluster and kafka is not None and topic == kafka.topics.notifications:
+        raise CommandValidationError(
+            f"--watcher-topic {topic} is serve's own --notification-topic: the bridge would read watcher-es's notifications as Watcher's"
+        )
+    cluster = kafka if kafka is not None and same_cluster else (
+        dataclasses.replace(kafka, bootstrap_servers=bootstrap_servers) if kafka is not None else KafkaSettings(bootstrap_servers)
+    )
+    return watcher_feed(cluster, topic)

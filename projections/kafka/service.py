@@ -27,26 +27,29 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Literal
 
-from projections.deadlines import overdue_commands
-from projections.kafka.read_model import KafkaReadModelPart
-from projections.kafka.notifications import KafkaTranslatorPart
-from projections.read_model import ReadModel
-from projections.service import Part, Service
-from projections.translator import translator_for
-
-from eventstore.boundary import translated
+from eventstore.boundary import guarded, translated
+from eventstore.bridge.part import BridgePart
+from eventstore.bridge.state import BridgeState
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
-from eventstore.exceptions import PartStoppedError, WatcherEsError
+from eventstore.exceptions import CommandValidationError, PartStoppedError, WatcherEsError
 from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.handler import KafkaCommandHandler
-from eventstore.kafka.io import Publisher, kafka_error
+from eventstore.kafka.io import DeadLetters, Publisher, kafka_error
 from eventstore.sqlite_support import sqlite_error
+from projections.deadlines import overdue_commands
+from projections.kafka.notifications import KafkaTranslatorPart
+from projections.kafka.read_model import KafkaReadModelPart
+from projections.read_model import ReadModel
+from projections.service import Part, Service
+from projections.store import WatcherFeed
+from projections.translator import translator_for
 
 logger = logging.getLogger(__name__)
 
-PartName = Literal["handler", "projections", "translator"]
+PartName = Literal["handler", "projections", "translator", "bridge"]
+#: The parts `serve` runs by default; the bridge too when given ``--watcher-topic``.
 PARTS: tuple[PartName, ...] = ("handler", "projections", "translator")
 
 #: ``nice`` of the read model's process under ``--processes``. Measured on 2 cores with the broker
@@ -57,9 +60,14 @@ PARTS: tuple[PartName, ...] = ("handler", "projections", "translator")
 MODEL_NICENESS = 10
 
 
+@guarded(kafka_error, sqlite_error)
+class KafkaBridge(BridgePart):
+    """The bridge sending its commands to the commands topic, its dead letters to the dead-letter topic."""
+
+
 def kafka_service(
     settings: Settings, kafka: KafkaSettings, only: Iterable[PartName] = PARTS,
-    clock: Callable[[], int] | None = None, deadline_interval_s: float = 5.0,
+    clock: Callable[[], int] | None = None, deadline_interval_s: float = 5.0, feed: WatcherFeed | None = None,
 ) -> Service:
     """The service with these parts, each on its own clients (one producer per part: a part's flush
     confirms its own records, never waits on another's)."""
@@ -67,10 +75,22 @@ def kafka_service(
     codec = AvroCodec()
     parts: dict[str, Part] = {}
     publishers: list[Publisher] = []
+    closers_early: list[Callable[[], object]] = []
     model_part: KafkaReadModelPart | None = None
     for name in only:
         if name == "handler":
             parts[name] = KafkaCommandHandler(kafka, codec, clock, settings.abort_timeout_us, state_path=settings.paths.handler_state)
+            continue
+        if name == "bridge":
+            if feed is None:
+                raise CommandValidationError("--only bridge: the bridge needs --watcher-topic")
+            state = BridgeState(settings.paths.bridge_state)
+            client = KafkaClient(kafka, codec)
+            dead = Publisher(kafka)
+            parts[name] = KafkaBridge(
+                feed.open(state.positions()), client, DeadLetters(dead, kafka.topics.dead_letters), state, confirm_dead=dead.flush,
+            )
+            closers_early.append(client.close)
             continue
         publishers.append(Publisher(kafka))
         if name == "projections":
@@ -79,7 +99,7 @@ def kafka_service(
         else:
             translator = translator_for(settings, codec, None)
             parts[name] = KafkaTranslatorPart(kafka, publishers[-1], translator, codec, state_path=settings.paths.translator_state)
-    closers: list[Callable[[], object]] = [p.flush for p in publishers]
+    closers: list[Callable[[], object]] = [p.flush for p in publishers] + closers_early
     if model_part is None:
         return Service(parts, closers=closers)
     model, deadlines, caught_up = model_part, KafkaClient(kafka, codec), [False]
@@ -98,13 +118,15 @@ def kafka_service(
     return Service(parts, deadline_pass=deadline_pass, interval_s=deadline_interval_s, closers=closers)
 
 
-def run_in_processes(settings: Settings, kafka: KafkaSettings, parts: Iterable[PartName], deadline_interval_s: float) -> None:
+def run_in_processes(
+    settings: Settings, kafka: KafkaSettings, parts: Iterable[PartName], deadline_interval_s: float, feed: WatcherFeed | None = None,
+) -> None:
     """Each part in a forked process of its own, watched until one dies or serve is told to stop."""
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     fork = multiprocessing.get_context("fork")
     children = {
-        name: fork.Process(target=_serve_part, args=(settings, kafka, name, deadline_interval_s, os.getpid()), name=f"serve-{name}")
+        name: fork.Process(target=_serve_part, args=(settings, kafka, name, deadline_interval_s, os.getpid(), feed), name=f"serve-{name}")
         for name in parts
     }
     for child in children.values():
@@ -126,14 +148,16 @@ def run_in_processes(settings: Settings, kafka: KafkaSettings, parts: Iterable[P
         raise PartStoppedError(f"serve part {', '.join(dead)} stopped; the other parts were stopped with it")
 
 
-def _serve_part(settings: Settings, kafka: KafkaSettings, name: PartName, deadline_interval_s: float, parent: int) -> None:
+def _serve_part(
+    settings: Settings, kafka: KafkaSettings, name: PartName, deadline_interval_s: float, parent: int, feed: WatcherFeed | None,
+) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: SIGTERM before ``run`` takes it over ends the part
     _die_with_parent()
     if name == "projections":
         os.nice(MODEL_NICENESS)  # before its clients start their threads, which inherit it
     try:
         with translated(kafka_error, sqlite_error):
-            service = kafka_service(settings, kafka, [name], deadline_interval_s=deadline_interval_s)
+            service = kafka_service(settings, kafka, [name], deadline_interval_s=deadline_interval_s, feed=feed)
     except WatcherEsError as exc:  # a missing topic, a refused setting: say which
         logger.error("%s cannot start: %s", name, exc)
         sys.exit(1)

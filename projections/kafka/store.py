@@ -38,7 +38,7 @@ from projections.kafka.notifications import NotificationTopics, recorded_on_topi
 from projections.kafka.service import PARTS, kafka_service, run_in_processes
 from projections.read_model import ReadModel
 from projections.replay import ProgressCallback, ReplayResult, replay
-from projections.store import ConsumerPosition, MissingModelError, Row, UnknownPlanError
+from projections.store import ConsumerPosition, MissingModelError, Row, UnknownPlanError, WatcherFeed
 from projections.translator import Notification, translator_for
 from projections.verify import VerifyReport, verify_against
 
@@ -170,16 +170,23 @@ class KafkaStore:
     def demo(self) -> DemoReport:
         return run_demo(KafkaDemo(self.client))
 
-    def serve(self, only: Sequence[str], interval: float, once: bool, say: Any, processes: bool = False) -> None:
-        parts = tuple(only or PARTS)
-        unknown = [p for p in parts if p not in PARTS]
+    def serve(
+        self, only: Sequence[str], interval: float, once: bool, say: Any, processes: bool = False, feed: WatcherFeed | None = None,
+    ) -> None:
+        known = (*PARTS, "bridge") if feed is not None else PARTS
+        parts = tuple(only or known)
+        unknown = [p for p in parts if p not in (*PARTS, "bridge")]
         if unknown:
-            raise CommandValidationError(f"--only: {', '.join(unknown)} is not one of {', '.join(PARTS)}")
+            raise CommandValidationError(f"--only: {', '.join(unknown)} is not one of {', '.join((*PARTS, 'bridge'))}")
+        if "bridge" in parts and feed is None:
+            raise CommandValidationError("--only bridge: the bridge needs --watcher-topic (Watcher's notification topic)")
         say(f"serving {', '.join(parts)}{' (a process each)' if processes else ''} on {self.kafka.bootstrap_servers} with {self.kafka.shown()}")
+        if feed is not None and "bridge" in parts:
+            say(f"bridging Watcher's notifications from {feed.shown}")
         if processes and len(parts) > 1:
-            run_in_processes(self.settings, self.kafka, parts, interval)  # type: ignore[arg-type]
+            run_in_processes(self.settings, self.kafka, parts, interval, feed)  # type: ignore[arg-type]
         else:
-            kafka_service(self.settings, self.kafka, parts, deadline_interval_s=interval).run()  # type: ignore[arg-type]
+            kafka_service(self.settings, self.kafka, parts, deadline_interval_s=interval, feed=feed).run()  # type: ignore[arg-type]
 
     def audit(self, plan: str) -> PlanStory:
         _, trail = self.model()

@@ -1,25 +1,60 @@
-"""`watcher-es serve` on the embedded store: one part that catches the projections up, and the deadline pass."""
+"""`watcher-es serve` on the embedded store: one part that catches the projections up, and the
+deadline pass; with ``--watcher-topic``, the bridge beside it, on a backend of its own."""
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from eventstore.boundary import guarded
+from eventstore.bridge.part import BridgePart
+from eventstore.bridge.state import BridgeState
+from eventstore.domain.messages import Command
 from eventstore.sqlite_support import sqlite_error
-from projections.service import Service
+from projections.dead_letters import ParkingLot
+from projections.service import Part, Service
 from projections.sqlite.backend import EmbeddedBackend
+from projections.store import WatcherFeed
+
+logger = logging.getLogger(__name__)
 
 
-def embedded_service(backend: EmbeddedBackend, interval_s: float, say: Callable[[str], object]) -> Service:
-    """The service of one part; ``say`` reports each deadline the pass enforced."""
+def embedded_service(backend: EmbeddedBackend, interval_s: float, say: Callable[[str], object], feed: WatcherFeed | None = None) -> Service:
+    """The service; ``say`` reports each deadline the pass enforced."""
 
     def deadline_pass() -> bool:
         for result in backend.enforce_deadlines("watcher-es serve"):
             say(f"deadline pass: plan {result.plan_uuid}: {result.outcome}")
         return True
 
-    return Service({"projections": CatchingUp(backend, interval_s)}, deadline_pass=deadline_pass, interval_s=interval_s)
+    parts: dict[str, Part] = {"projections": CatchingUp(backend, interval_s)}
+    closers: list[Callable[[], object]] = []
+    if feed is not None:
+        # Its own connections: the bridge runs in a thread of its own, and a backend is one writer's.
+        bridging = EmbeddedBackend(backend.settings, backend.clock)
+        state = BridgeState(backend.settings.paths.bridge_state)
+        parts["bridge"] = EmbeddedBridge(feed.open(state.positions()), EmbeddedCommands(bridging), ParkingLot(state.db), state)
+        closers.append(bridging.close)
+    return Service(parts, deadline_pass=deadline_pass, interval_s=interval_s, closers=closers)
+
+
+@guarded(sqlite_error)
+class EmbeddedBridge(BridgePart):
+    """The bridge on the embedded store: its SQLite errors are ours (its source's are its own adapter's)."""
+
+
+class EmbeddedCommands:
+    """The bridge's command sink on the embedded store: each command handled, and durable, before the next."""
+
+    def __init__(self, backend: EmbeddedBackend) -> None:
+        self._backend = backend
+
+    def send_all(self, commands: Sequence[Command]) -> None:
+        for command in commands:
+            outcome = self._backend.submit(command)
+            if outcome.outcome == "rejected":
+                logger.warning("bridge: %s %s of plan %s rejected: %s", type(command).__name__, command.command_id, command.plan_uuid, outcome.reason)
 
 
 @guarded(sqlite_error)

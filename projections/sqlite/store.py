@@ -13,7 +13,7 @@ from eventstore.config import Settings
 from eventstore.exceptions import CommandValidationError, WaitTimeoutError
 from eventstore.sqlite_support import open_read_only, sqlite_error
 from projections.model_view import ModelView
-from projections.store import ConsumerPosition, MissingLogError, Row, UnknownPlanError
+from projections.store import ConsumerPosition, MissingLogError, Row, UnknownPlanError, WatcherFeed
 
 # The rest loads when a command needs it: `status` and `plans` read through ``ModelView`` alone
 # and answer within the CLI's start-up time (fastavro, sqlite-utils and the services stay unloaded).
@@ -141,14 +141,18 @@ class EmbeddedStore:
 
         return run_demo(EmbeddedDemo(self.backend))
 
-    def serve(self, only: Sequence[str], interval: float, once: bool, say: Any, processes: bool = False) -> None:
+    def serve(
+        self, only: Sequence[str], interval: float, once: bool, say: Any, processes: bool = False, feed: WatcherFeed | None = None,
+    ) -> None:
         if only or processes:
             flag = "--only" if only else "--processes"
             raise CommandValidationError(f"{flag}: the embedded service runs as one part; {flag} needs --bootstrap-servers")
         from projections.sqlite.service import embedded_service
 
         say(f"serving {self.settings.db} (Ctrl-C to stop)")
-        service = embedded_service(self.backend, interval, say)
+        if feed is not None:
+            say(f"bridging Watcher's notifications from {feed.shown}")
+        service = embedded_service(self.backend, interval, say, feed)
         service.run_once() if once else service.run()
 
     def audit(self, plan: str) -> PlanStory:

@@ -10,6 +10,8 @@ not re-emit the notifications it confirmed, and emits the new ones.
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlite3
 import time
 import uuid
@@ -66,6 +68,12 @@ def test_a_plan_state_reads_back_equal(abort_fails: bool) -> None:
         back = decode_plan(encode_plan(plan))
         assert back == plan
         assert back.action(plan.actions[-1].uuid) == plan.actions[-1]  # the index is rebuilt too
+
+
+def test_a_mirrored_plan_reads_back_mirrored() -> None:
+    """The handler decides a plan that mirrors Watcher by other rules: a restart must not forget which it is."""
+    plan = dataclasses.replace(story_plans(False)[0], mirrored=True)
+    assert decode_plan(encode_plan(plan)) == plan and decode_plan(encode_plan(plan)).mirrored
 
 
 def record(command_id: str, plan_uuid: str) -> CommandRecord:
