@@ -139,7 +139,7 @@ def test_the_bridge_mirrors_a_running_watcher(kafka: KafkaSettings, tmp_path: Pa
         for name, value in delivered:
             producer.produce(name, value)
         assert producer.flush(30) == 0
-        ends = {f"{m.topic()}/{m.partition()}": m.offset() + 1 for name in notification_topics(topic) for m in TopicFollower(kafka, name).drain()}
+        ends = {f"{m.topic()}/{m.partition()}": (m.offset() or 0) + 1 for name in notification_topics(topic) for m in TopicFollower(kafka, name).drain()}
         assert sum(ends.values()) == 2 * len(delivered)
         serve.stop()
         state = tmp_path / "serve.bridge-state.db"
