@@ -44,13 +44,14 @@ typecheck: $(STAMP)
 
 ## Embedded: rebuild speed and memory on a generated log (EVENTS=1000000 for the full measure) and a
 ## cancel's first notification. Kafka (each on a fresh Tansu broker): commands/s end to end, latency,
-## restart, RSS and query times at KAFKA_SCALE plans.
+## restart, RSS and query times at KAFKA_SCALE plans. The bridge: Watcher notifications handled per second.
 EVENTS ?= 200000
 KAFKA_SCALE ?= 30000
 bench: $(STAMP)
 	$(BIN)/python -m tests.benchmarks.rebuild --events $(EVENTS)
 	$(BIN)/python -m tests.benchmarks.latency --plans 1000
 	$(BIN)/python -m tests.benchmarks.kafka --plans 3000 --scale-plans $(KAFKA_SCALE) --two-serves --processes
+	$(BIN)/python -m tests.benchmarks.bridge --copies 100
 
 clean:
 	rm -rf $(VENV) demo *.egg-info .pytest_cache .mypy_cache .hypothesis

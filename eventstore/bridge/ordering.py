@@ -46,16 +46,22 @@ class Reorder(Generic[T]):
         self._latest[source] = max(self._latest.get(source, timestamp), timestamp)
 
     def release(self, sources: Iterable[str], at_end: Mapping[str, bool], everything: bool = False) -> list[T]:
-        """What can go now, oldest first: read past by every source (or the source is at its end) and held ``grace_s``."""
+        """What can go now, oldest first: read past by every source (or the source is at its end) and
+        held ``grace_s``. Only a prefix in timestamp order goes: a record that must wait holds back
+        every later one, so nothing ever goes before an older record still held."""
+        if not self._held:
+            return []
         now = self._clock()
         fronts = [self._latest.get(s, -1) for s in sources if not at_end.get(s, False)]
         front = min(fronts) if fronts else None  # None: every source is at its end
-        ready = [h for h in self._held if everything or ((front is None or h.timestamp <= front) and now - h.arrived >= self._grace_s)]
-        if not ready:
-            return []
-        gone = {id(h) for h in ready}
-        self._held = [h for h in self._held if id(h) not in gone]
-        return [h.item for h in sorted(ready)]
+        self._held.sort()
+        ready = 0
+        for h in self._held:
+            if not everything and ((front is not None and h.timestamp > front) or now - h.arrived < self._grace_s):
+                break
+            ready += 1
+        gone, self._held = self._held[:ready], self._held[ready:]
+        return [h.item for h in gone]
 
     def first_positions(self) -> dict[str, int]:
         """Each source's earliest position still held: a restart must read again from there."""
