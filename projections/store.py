@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from eventstore.config import Settings
 from eventstore.exceptions import WatcherEsError
 
 # Only names for the type checker: `status` and `plans` must answer within the CLI's start-up
@@ -38,6 +39,39 @@ class WatcherFeed:
 
 class UnknownPlanError(WatcherEsError):
     """The store has no such plan."""
+
+
+@dataclass(frozen=True)
+class UnregisteredPlan:
+    """A plan Watcher's notifications named but the bridge could not register, and what was missing."""
+
+    plan_uuid: str
+    missing: str
+    notifications: int
+    last_event_type: str
+    first_seen: int
+    last_seen: int
+
+
+def unregistered_plans(settings: Settings) -> list[UnregisteredPlan]:
+    """What the bridge beside --db could not register, newest first (none without a bridge)."""
+    from eventstore.bridge.state import unregistered_plans as read
+
+    return [
+        UnregisteredPlan(r["plan_uuid"], r["missing"], r["notifications"], r["last_event_type"], r["first_seen"], r["last_seen"])
+        for r in read(settings.paths.bridge_state)
+    ]
+
+
+def unknown_plan(settings: Settings, uuid: str) -> UnknownPlanError:
+    """Why a plan is not in the store: never registered, or named by Watcher without its creation."""
+    for plan in unregistered_plans(settings):
+        if plan.plan_uuid == uuid:
+            return UnknownPlanError(
+                f"action plan {uuid} is not registered: Watcher's notifications name it ({plan.notifications}, the last "
+                f"{plan.last_event_type}) but the bridge never saw its {plan.missing} (it started after Watcher created the plan)"
+            )
+    return UnknownPlanError(f"action plan {uuid} is not registered")
 
 
 class MissingLogError(WatcherEsError):
@@ -76,5 +110,8 @@ class Store(Protocol):
     def audit(self, plan: str) -> PlanStory: ...
     def verify(self, on_disk: bool) -> VerifyReport: ...
     def replay(self, until: str | None, into: Path | None, progress: ProgressCallback | None) -> ReplayResult: ...
+    def unregistered(self) -> list[UnregisteredPlan]:
+        """Plans Watcher named but the bridge could not register."""
+
     def dead_letters(self, limit: int) -> list[DeadLetter]: ...
     def init(self, partitions: int, replication_factor: int) -> list[Any] | None: ...

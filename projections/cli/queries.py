@@ -21,8 +21,12 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="JSON lines instead of a t
 def _readable(row: dict[str, Any]) -> dict[str, Any]:
     result = {}
     for key, value in row.items():
-        if key.endswith("_at") or key == "abort_deadline":
+        if key == "abort_deadline" and value == 0:
+            value = None  # a plan that mirrors Watcher: no deadline of ours
+        elif key.endswith("_at") or key == "abort_deadline":
             value = format_time(value)
+        elif key == "mirrored":
+            value = bool(value)
         elif key in ("fault", "global_efficacy", "input_parameters", "parents") and isinstance(value, str):
             value = json.loads(value)
         result[key] = value
@@ -53,13 +57,21 @@ def status(
 def _consumer_status(ctx: typer.Context, as_json: bool) -> None:
     with open_store_of(ctx) as store:
         rows = store.consumers()
+        missing = store.unregistered()
     if as_json:
         for r in rows:
             json_line({"part": r.part, "source": r.source, "position": r.position, "lag": r.lag})
+        for m in missing:
+            json_line({"unregistered_plan": m.plan_uuid, "missing": m.missing, "notifications": m.notifications,
+                       "last_event_type": m.last_event_type, "last_seen": format_time(m.last_seen)})
         return
     out.print(render.table("Consumers", ("part", "source", "position", "lag"), (
         (r.part, r.source, "not started" if r.position is None else r.position, r.lag) for r in rows
     )))
+    if missing:
+        out.print(render.table("Plans Watcher named that the bridge could not register", ("plan", "missing", "notifications", "last"), (
+            (m.plan_uuid, m.missing, m.notifications, f"{m.last_event_type} at {format_time(m.last_seen)}") for m in missing
+        )))
 
 
 @friendly_errors

@@ -38,7 +38,7 @@ from projections.kafka.notifications import NotificationTopics, recorded_on_topi
 from projections.kafka.service import PARTS, kafka_service, run_in_processes
 from projections.read_model import ReadModel
 from projections.replay import ProgressCallback, ReplayResult, replay
-from projections.store import ConsumerPosition, MissingModelError, Row, UnknownPlanError, WatcherFeed
+from projections.store import ConsumerPosition, MissingModelError, Row, UnregisteredPlan, WatcherFeed, unknown_plan, unregistered_plans
 from projections.translator import Notification, translator_for
 from projections.verify import VerifyReport, verify_against
 
@@ -112,7 +112,7 @@ class KafkaStore:
         model, _ = self.model()
         row = model.plan(uuid)
         if row is None:
-            raise UnknownPlanError(f"action plan {uuid} is not registered")
+            raise unknown_plan(self.settings, uuid)
         return row, model.actions(uuid)
 
     def plans(self, state: str | None) -> list[Row]:
@@ -201,6 +201,9 @@ class KafkaStore:
     def replay(self, until: str | None, into: Path | None, progress: ProgressCallback | None) -> ReplayResult:
         codec = AvroCodec()
         return replay(TopicHistory(self.kafka, codec), codec, self.settings.paths, until, into, progress=progress)
+
+    def unregistered(self) -> list[UnregisteredPlan]:
+        return unregistered_plans(self.settings)
 
     def dead_letters(self, limit: int) -> list[DeadLetter]:
         return letters(self.kafka, limit)

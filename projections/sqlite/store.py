@@ -13,7 +13,7 @@ from eventstore.config import Settings
 from eventstore.exceptions import CommandValidationError, WaitTimeoutError
 from eventstore.sqlite_support import open_read_only, sqlite_error
 from projections.model_view import ModelView
-from projections.store import ConsumerPosition, MissingLogError, Row, UnknownPlanError, WatcherFeed
+from projections.store import ConsumerPosition, MissingLogError, Row, UnregisteredPlan, WatcherFeed, unknown_plan, unregistered_plans
 
 # The rest loads when a command needs it: `status` and `plans` read through ``ModelView`` alone
 # and answer within the CLI's start-up time (fastavro, sqlite-utils and the services stay unloaded).
@@ -95,7 +95,7 @@ class EmbeddedStore:
     def plan(self, uuid: str) -> tuple[Row, list[Row]]:
         row = self.view.plan(uuid)
         if row is None:
-            raise UnknownPlanError(f"action plan {uuid} is not registered")
+            raise unknown_plan(self.settings, uuid)
         return row, self.view.actions(uuid)
 
     def plans(self, state: str | None) -> list[Row]:
@@ -186,10 +186,22 @@ class EmbeddedStore:
         with self._history() as (history, codec):
             return replay(history, codec, self.settings.paths, until, into, progress=progress)
 
+    def unregistered(self) -> list[UnregisteredPlan]:
+        return unregistered_plans(self.settings)
+
     def dead_letters(self, limit: int) -> list[DeadLetter]:
+        from eventstore.sqlite_support import connect
         from projections.dead_letters import letters
 
-        return (letters(self.existing.model.db) + letters(self.existing.outbox.db))[:limit]
+        found = letters(self.existing.model.db) + letters(self.existing.outbox.db)
+        bridge = self.settings.paths.bridge_state
+        if bridge.exists():  # what the bridge beside the store could not use (stage bridge)
+            db = connect(bridge, "NORMAL")
+            try:
+                found += letters(db) if "dead_letters" in db.table_names() else []
+            finally:
+                db.conn.close()
+        return found[:limit]
 
     def init(self, partitions: int, replication_factor: int) -> list[Any] | None:
         return None  # the embedded store is created on first use

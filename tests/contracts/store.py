@@ -32,7 +32,7 @@ PLAN: Mapping[str, Types] = {
     "uuid": TEXT, "audit_uuid": TEXT, "strategy_uuid": TEXT, "state": TEXT, "global_efficacy": (list, dict),
     "created_at": OPT_TEXT, "updated_at": OPT_TEXT, "deleted_at": OPT_TEXT, "version": NUMBER, "last_position": NUMBER,
     "last_event_at": TEXT, "cancel_requested_by": OPT_TEXT, "cancel_reason": OPT_TEXT, "cancel_started_at": OPT_TEXT,
-    "abort_deadline": OPT_TEXT, "cancel_finished_at": OPT_TEXT, "fault": (dict, type(None)),
+    "abort_deadline": OPT_TEXT, "cancel_finished_at": OPT_TEXT, "fault": (dict, type(None)), "mirrored": (bool,),
 }
 PLAN_ROW: Mapping[str, Types] = {**PLAN, "action_count": NUMBER}
 ACTION: Mapping[str, Types] = {

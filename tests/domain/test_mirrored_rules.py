@@ -22,7 +22,7 @@ from eventstore.domain.messages import (
 )
 from eventstore.domain.plan import Plan, fold
 
-from . import factories as f
+from tests import factories as f
 
 PLAN = "9f1b2a3c-4d5e-4f60-8a7b-1c2d3e4f5a6b"
 A = [f"00000000-0000-4000-8000-0000000001{i:02d}" for i in range(4)]

@@ -12,41 +12,27 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
 
 from eventstore.kafka.config import KafkaSettings
-from tests.kafka.conftest import Serve, cli_env, run_cli
+from tests.support.serve import Serve, cli_env, run_cli
+from tests.support.waiting import wait_until
 from eventstore.kafka.io import TopicFollower
 from tests.watcher_peer.broker import ensure_topics, notification_topics
 from tests.watcher_peer.peer import WatcherPeer
 from tests.watcher_peer.record import Mix
 
-pytestmark = [pytest.mark.kafka, pytest.mark.watcher]
-
-T = TypeVar("T")
+pytestmark = pytest.mark.watcher  # and `kafka`, as every test on the broker
 
 FIRST = ("recommended", "deleted", "pending", "ongoing", "last_action")
 SECOND = ("abort_ok", "abort_raises", "abort_error", "succeeded", "superseded", "applier_crash")
-
-
-def wait(condition: Callable[[], T | None], timeout: float, what: str, explain: Callable[[], object] = lambda: "") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = condition()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}: {explain()}")
-        time.sleep(0.2)
 
 
 def status(env: dict[str, str], plan: str) -> dict[str, Any] | None:
@@ -94,7 +80,7 @@ def test_the_bridge_mirrors_a_running_watcher(kafka: KafkaSettings, tmp_path: Pa
             mix.run(SECOND)
             truth = peer.truth()["action_plans"]
         scenario = {p: s for s, p in mix.plans.items()}
-        wait(lambda: not mirrored(env, truth), 120, "watcher-es to mirror every plan", lambda: mirrored(env, truth))
+        wait_until(lambda: not mirrored(env, truth), 120, lambda: f"watcher-es to mirror every plan: {mirrored(env, truth)}")
 
         # Every cancellation Watcher made: one action_plan.cancel.start and one .end or .error,
         # every action.cancel.start one .end or .error; .end exactly when the subject ended CANCELLED.
@@ -118,7 +104,7 @@ def test_the_bridge_mirrors_a_running_watcher(kafka: KafkaSettings, tmp_path: Pa
                     found.append(f"{s}: {sequence}")
             return found
 
-        wait(lambda: not problems(), 60, "every cancellation's notifications", problems)
+        wait_until(lambda: not problems(), 60, lambda: f"every cancellation's notifications: {problems()}")
         notes = our_notifications(env)
 
         # Who cancelled: the canceller's Keystone ids and request ids from the API call's context.
@@ -155,7 +141,7 @@ def test_the_bridge_mirrors_a_running_watcher(kafka: KafkaSettings, tmp_path: Pa
                 except sqlite3.Error:
                     return False
 
-        wait(read_to_the_end, 60, "the bridge to read Watcher's topics again to their end", lambda: (ends, state.exists()))
+        wait_until(read_to_the_end, 60, f"the bridge to read Watcher's topics again to their end, {ends}")
         assert not mirrored(env, truth)
         assert len(our_notifications(env)) == before
     finally:

@@ -6,12 +6,11 @@ or whose bookkeeping errors, deleted, expired, untouched, and an applier killed 
 ``mix.truth.json`` what Watcher's database said at the end. Fed through the bridge's ordering
 and mirror into an embedded store, in the order the partitions gave them or any other, once or
 twice, the store must say what Watcher's database says, with the six notifications a
-cancellation owes. The live test (tests/watcher_peer) runs the same against Watcher itself.
+cancellation owes. tests/bridge/test_against_watcher.py runs the same against Watcher itself.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -25,11 +24,8 @@ from eventstore.bridge.ordering import Reorder
 from eventstore.bridge.received import ReceivedNotification, parse
 from eventstore.config import Settings
 from projections.sqlite.backend import EmbeddedBackend
+from tests.support.recording import RECORDS, SCENARIO, TRUTH
 
-RECORDINGS = Path(__file__).parent / "watcher_peer" / "recordings"
-RECORDS: list[dict[str, Any]] = [json.loads(line) for line in (RECORDINGS / "mix.jsonl").read_text().splitlines()]
-TRUTH: dict[str, Any] = json.loads((RECORDINGS / "mix.truth.json").read_text())
-SCENARIO = {plan: name for name, plan in TRUTH["scenarios"].items()}
 CANCELLED_BY_WATCHER = {"recommended", "pending", "ongoing", "last_action", "abort_ok", "abort_raises", "abort_error", "applier_crash"}
 
 
