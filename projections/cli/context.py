@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the store pulls in fastavro, sqlite-utils and the Kafka cli
     from projections.store import Store
 
 from eventstore.config import Settings
-from eventstore.exceptions import CommandValidationError, KafkaClientError, StoreError, WatcherEsError
+from eventstore.exceptions import ClusterUnreachableError, CommandValidationError, DeliveryError, KafkaClientError, StoreError, WatcherEsError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,6 +72,8 @@ def clean(text: str) -> str:
 
 EXIT_REJECTED = 1
 EXIT_INVALID = 2
+#: The cluster did not answer, or did not confirm a command, in time: nothing may have been done; try again.
+EXIT_UNAVAILABLE = 3
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -109,6 +111,9 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
             hint = f"(is --db {escape(str(db))} a readable, writable watcher-es store?)"
             err.print(f"[red]store:[/red] {escape(clean(str(exc)))} {hint}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
+        except (ClusterUnreachableError, DeliveryError) as exc:  # no answer in time: one line, never librdkafka's retries
+            err.print(f"[red]unavailable:[/red] {escape(clean(str(exc)))}", markup=True)
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
         except KafkaClientError as exc:  # the cluster said no; say what it said, not where we were
             err.print(f"[red]kafka:[/red] {escape(clean(str(exc)))}", markup=True)
             raise typer.Exit(EXIT_REJECTED) from None
