@@ -7,17 +7,12 @@ while every part runs and reaches its store, 503 naming the part and why otherwi
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from eventstore import health
 from eventstore.codec import AvroCodec
@@ -29,38 +24,12 @@ from projections.exporter import health_report
 from projections.kafka.service import kafka_service
 
 from tests import factories as f
+from tests.support.endpoint import Samples, healthz, scrape, value
 from tests.support.outcomes import handled
 from tests.support.plan_documents import plan_document, write_plan
 from tests.support.serve import Serve, cli_env, run_cli
 from tests.support.tansu import free_port
 from tests.support.waiting import wait_until
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def scrape(port: int) -> Samples:
-    """Every sample at /metrics, by name and labels."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
-        text = answer.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text) for s in family.samples
-    }
-
-
-def healthz(port: int) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=15) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-    except OSError:
-        return 0, {}  # not listening (yet)
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
 
 @pytest.fixture
 def port() -> int:
