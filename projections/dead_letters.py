@@ -47,7 +47,10 @@ class ParkingLot:
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
         kind = f"{type(error).__module__}.{type(error).__qualname__}"
-        logger.warning("%s parks %s position %s: %s", stage, record.source, record.position, error)
+        logger.warning(
+            "%s parks %s position %s: %s", stage, record.source, record.position, error,
+            extra={"plan": record.key, "position": f"{record.source} {record.position}"},
+        )
         self._db.conn.execute(
             f"INSERT INTO dead_letters ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (stage, record.source, record.position, record.key, kind, str(error), system_clock(), len(record.value)),

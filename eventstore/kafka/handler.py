@@ -179,7 +179,10 @@ class KafkaCommandHandler:
                 self._publish_outcome(command, outcome)
         metrics.commands_handled((type(c).__name__, o.outcome) for c, o in done if o.how != "raced")
         for command, _ in lost:
-            logger.error("command %s lost to other writers %d times; its batch is read again", command.command_id, CommandHandler.ATTEMPTS)
+            logger.error(
+                "command %s lost to other writers %d times; its batch is read again", command.command_id, CommandHandler.ATTEMPTS,
+                extra={"plan": command.plan_uuid, "command": command.command_id},
+            )
         if messages:
             self._publisher.flush()
             if not lost:

@@ -224,7 +224,10 @@ class DeadLetters:
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
         tp = topic_partition(record.source, record.position - 1)
-        logger.warning("dead-lettering %s (%s): %s", where(record.source, record.position), stage, error)
+        logger.warning(
+            "dead-lettering %s (%s): %s", where(record.source, record.position), stage, error,
+            extra={"plan": record.key, "position": where(record.source, record.position)},
+        )
         metrics.dead_lettered(stage)
         headers = dead_letter_headers(
             topic=tp.topic, partition=tp.partition, offset=tp.offset, stage=stage, error=error, original=record.headers,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
+import signal
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the messages (and the plan document's parser) load when a c
     from eventstore.domain.messages import Command, Fault
     from projections.store import WatcherFeed
 
+from projections.cli.logs import configure as configure_logs
 from projections.cli.context import default_operator, err, escape, friendly_errors, json_line, kafka_of, open_store_of, origin, out, report
 
 #: The largest plan document `register` reads (far above the largest plan of MAX_ACTIONS actions Watcher makes).
@@ -186,7 +187,10 @@ def serve(
     feed = _watcher_feed(ctx, watcher_topic, watcher_bootstrap_servers)
     if metrics_port is not None and not 0 < metrics_port < 65536:
         raise CommandValidationError(f"--metrics-port {metrics_port}: not a port (1 to 65535)")
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = ctx.ensure_object(dict)
+    configure_logs(options["log_format"], options["secrets"])
+    say = logging.getLogger("projections.cli.serve").info if options["log_format"] == "json" else (lambda line: err.print(line, markup=False))
+    signal.signal(signal.SIGTERM, _interrupted)  # while it waits for its cluster too (the service takes SIGTERM over once it runs)
     exporter = None
     if metrics_port is not None:
         from projections.exporter import Exporter
@@ -194,12 +198,16 @@ def serve(
         exporter = Exporter(metrics_port).start()
     try:
         with open_store_of(ctx) as store:
-            store.serve(only or (), interval, once, lambda line: err.print(line, markup=False), processes=processes, feed=feed)
+            store.serve(only or (), interval, once, say, processes=processes, feed=feed)
     except KeyboardInterrupt:
-        err.print("stopped")
+        say("stopped")
     finally:
         if exporter is not None:
             exporter.stop()
+
+
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _watcher_feed(ctx: typer.Context, topic: str | None, bootstrap_servers: str) -> WatcherFeed | None:

@@ -60,7 +60,10 @@ class EmbeddedCommands:
         for command in commands:
             outcome = self._backend.submit(command)
             if outcome.outcome == "rejected":
-                logger.warning("bridge: %s %s of plan %s rejected: %s", type(command).__name__, command.command_id, command.plan_uuid, outcome.reason)
+                logger.warning(
+                    "bridge: %s %s of plan %s rejected: %s", type(command).__name__, command.command_id, command.plan_uuid, outcome.reason,
+                    extra={"plan": command.plan_uuid, "command": command.command_id},
+                )
 
 
 @guarded(sqlite_error)
