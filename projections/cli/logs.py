@@ -77,13 +77,25 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, default=str)
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Whatever ``sys.stderr`` is when a line is written (a test runner swaps it per command)."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _: object) -> None:
+        pass
+
+
 def configure(log_format: LogFormat, secrets: Iterable[str], level: int = logging.INFO) -> None:
-    """Every log line to stderr in ``log_format``, secrets masked."""
-    handler = logging.StreamHandler(sys.stderr)
+    """Every log line to stderr in ``log_format``, secrets masked (configured again, it replaces what it set before)."""
+    handler = _Stderr()
     handler.addFilter(Redacting(secrets))
     handler.setFormatter(JsonLines() if log_format == "json" else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    for old in list(root.handlers):
+    for old in [h for h in root.handlers if isinstance(h, _Stderr)]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
