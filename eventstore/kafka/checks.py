@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, KafkaException
 from eventstore.exceptions import ClusterUnreachableError
 from eventstore.kafka.client_log import why
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import new_admin
+from eventstore.kafka.io import new_consumer
 
 
 class ConsumerCheck:
@@ -54,10 +54,15 @@ def lag_of(consumer: Consumer) -> int | None:
 
 
 def reach_cluster(settings: KafkaSettings, timeout: float) -> None:
-    """Return once the cluster answers a metadata request, or raise within ``timeout`` saying why not."""
-    admin = new_admin(settings.admin_config())
+    """Return once the cluster answers a metadata request, or raise within ``timeout`` saying why not.
+
+    Asked by a consumer: a producer's or an admin client's request for a topic may create it on a
+    cluster that creates topics on demand, and a missing topic must stay an error (`init`)."""
+    consumer = new_consumer(settings.consumer_config(None))
     try:
-        admin.list_topics(settings.topics.events, timeout=timeout)
+        consumer.list_topics(settings.topics.events, timeout=timeout)
     except KafkaException as exc:
-        admin.poll(0)  # its log lines, so the error says why (client_log.py)
+        consumer.poll(0)  # its log lines, so the error says why (client_log.py); it is assigned nothing
         raise ClusterUnreachableError(f"the cluster did not answer within {timeout:g} s: {why(exc)}") from None
+    finally:
+        consumer.close()

@@ -151,10 +151,10 @@ def run_in_processes(
     settings: Settings, kafka: KafkaSettings, parts: Iterable[PartName], deadline_interval_s: float, feed: WatcherFeed | None = None,
 ) -> None:
     """Each part in a forked process of its own, watched until one dies or serve is told to stop."""
-    stopping = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     parts = tuple(parts)
     when_reachable(kafka, parts, lambda: None)  # one line per attempt, not one per part's process
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     fork = multiprocessing.get_context("fork")
     children = {
         name: fork.Process(target=_serve_part, args=(settings, kafka, name, deadline_interval_s, os.getpid(), feed), name=f"serve-{name}")
