@@ -163,7 +163,9 @@ def test_a_broker_frozen_for_20_s_mid_load_is_survived(outage: Outage, tmp_path:
         watcher.close()
         client.close()
         serve.stop()
-    assert any("has not reached its store" in p for p in problems), problems
+    # Each problem names a part and why: it no longer reaches the cluster, or its work fails for it.
+    parts = ("handler", "projections", "translator")
+    assert problems and all(p.startswith(parts) and ("has not reached its store" in p or " is failing: " in p) for p in problems), problems
 
 
 def test_connections_cut_mid_load_lose_nothing_and_double_nothing(outage: Outage, tmp_path: Path) -> None:
@@ -171,16 +173,17 @@ def test_connections_cut_mid_load_lose_nothing_and_double_nothing(outage: Outage
     client = KafkaClient(kafka, AvroCodec())
     serve, watcher = started(kafka, tmp_path, port, client)
     plans, commands = load(300)
-    sender = threading.Thread(target=send_steadily, args=(client, commands, 0.005))
+    sender = threading.Thread(target=send_steadily, args=(client, commands, 0.008))
     seen: set[str] = set()
-    cut = 0
+    cuts: list[int] = []
     try:
         sender.start()
-        for quarter in (1, 2, 3):
-            wait_until(lambda: len(read_outcomes(watcher, seen)) >= len(commands) * quarter // 4, 120,
-                       lambda: f"{quarter} quarters of the load handled\n{serve.log()}", interval=0)
-            cut += outage.proxy.cut()
-        assert len(seen) < len(commands), "the cuts came after the load: they tested nothing"
+        for fifth in (1, 2, 3):
+            wait_until(lambda: len(read_outcomes(watcher, seen)) >= len(commands) * fifth // 5, 120,
+                       lambda: f"{fifth} fifths of the load handled\n{serve.log()}", interval=0)
+            if fifth == 1:
+                assert sender.is_alive(), "the first cut came after the load was sent: it tested nothing"
+            cuts.append(outage.proxy.cut())
         sender.join()
         wait_outcomes(watcher, (c.command_id for c in commands), seen, 180, "after the cuts", serve.log)
         assert_nothing_lost_or_doubled(kafka, plans, serve)
@@ -189,7 +192,7 @@ def test_connections_cut_mid_load_lose_nothing_and_double_nothing(outage: Outage
         watcher.close()
         client.close()
         serve.stop()
-    assert cut >= 3 * 4, f"the proxy cut {cut} connections: serve's were among them"
+    assert min(cuts) >= 2, f"connections cut each time: {cuts} (serve's and the sender's at least)"
 
 
 def test_serve_started_before_its_cluster_waits_for_it_then_works(outage: Outage, tmp_path: Path) -> None:
