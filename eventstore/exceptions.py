@@ -60,6 +60,10 @@ class KafkaUnavailableError(WatcherEsError):
     """The cluster could not be reached or answered with an error."""
 
 
+class ClusterUnreachableError(KafkaUnavailableError):
+    """The cluster did not answer within the time given (down, frozen, unreachable, or refusing our credentials)."""
+
+
 class DeliveryError(WatcherEsError):
     """A produced record was not confirmed by the cluster; the append did not happen."""
 

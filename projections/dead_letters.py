@@ -15,6 +15,7 @@ import sqlite_utils
 
 from eventstore.config import system_clock
 from eventstore.log import DeadLetter, ParkedRecord
+from eventstore.sqlite_support import write_transaction
 
 from projections.tracking import LoggedEvent
 
@@ -27,21 +28,29 @@ class ParkingLot:
     """The dead-letter sink of an embedded consumer (and of a CLI's own Kafka model): a table in its own file."""
 
     def __init__(self, db: sqlite_utils.Database) -> None:
-        table = db["dead_letters"]
-        table.create(  # type: ignore[union-attr]
-            {
-                "seq": int, "consumer": str, "source": str, "position": int, "plan_uuid": str, "error": str, "message": str,
-                "parked_at": int, "bytes": int,
-            },
-            pk="seq", if_not_exists=True,
-        )
-        if "bytes" not in table.columns_dict:  # a file whose lot was made before letters said their size
-            table.add_column("bytes", int)  # type: ignore[union-attr]
         self._db = db
+        if "bytes" in db["dead_letters"].columns_dict:
+            return
+        # Under the write lock: processes opening a new store at the same moment take turns (a
+        # deferred CREATE TABLE that finds another writer's commit fails at once, "database is locked").
+        with write_transaction(db):
+            table = db["dead_letters"]
+            table.create(  # type: ignore[union-attr]
+                {
+                    "seq": int, "consumer": str, "source": str, "position": int, "plan_uuid": str, "error": str, "message": str,
+                    "parked_at": int, "bytes": int,
+                },
+                pk="seq", if_not_exists=True,
+            )
+            if "bytes" not in table.columns_dict:  # a file whose lot was made before letters said their size
+                table.add_column("bytes", int)  # type: ignore[union-attr]
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
         kind = f"{type(error).__module__}.{type(error).__qualname__}"
-        logger.warning("%s parks %s position %s: %s", stage, record.source, record.position, error)
+        logger.warning(
+            "%s parks %s position %s: %s", stage, record.source, record.position, error,
+            extra={"plan": record.key, "position": f"{record.source} {record.position}"},
+        )
         self._db.conn.execute(
             f"INSERT INTO dead_letters ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (stage, record.source, record.position, record.key, kind, str(error), system_clock(), len(record.value)),

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from eventstore import metrics
 from eventstore.bridge.mirror import Mirror, PlanNotCreatedError
 from eventstore.bridge.ordering import Reorder
 from eventstore.bridge.received import ReceivedNotification, parse
@@ -63,6 +64,9 @@ class WatcherSource(Protocol):
     def at_end(self) -> Mapping[str, bool]:
         """Which sources have been read to their end (nothing older is still to come from them)."""
 
+    def check(self, timeout: float) -> int | None:
+        """Raise our error unless the source answers within ``timeout``; the records still to read (None if unknown)."""
+
     def close(self) -> None: ...
 
 
@@ -92,12 +96,17 @@ class BridgePart:
         #: Notifications taken (what `make bench` counts).
         self.taken = 0
 
+    @property
+    def source(self) -> WatcherSource:
+        return self._source
+
     def close(self) -> None:
         self._source.close()
         self._state.close()
 
     def poll(self, timeout: float = 0.2) -> int:
         records = self._source.poll(timeout if not len(self._reorder) else min(timeout, 0.05))
+        taken = self.taken
         parked = False
         for record in records:
             self._read[record.source] = max(self._read.get(record.source, 0), record.position)
@@ -124,6 +133,7 @@ class BridgePart:
         commands += self._mirror.due(self._clock(), SETTLE_US, CREATION_TIMEOUT_US)
         if commands:
             self._sink.send_all(commands)  # durable before anything is stored
+        metrics.bridge_took(self.taken - taken, commands)
         if parked:
             self._confirm_dead()
         positions = self._positions()

@@ -11,7 +11,8 @@ from confluent_kafka import OFFSET_END, TopicPartition
 
 from eventstore.codec import AvroCodec
 from eventstore.domain.messages import Command, to_record
-from eventstore.exceptions import WaitTimeoutError
+from eventstore.exceptions import ClusterUnreachableError, WaitTimeoutError
+from eventstore.kafka.client_log import why
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.io import Publisher, TopicFollower, new_consumer, partitions_of
 from eventstore.kafka.records import header_map, parse_iso_micros, record_headers, unwrap_oslo_envelope
@@ -78,6 +79,18 @@ class KafkaClient:
 
     def close(self) -> None:
         self._publisher.flush()
+
+    def reach(self, timeout_s: float) -> None:
+        """Return once the cluster has answered and has the commands topic, or raise within
+        ``timeout_s``: a record produced to a cluster that is not there waits minutes for its delivery."""
+        producer = self._publisher.producer
+        try:
+            partitions_of(producer, self._settings.topics.commands, timeout_s)
+        except ClusterUnreachableError:
+            producer.poll(0)  # its log lines, so the error says why (client_log.py)
+            raise ClusterUnreachableError(
+                f"the cluster at {self._settings.bootstrap_servers} did not answer within {timeout_s:g} s: {why('no answer')}"
+            ) from None
 
     def send(self, command: Command) -> None:
         """Append a command; returns once the cluster confirmed it."""

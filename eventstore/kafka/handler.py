@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from eventstore import metrics
 from eventstore.boundary import guarded
 from eventstore.codec import AvroCodec
 from eventstore.domain.decide import DEFAULT_ABORT_TIMEOUT_US
@@ -133,6 +134,11 @@ class KafkaCommandHandler:
         self._consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification
         subscribe(self._consumer, self._topics.commands, on_assign=self._on_assign)
 
+    @property
+    def consumer(self) -> Consumer:
+        """Its consumer of the commands topic, which `serve`'s check of the part asks through."""
+        return self._consumer
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._stale = True  # plans may have moved to us: fold the topic to its end before deciding
 
@@ -171,8 +177,12 @@ class KafkaCommandHandler:
         for command, outcome in done:
             if outcome.how != "raced":  # another writer's append of it stood meanwhile: its outcome is said on redelivery
                 self._publish_outcome(command, outcome)
+        metrics.commands_handled((type(c).__name__, o.outcome) for c, o in done if o.how != "raced")
         for command, _ in lost:
-            logger.error("command %s lost to other writers %d times; its batch is read again", command.command_id, CommandHandler.ATTEMPTS)
+            logger.error(
+                "command %s lost to other writers %d times; its batch is read again", command.command_id, CommandHandler.ATTEMPTS,
+                extra={"plan": command.plan_uuid, "command": command.command_id},
+            )
         if messages:
             self._publisher.flush()
             if not lost:

@@ -16,8 +16,12 @@ from typing import Any, TypeVar
 from confluent_kafka.admin import AdminClient
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from eventstore import metrics
 from eventstore.codec import AvroCodec
-from eventstore.exceptions import ConfigurationError, DeliveryError, KafkaClientError, KafkaUnavailableError, MissingTopicError, StaleAppendError
+from eventstore.exceptions import (
+    ClusterUnreachableError, ConfigurationError, DeliveryError, KafkaClientError, KafkaUnavailableError, MissingTopicError, StaleAppendError,
+)
+from eventstore.kafka.client_log import CLIENT_LOG, unreachable, why
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.appends import Append, Fence, admitted, appends_in, events_of
 from eventstore.kafka.records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of, topic_partition, where_of
@@ -37,7 +41,7 @@ def kafka_error(exc: BaseException) -> KafkaClientError | None:
 def _client(factory: Callable[[dict[str, Any]], T], config: dict[str, Any], what: str) -> T:
     """A librdkafka client; a property it refuses becomes one readable configuration error."""
     try:
-        return factory(config)
+        return factory({**config, "logger": CLIENT_LOG})  # its log lines into ours (client_log.py)
     except (KafkaException, ValueError, TypeError) as exc:
         raise ConfigurationError(f"librdkafka refused the {what} configuration: {exc}") from None
 
@@ -105,7 +109,7 @@ class Publisher:
         if errors:
             raise DeliveryError(f"{len(errors)} record(s) not delivered: {errors[0]}")
         if remaining:
-            raise DeliveryError(f"{remaining} record(s) not confirmed by the cluster within {timeout:.0f} s")
+            raise DeliveryError(f"{remaining} record(s) not confirmed by the cluster within {timeout:.0f} s: {why('no answer')}")
 
 
 def next_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Message]:
@@ -118,10 +122,12 @@ def next_batch(consumer: Consumer, max_messages: int, timeout: float) -> list[Me
     return [first, *consumer.consume(max_messages - 1, 0)] if max_messages > 1 else [first]
 
 
-def partitions_of(consumer: Consumer, topic: str, timeout: float = 10.0) -> list[int]:
+def partitions_of(consumer: Consumer | Producer, topic: str, timeout: float = 10.0) -> list[int]:
     try:
         metadata = consumer.list_topics(topic, timeout=timeout)
     except KafkaException as exc:
+        if unreachable(exc):
+            raise ClusterUnreachableError(f"the cluster did not answer within {timeout:g} s (metadata for {topic}): {why(exc)}") from exc
         raise KafkaUnavailableError(f"cannot read metadata for {topic}: {exc}") from exc
     info = metadata.topics.get(topic)
     if info is None or info.error is not None or not info.partitions:
@@ -218,7 +224,11 @@ class DeadLetters:
 
     def park(self, record: ParkedRecord, stage: str, error: BaseException) -> None:
         tp = topic_partition(record.source, record.position - 1)
-        logger.warning("dead-lettering %s (%s): %s", where(record.source, record.position), stage, error)
+        logger.warning(
+            "dead-lettering %s (%s): %s", where(record.source, record.position), stage, error,
+            extra={"plan": record.key, "position": where(record.source, record.position)},
+        )
+        metrics.dead_lettered(stage)
         headers = dead_letter_headers(
             topic=tp.topic, partition=tp.partition, offset=tp.offset, stage=stage, error=error, original=record.headers,
         )

@@ -19,6 +19,7 @@ from eventstore.boundary import guarded
 from eventstore.bridge.part import Incoming
 from eventstore.exceptions import KafkaUnavailableError
 from eventstore.kafka.config import KafkaSettings
+from eventstore.kafka.checks import ConsumerCheck
 from eventstore.kafka.io import kafka_error, new_consumer, next_batch
 from eventstore.kafka.records import header_pairs, offset_of, partition_source, source_of, topic_partition
 
@@ -56,6 +57,10 @@ class WatcherTopics:
 
     def close(self) -> None:
         self.consumer.close()
+
+    def check(self, timeout: float) -> int | None:
+        """Whether Watcher's cluster answers, and the records still to read (``checks.py``)."""
+        return ConsumerCheck(self.consumer, self._topics[0])(timeout)
 
     def poll(self, timeout: float) -> list[Incoming]:
         if time.monotonic() >= self._next_refresh:

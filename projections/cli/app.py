@@ -9,9 +9,10 @@ import typer
 
 from eventstore.config import Settings
 from eventstore.exceptions import ConfigurationError
-from eventstore.kafka.config import KafkaSettings, Topics, parse_properties, read_properties_file
+from eventstore.kafka.config import KafkaSettings, Topics, mask, parse_properties, read_properties_file
 from projections.cli import audit, demo, queries, topics, writes
 from projections.cli.context import EXIT_INVALID, clean, err, escape
+from projections.cli.logs import FORMATS
 
 app = typer.Typer(
     name="watcher-es",
@@ -39,8 +40,11 @@ def configure(
     notification_topic: Annotated[str, typer.Option(envvar="WATCHER_ES_NOTIFICATION_TOPIC", help="oslo.messaging notification topic; records go to <topic>.info and <topic>.error.")] = "notifications",
     group_prefix: Annotated[str, typer.Option(envvar="WATCHER_ES_GROUP_PREFIX", help="Prefix of the consumer group ids.")] = "watcher-es",
     payload_version: Annotated[Optional[str], typer.Option(envvar="WATCHER_ES_PAYLOAD_VERSION", help="Watcher payload versions: 1.0 (the spec's, read by every Watcher consumer) or latest (what Watcher 17.0 emits). Default 1.0; re-emission keeps each notification's own unless this is given.", show_default=False)] = None,
+    log_format: Annotated[str, typer.Option(envvar="WATCHER_ES_LOG_FORMAT", help="Log lines on stderr: text, or json (one object a line: time, level, part, message and the ids involved).")] = "text",
 ) -> None:
     try:
+        if log_format not in FORMATS:
+            raise ConfigurationError(f"--log-format {log_format}: one of {', '.join(FORMATS)}")
         level = None
         if notification_level is not None:
             from projections.translator import parse_level
@@ -53,12 +57,19 @@ def configure(
         if abort_timeout <= 0:
             raise ConfigurationError(f"--abort-timeout: {abort_timeout} must be a positive number of seconds")
         kafka = None
+        secrets: list[str] = []
         if bootstrap_servers:
             passthrough = read_properties_file(kafka_config) if kafka_config else {}
             passthrough.update(parse_properties(kafka_property))  # flags win over the file
             kafka = KafkaSettings(bootstrap_servers, Topics.with_prefix(topic_prefix, notification_topic), group_prefix, passthrough)
+            secrets = [value for key, value in passthrough.items() if mask(key, value) != value]
         elif kafka_property or kafka_config:
             raise ConfigurationError("-X/--kafka-config need --bootstrap-servers (or WATCHER_ES_BOOTSTRAP_SERVERS)")
+        if log_format == "json":  # every command's log lines, and its errors, as JSON (text: serve sets its own up)
+            from projections.cli import context, logs
+
+            logs.configure("json", secrets)
+            context.errors_as_json = True
     except ConfigurationError as exc:
         err.print(f"[red]invalid:[/red] {escape(clean(str(exc)))}", markup=True)
         raise typer.Exit(EXIT_INVALID) from None
@@ -67,7 +78,7 @@ def configure(
             db=db, publisher_id=publisher_id, notification_level=level, abort_timeout_us=int(abort_timeout * 1_000_000),
             payload_version=payload_version,
         ),
-        kafka=kafka,
+        kafka=kafka, log_format=log_format, secrets=secrets,
     )
 
 

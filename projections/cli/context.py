@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import re
 import socket
@@ -22,7 +23,7 @@ if TYPE_CHECKING:  # the store pulls in fastavro, sqlite-utils and the Kafka cli
     from projections.store import Store
 
 from eventstore.config import Settings
-from eventstore.exceptions import CommandValidationError, KafkaClientError, StoreError, WatcherEsError
+from eventstore.exceptions import ClusterUnreachableError, CommandValidationError, DeliveryError, KafkaClientError, StoreError, WatcherEsError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -72,6 +73,8 @@ def clean(text: str) -> str:
 
 EXIT_REJECTED = 1
 EXIT_INVALID = 2
+#: The cluster did not answer, or did not confirm a command, in time: nothing may have been done; try again.
+EXIT_UNAVAILABLE = 3
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -93,6 +96,19 @@ def default_operator() -> str:
     return os.environ.get("OS_USERNAME") or os.environ.get("USER") or "unknown"
 
 
+#: Set by ``--log-format json``: errors are then logged as JSON lines too, not printed for people.
+errors_as_json = False
+
+
+def failed(label: str, text: str, code: int) -> typer.Exit:
+    """Say why a command failed, in one line on stderr; the exit to raise."""
+    if errors_as_json:
+        logging.getLogger("projections.cli").error("%s: %s", label, text)
+    else:
+        err.print(f"[red]{label}:[/red] {escape(clean(text))}", markup=True)
+    return typer.Exit(code)
+
+
 def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Known errors become one readable line on stderr and a non-zero exit; never a traceback."""
 
@@ -101,20 +117,17 @@ def friendly_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except CommandValidationError as exc:
-            err.print(f"[red]invalid:[/red] {escape(clean(str(exc)))}", markup=True)
-            raise typer.Exit(EXIT_INVALID) from None
+            raise failed("invalid", str(exc), EXIT_INVALID) from None
         except StoreError as exc:  # a damaged, read-only or locked file: say which, never a traceback
             ctx = kwargs.get("ctx")  # every command takes its context as `ctx` (typer's own class, not always typer.Context)
             db = settings_of(ctx).db if ctx is not None else "?"  # type: ignore[arg-type]
-            hint = f"(is --db {escape(str(db))} a readable, writable watcher-es store?)"
-            err.print(f"[red]store:[/red] {escape(clean(str(exc)))} {hint}", markup=True)
-            raise typer.Exit(EXIT_REJECTED) from None
+            raise failed("store", f"{exc} (is --db {db} a readable, writable watcher-es store?)", EXIT_REJECTED) from None
+        except (ClusterUnreachableError, DeliveryError) as exc:  # no answer in time: one line, never librdkafka's retries
+            raise failed("unavailable", str(exc), EXIT_UNAVAILABLE) from None
         except KafkaClientError as exc:  # the cluster said no; say what it said, not where we were
-            err.print(f"[red]kafka:[/red] {escape(clean(str(exc)))}", markup=True)
-            raise typer.Exit(EXIT_REJECTED) from None
+            raise failed("kafka", str(exc), EXIT_REJECTED) from None
         except WatcherEsError as exc:
-            err.print(f"[red]error:[/red] {escape(clean(str(exc)))}", markup=True)
-            raise typer.Exit(EXIT_REJECTED) from None
+            raise failed("error", str(exc), EXIT_REJECTED) from None
 
     return wrapper
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import sys
+import signal
 import uuid
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the messages (and the plan document's parser) load when a c
     from eventstore.domain.messages import Command, Fault
     from projections.store import WatcherFeed
 
+from projections.cli.logs import configure as configure_logs
 from projections.cli.context import default_operator, err, escape, friendly_errors, json_line, kafka_of, open_store_of, origin, out, report
 
 #: The largest plan document `register` reads (far above the largest plan of MAX_ACTIONS actions Watcher makes).
@@ -30,7 +31,7 @@ CommandIdOpt = Annotated[Optional[str], typer.Option("--command-id", help="Idemp
 ByOpt = Annotated[Optional[str], typer.Option("--by", help="Who is asking (default: $OS_USERNAME or $USER).")]
 StatusMessageOpt = Annotated[Optional[str], typer.Option("--status-message", help="Watcher's status_message for the plan or action from now on, as the applier sets one (none clears it).")]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for the outcome (for cancel: until the cancellation ends) and exit non-zero unless it succeeded.")]
-TimeoutOpt = Annotated[float, typer.Option("--timeout", help="With --wait: seconds to wait.")]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait for the cluster to answer (exit 3 if it does not) and, with --wait, for the outcome.")]
 
 
 def _command_id(given: str | None) -> str:
@@ -180,15 +181,33 @@ def serve(
     processes: Annotated[bool, typer.Option("--processes", help="Kafka: run each part in a process of its own, to use more than one core.")] = False,
     watcher_topic: Annotated[Optional[str], typer.Option(envvar="WATCHER_ES_WATCHER_TOPIC", help="Bridge Watcher's own notifications from <topic>.info and <topic>.error (docs/beside-watcher.md); the bridge is a part of its own.", show_default=False)] = None,
     watcher_bootstrap_servers: Annotated[str, typer.Option(envvar="WATCHER_ES_WATCHER_BOOTSTRAP_SERVERS", help="The Kafka cluster Watcher sends to, if not serve's (needed on the embedded store).")] = "",
+    metrics_port: Annotated[Optional[int], typer.Option(envvar="WATCHER_ES_METRICS_PORT", help="Serve /metrics (Prometheus) and /healthz on this port, on every interface (docs/operations.md).", show_default=False)] = None,
 ) -> None:
     """Run the service: command handling, read model, translator and the abort-deadline pass (and the bridge, with --watcher-topic)."""
     feed = _watcher_feed(ctx, watcher_topic, watcher_bootstrap_servers)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    with open_store_of(ctx) as store:
-        try:
-            store.serve(only or (), interval, once, lambda line: err.print(line, markup=False), processes=processes, feed=feed)
-        except KeyboardInterrupt:
-            err.print("stopped")
+    if metrics_port is not None and not 0 < metrics_port < 65536:
+        raise CommandValidationError(f"--metrics-port {metrics_port}: not a port (1 to 65535)")
+    options = ctx.ensure_object(dict)
+    configure_logs(options["log_format"], options["secrets"])
+    say = logging.getLogger("projections.cli.serve").info if options["log_format"] == "json" else (lambda line: err.print(line, markup=False))
+    signal.signal(signal.SIGTERM, _interrupted)  # while it waits for its cluster too (the service takes SIGTERM over once it runs)
+    exporter = None
+    if metrics_port is not None:
+        from projections.exporter import Exporter
+
+        exporter = Exporter(metrics_port).start()
+    try:
+        with open_store_of(ctx) as store:
+            store.serve(only or (), interval, once, say, processes=processes, feed=feed)
+    except KeyboardInterrupt:
+        say("stopped")
+    finally:
+        if exporter is not None:
+            exporter.stop()
+
+
+def _interrupted(*_: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _watcher_feed(ctx: typer.Context, topic: str | None, bootstrap_servers: str) -> WatcherFeed | None:

@@ -28,6 +28,7 @@ from eventstore.log import DeadLetterSink, StoredEvent
 from eventstore.sqlite_support import sqlite_error
 
 from projections.kafka.audit import AUDIT_HEADER, audit_summary
+from projections.kafka.measures import confirmed
 from projections.kafka.read_model import read_appends
 from projections.translator import Notification, NotificationSink, RecordedPayloads, Translator
 
@@ -97,6 +98,7 @@ class KafkaTranslatorPart:
         for run, emit in _runs(events_of(standing), self._emit_from):
             notes.extend(self.translator.translate(run, emit=emit, on_poison=park))
         self.notifications.send(notes)  # confirmed (dead letters too) before the positions move
+        confirmed(notes, standing, self._codec)
         for append in standing:
             self.state.mark(append.plan_uuid, self.fence.version(append.plan_uuid))
         for plan in self.translator.changed_plans():

@@ -24,15 +24,18 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
-from typing import Literal
+from typing import Literal, TypeVar
 
+from eventstore import health
 from eventstore.boundary import guarded, translated
 from eventstore.bridge.part import BridgePart
 from eventstore.bridge.state import BridgeState
 from eventstore.codec import AvroCodec
 from eventstore.config import Settings, system_clock
-from eventstore.exceptions import CommandValidationError, PartStoppedError, WatcherEsError
+from eventstore.exceptions import ClusterUnreachableError, CommandValidationError, PartStoppedError, WatcherEsError
+from eventstore.kafka.checks import ConsumerCheck, reach_cluster
 from eventstore.kafka.client import KafkaClient
 from eventstore.kafka.config import KafkaSettings
 from eventstore.kafka.handler import KafkaCommandHandler
@@ -42,7 +45,7 @@ from projections.deadlines import overdue_commands
 from projections.kafka.notifications import KafkaTranslatorPart
 from projections.kafka.read_model import KafkaReadModelPart
 from projections.read_model import ReadModel
-from projections.service import Part, Service
+from projections.service import Check, Part, Service
 from projections.store import WatcherFeed
 from projections.translator import translator_for
 
@@ -60,6 +63,28 @@ PARTS: tuple[PartName, ...] = ("handler", "projections", "translator")
 MODEL_NICENESS = 10
 
 
+#: How long `serve` waits for a cluster that did not answer at start before it asks again.
+RETRY_S = 5.0
+
+T = TypeVar("T")
+
+
+def when_reachable(kafka: KafkaSettings, parts: Iterable[str], build: Callable[[], T]) -> T:
+    """``build()`` once the cluster answers: a serve started before its cluster (or while it is
+    down) waits for it, saying so in one line per attempt, and starts when it comes. A cluster
+    that answers but lacks a topic is no wait: that is an error (run `watcher-es init`)."""
+    while True:
+        started = time.monotonic()
+        try:
+            reach_cluster(kafka, RETRY_S)
+            return build()
+        except ClusterUnreachableError as exc:
+            logger.warning("waiting for the cluster at %s: %s; trying again", kafka.bootstrap_servers, exc)
+            for part in parts:
+                health.set_state(part, "starting", f"waiting for the cluster at {kafka.bootstrap_servers}: {exc}")
+        time.sleep(max(0.0, started + RETRY_S - time.monotonic()))  # a cluster refused at once is asked again only after RETRY_S
+
+
 @guarded(kafka_error, sqlite_error)
 class KafkaBridge(BridgePart):
     """The bridge sending its commands to the commands topic, its dead letters to the dead-letter topic."""
@@ -74,12 +99,14 @@ def kafka_service(
     clock = clock or system_clock
     codec = AvroCodec()
     parts: dict[str, Part] = {}
+    checks: dict[str, Check] = {}  # each through the part's own consumer
     publishers: list[Publisher] = []
     closers_early: list[Callable[[], object]] = []
     model_part: KafkaReadModelPart | None = None
     for name in only:
         if name == "handler":
-            parts[name] = KafkaCommandHandler(kafka, codec, clock, settings.abort_timeout_us, state_path=settings.paths.handler_state)
+            handler = KafkaCommandHandler(kafka, codec, clock, settings.abort_timeout_us, state_path=settings.paths.handler_state)
+            parts[name], checks[name] = handler, ConsumerCheck(handler.consumer, kafka.topics.commands)
             continue
         if name == "bridge":
             if feed is None:
@@ -87,21 +114,23 @@ def kafka_service(
             state = BridgeState(settings.paths.bridge_state)
             client = KafkaClient(kafka, codec)
             dead = Publisher(kafka)
-            parts[name] = KafkaBridge(
+            bridge = KafkaBridge(
                 feed.open(state.positions()), client, DeadLetters(dead, kafka.topics.dead_letters), state, confirm_dead=dead.flush,
             )
+            parts[name], checks[name] = bridge, bridge.source.check
             closers_early.append(client.close)
             continue
         publishers.append(Publisher(kafka))
         if name == "projections":
             model_part = KafkaReadModelPart(kafka, publishers[-1], ReadModel(settings.paths.model, codec), codec)
-            parts[name] = model_part
+            parts[name], checks[name] = model_part, ConsumerCheck(model_part.consumer, kafka.topics.events)
         else:
             translator = translator_for(settings, codec, None)
-            parts[name] = KafkaTranslatorPart(kafka, publishers[-1], translator, codec, state_path=settings.paths.translator_state)
+            part = KafkaTranslatorPart(kafka, publishers[-1], translator, codec, state_path=settings.paths.translator_state)
+            parts[name], checks[name] = part, ConsumerCheck(part.consumer, kafka.topics.events)
     closers: list[Callable[[], object]] = [p.flush for p in publishers] + closers_early
     if model_part is None:
-        return Service(parts, closers=closers)
+        return Service(parts, closers=closers, checks=checks)
     model, deadlines, caught_up = model_part, KafkaClient(kafka, codec), [False]
 
     def deadline_pass() -> bool:
@@ -115,13 +144,15 @@ def kafka_service(
         return True
 
     closers += [deadlines.close, model.model.close]
-    return Service(parts, deadline_pass=deadline_pass, interval_s=deadline_interval_s, closers=closers)
+    return Service(parts, deadline_pass=deadline_pass, interval_s=deadline_interval_s, closers=closers, checks=checks)
 
 
 def run_in_processes(
     settings: Settings, kafka: KafkaSettings, parts: Iterable[PartName], deadline_interval_s: float, feed: WatcherFeed | None = None,
 ) -> None:
     """Each part in a forked process of its own, watched until one dies or serve is told to stop."""
+    parts = tuple(parts)
+    when_reachable(kafka, parts, lambda: None)  # one line per attempt, not one per part's process
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     fork = multiprocessing.get_context("fork")
@@ -135,6 +166,9 @@ def run_in_processes(
     try:
         while not stopping.is_set() and not dead:
             dead = [f"{name} (exit code {child.exitcode})" for name, child in children.items() if child.exitcode is not None]
+            for name, child in children.items():
+                if child.exitcode is not None:
+                    health.set_state(name, "stopped", f"its process exited with code {child.exitcode}")
             stopping.wait(0.1)
     finally:
         for child in children.values():
@@ -157,7 +191,7 @@ def _serve_part(
         os.nice(MODEL_NICENESS)  # before its clients start their threads, which inherit it
     try:
         with translated(kafka_error, sqlite_error):
-            service = kafka_service(settings, kafka, [name], deadline_interval_s=deadline_interval_s, feed=feed)
+            service = when_reachable(kafka, [name], lambda: kafka_service(settings, kafka, [name], deadline_interval_s=deadline_interval_s, feed=feed))
     except WatcherEsError as exc:  # a missing topic, a refused setting: say which
         logger.error("%s cannot start: %s", name, exc)
         sys.exit(1)

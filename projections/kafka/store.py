@@ -35,7 +35,7 @@ from projections.deadlines import overdue_commands
 from projections.kafka.audit import AuditTrail
 from projections.kafka.read_model import KafkaReadModelPart
 from projections.kafka.notifications import NotificationTopics, recorded_on_topics, replay_notifications
-from projections.kafka.service import PARTS, kafka_service, run_in_processes
+from projections.kafka.service import PARTS, kafka_service, run_in_processes, when_reachable
 from projections.read_model import ReadModel
 from projections.replay import ProgressCallback, ReplayResult, replay
 from projections.store import ConsumerPosition, MissingModelError, Row, UnregisteredPlan, WatcherFeed, unknown_plan, unregistered_plans
@@ -90,6 +90,7 @@ class KafkaStore:
 
     def submit(self, command: Command, *, wait: bool, timeout: float) -> Outcome:
         validate_command(command)  # refused here, naming the field, rather than dead-lettered by the handler
+        self.client.reach(timeout)  # no cluster: one clear error within the timeout, not a wait for a delivery
         if not wait:
             self.client.send(command)
             return Outcome(command.command_id, command.plan_uuid, "sent")
@@ -186,7 +187,7 @@ class KafkaStore:
         if processes and len(parts) > 1:
             run_in_processes(self.settings, self.kafka, parts, interval, feed)  # type: ignore[arg-type]
         else:
-            kafka_service(self.settings, self.kafka, parts, deadline_interval_s=interval, feed=feed).run()  # type: ignore[arg-type]
+            when_reachable(self.kafka, parts, lambda: kafka_service(self.settings, self.kafka, parts, deadline_interval_s=interval, feed=feed)).run()  # type: ignore[arg-type]
 
     def audit(self, plan: str) -> PlanStory:
         _, trail = self.model()

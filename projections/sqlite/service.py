@@ -13,8 +13,9 @@ from eventstore.bridge.state import BridgeState
 from eventstore.domain.messages import Command
 from eventstore.sqlite_support import sqlite_error
 from projections.dead_letters import ParkingLot
-from projections.service import Part, Service
+from projections.service import Check, Part, Service
 from projections.sqlite.backend import EmbeddedBackend
+from projections.sqlite.measures import EmbeddedCheck
 from projections.store import WatcherFeed
 
 logger = logging.getLogger(__name__)
@@ -29,14 +30,19 @@ def embedded_service(backend: EmbeddedBackend, interval_s: float, say: Callable[
         return True
 
     parts: dict[str, Part] = {"projections": CatchingUp(backend, interval_s)}
+    checks: dict[str, Check] = {}
     closers: list[Callable[[], object]] = []
+    lots = []
     if feed is not None:
         # Its own connections: the bridge runs in a thread of its own, and a backend is one writer's.
         bridging = EmbeddedBackend(backend.settings, backend.clock)
         state = BridgeState(backend.settings.paths.bridge_state)
-        parts["bridge"] = EmbeddedBridge(feed.open(state.positions()), EmbeddedCommands(bridging), ParkingLot(state.db), state)
+        bridge = EmbeddedBridge(feed.open(state.positions()), EmbeddedCommands(bridging), ParkingLot(state.db), state)
+        parts["bridge"], checks["bridge"] = bridge, bridge.source.check
         closers.append(bridging.close)
-    return Service(parts, deadline_pass=deadline_pass, interval_s=interval_s, closers=closers)
+        lots.append(state.db)
+    checks["projections"] = EmbeddedCheck(backend, lots)
+    return Service(parts, deadline_pass=deadline_pass, interval_s=interval_s, closers=closers, checks=checks)
 
 
 @guarded(sqlite_error)
@@ -54,7 +60,10 @@ class EmbeddedCommands:
         for command in commands:
             outcome = self._backend.submit(command)
             if outcome.outcome == "rejected":
-                logger.warning("bridge: %s %s of plan %s rejected: %s", type(command).__name__, command.command_id, command.plan_uuid, outcome.reason)
+                logger.warning(
+                    "bridge: %s %s of plan %s rejected: %s", type(command).__name__, command.command_id, command.plan_uuid, outcome.reason,
+                    extra={"plan": command.plan_uuid, "command": command.command_id},
+                )
 
 
 @guarded(sqlite_error)

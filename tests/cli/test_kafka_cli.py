@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from eventstore.kafka.config import KafkaSettings
 
 from tests.support.serve import Serve, cli_env, run_cli
+from tests.support.tansu import free_port
 from tests.support.waiting import wait_until
 
 
@@ -155,3 +157,17 @@ def test_payload_version_on_kafka_and_reemission_at_the_version_emitted(kafka: K
     assert {json.loads(line)["payload"]["watcher_object.version"] for line in delivered} == {"1.2", "1.1"}
     assert versions() == {"1.2", "1.1"}, "re-emitted at the version each was emitted"
     assert versions("WATCHER_ES_PAYLOAD_VERSION=1.0") == {"1.0"}, "unless told otherwise"
+
+
+def test_with_no_cluster_a_write_fails_after_its_timeout_and_a_read_in_one_line(tmp_path: Path) -> None:
+    """Nothing listens at the cluster's address: one clear line each, exit 3, no librdkafka retries on stderr."""
+    env = cli_env(KafkaSettings(f"127.0.0.1:{free_port()}"), tmp_path / "w.db")
+    started = time.monotonic()
+    cancel = run_cli(env, "cancel", str(uuid.uuid4()), "--reason", "r", "--timeout", "2", "--wait")
+    took = time.monotonic() - started
+    assert cancel.returncode == 3, cancel.stderr
+    assert cancel.stderr.strip().count("\n") == 0 and "did not answer within 2 s" in cancel.stderr, cancel.stderr
+    assert "Connection refused" in cancel.stderr
+    assert took < 2 + 8, f"the write took {took:.1f} s for a --timeout of 2"  # 2 s, and the interpreter's start on a busy machine
+    status = run_cli(env, "status")
+    assert status.returncode == 3 and status.stderr.strip().count("\n") == 0 and "did not answer" in status.stderr, status.stderr

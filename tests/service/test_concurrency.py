@@ -33,6 +33,24 @@ def _start(db: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
+#: The CLI, its store's modules loaded, started at the instant ``argv[1]`` (a time.time()) with the rest of argv.
+_AT_ONCE = """
+import sys, time
+import projections.sqlite.backend, projections.sqlite.service
+from projections.cli import main
+at, sys.argv = float(sys.argv[1]), ["watcher-es", *sys.argv[2:]]
+time.sleep(max(0.0, at - time.time()))  # the start at one instant is the load under test
+main()
+"""
+
+
+def _start_at(at: float, db: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", _AT_ONCE, str(at), "--db", str(db), "--publisher-id", "infra-optim:test", *args],
+        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
 def _created_by(serve: subprocess.Popen[str], db: Path) -> None:
     """Until serve has created the store (read commands never do)."""
 
@@ -82,6 +100,26 @@ def test_registers_cancels_and_queries_in_parallel_on_one_store(tmp_path: Path) 
         [sys.executable, "-m", "projections", "--db", str(db), "verify"], env=_env(), capture_output=True, text=True, timeout=120,
     )
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_the_first_start_is_safe_for_everyone_at_once(tmp_path: Path) -> None:
+    """24 writers and a `serve` started together on a store that does not exist yet: whoever comes
+    first creates it, the others wait for its lock instead of failing (`database is locked`)."""
+    db = tmp_path / "new" / "store.db"
+    db.parent.mkdir()
+    plans = [str(uuid.uuid4()) for _ in range(24)]
+    files = [write_plan(tmp_path, _document(p), f"{p}.json") for p in plans]
+    at = time.time() + 5  # every process has loaded its modules by then, even on two busy cores
+    everyone = [_start_at(at, db, "serve", "--interval", "0.05"), *(_start_at(at, db, "register", f, "--json") for f in files)]
+    serve, writers = everyone[0], everyone[1:]
+    results = [(p, *p.communicate(timeout=180)) for p in writers]
+    serve.terminate()
+    _, serve_err = serve.communicate(timeout=60)
+    for proc, out, err in results:
+        assert proc.returncode == 0 and json.loads(out)["outcome"] == "accepted", err
+    assert serve.returncode == 0 and "Traceback" not in serve_err, serve_err
+    listed = _start(db, "plans", "--json").communicate(timeout=60)[0].splitlines()
+    assert sorted(json.loads(line)["uuid"] for line in listed) == sorted(plans)
 
 
 def test_eight_operators_for_thirty_seconds(tmp_path: Path) -> None:

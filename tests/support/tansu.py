@@ -39,19 +39,20 @@ def free_port() -> int:
 class Tansu:
     """One broker for one ``with`` block: started on entry once it answers a metadata request, stopped on exit."""
 
-    def __init__(self, log_path: Path, port: int | None = None) -> None:
+    def __init__(self, log_path: Path, port: int | None = None, advertised_port: int | None = None) -> None:
+        """``advertised_port``: where clients are told to connect (a proxy in front of it), if not ``port``."""
         self.port = port or free_port()
-        self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        self.bootstrap_servers = f"127.0.0.1:{advertised_port or self.port}"
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_seconds = 0.0
 
     def __enter__(self) -> Tansu:
         started = time.monotonic()
-        url = f"tcp://{self.bootstrap_servers}"
+        url, advertised = f"tcp://127.0.0.1:{self.port}", f"tcp://{self.bootstrap_servers}"
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
-                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
+                [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", advertised, "--storage-engine", "memory://tansu/"],
                 stdout=log, stderr=subprocess.STDOUT,
             )
         try:
