@@ -19,7 +19,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from eventstore.codec import AvroCodec
 from eventstore.exceptions import ConfigurationError, DeliveryError, KafkaClientError, KafkaUnavailableError, MissingTopicError, StaleAppendError
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.appends import Append, Fence, admitted, appends_in, events_of
+from eventstore.kafka.appends import Append, Fence, admitted, appends_in
 from eventstore.kafka.records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of, topic_partition, where_of
 from eventstore.log import ParkedRecord, StoredEvent
 from eventstore.position import where
@@ -78,7 +78,7 @@ class Publisher:
             self._errors.append(f"{msg.topic()}: {err.str()}")
 
     def produce(
-        self, topic: str, key: str, value: bytes, headers: Headers, on_placed: Callable[[int, int], None] | None = None,
+        self, topic: str, key: str, value: bytes, headers: Headers | None, on_placed: Callable[[int, int], None] | None = None,
     ) -> None:
         """``on_placed(partition, offset)`` once the record is confirmed (a Publisher that ``report_offsets``)."""
         callback = self._on_delivery if on_placed is None else functools.partial(self._placed, on_placed)
@@ -197,10 +197,17 @@ def topic_pages(
     is not an append at all is logged and skipped (the live consumers dead-letter it).
     """
     fence = Fence()
+    heads: dict[str, str] = {}  # each plan's last hash: the chain the records leave out is computed on from it
     follower = TopicFollower(settings, settings.topics.events)
     try:
         for page in follower.pages():
-            yield events_of(admitted(appends_in(codec, page, _skip), fence, on_conflict))
+            events: list[StoredEvent] = []
+            for append in admitted(appends_in(codec, page, _skip), fence, on_conflict):
+                if append.events:
+                    chained = append.chained(heads.get(append.plan_uuid, ""))
+                    heads[append.plan_uuid] = chained[-1].hash
+                    events.extend(chained)
+            yield events
     finally:
         follower.close()
 

@@ -21,6 +21,7 @@ judged, and every other reader of the topic consumes it through the fence in its
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
@@ -79,6 +80,8 @@ class KafkaEventLog:
         #: Where the cluster put each pending append: (partition, offset).
         self._placed: dict[str, tuple[int, int]] = {}
         self._listener = listener
+        #: Append ids: a count, unique with ``writer`` (an instance's own), cheaper and shorter than a uuid.
+        self._count = itertools.count(1)
         #: Records folded from the events topic by this log, not counting its own appends judged
         #: where they landed (what a restart on a stored state saves).
         self.records_read = 0
@@ -148,8 +151,12 @@ class KafkaEventLog:
             appends = [append_from(self._pending[i][0].record, where, offset) for offset, i in placed]
             self._judge(appends, {where: first + len(placed)})
 
+    def _mine_of(self, append: Append) -> tuple[PreparedAppend, AppendRequest] | None:
+        """The pending append this is, if this writer wrote it (an append id is unique per writer only)."""
+        return self._pending.get(append.append_id) if append.writer == self.writer else None
+
     def _stood(self, append: Append) -> None:
-        mine = self._pending.get(append.append_id)
+        mine = self._mine_of(append)
         first = append.position if append.events else None
         if mine is not None:  # our own append: its record and plan are known, nothing to decode
             self._results[append.append_id] = True
@@ -163,7 +170,7 @@ class KafkaEventLog:
             self._listener(append, mine[1].plan if mine is not None else None)
 
     def _lost(self, append: Append, error: StaleAppendError) -> None:
-        mine = self._pending.get(append.append_id)
+        mine = self._mine_of(append)
         if mine is not None:  # ours lost: say so where operators look, once, from the writer that lost
             self._results[append.append_id] = False
             self._dead.park(ParkedRecord(append.source, append.position, append.plan_uuid, mine[0].value), "fence", error)
@@ -236,13 +243,12 @@ class KafkaEventLog:
                 continue
             batch.add(r.command.command_id)
             prepared = prepare_append(
-                self._codec, command_id=r.command.command_id, command_type=r.command.command_type, plan_uuid=r.plan_uuid,
+                self._codec, append_id=str(next(self._count)), command_id=r.command.command_id, command_type=r.command.command_type, plan_uuid=r.plan_uuid,
                 expected_version=r.expected_version, writer=self.writer, appended_at=time.time_ns() // 1000,
                 outcome=r.command.outcome, reason=r.command.reason, events=r.events, previous_hash=head, command=r.command.body,
             )
-            self._publisher.produce(
-                self._settings.topics.events, r.plan_uuid, prepared.value, prepared.headers,
-                functools.partial(self._on_placed, prepared.append_id),
+            self._publisher.produce(  # no headers: the value says everything a reader needs
+                self._settings.topics.events, r.plan_uuid, prepared.value, None, functools.partial(self._on_placed, prepared.append_id),
             )
             self._pending[prepared.append_id] = (prepared, r)
             self._mine[prepared.value] = prepared.record

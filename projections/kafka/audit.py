@@ -72,10 +72,24 @@ class AuditTrail:
 
     # ---------------------------------------------------------------- recording (inside a write transaction)
 
+    def _heads(self, uuids: Iterable[str]) -> dict[str, str]:
+        """Each plan's last hash in the trail: where the chain of a record that carries only its last one goes on from."""
+        rows = rows_for(
+            self.db.conn.execute,
+            "SELECT e.plan_uuid, e.hash FROM trail_events e JOIN (SELECT plan_uuid, max(version) AS version FROM trail_events"
+            " WHERE plan_uuid IN ({keys}) GROUP BY plan_uuid) m ON e.plan_uuid = m.plan_uuid AND e.version = m.version",
+            uuids,
+        )
+        return dict(rows)
+
     def record(self, appends: Sequence[Append], conflicts: Sequence[tuple[Append, StaleAppendError]]) -> None:
         commands: list[tuple[object, ...]] = []
         events: list[tuple[object, ...]] = []
+        heads = self._heads({a.plan_uuid for a in appends if a.events and not all(e.hash for e in a.events)})
         for append in appends:
+            chained = append.chained(heads.get(append.plan_uuid, ""))
+            if chained:
+                heads[append.plan_uuid] = chained[-1].hash
             c = command_record(self._codec, append)
             commands.append((
                 c.plan_uuid, append.position, append.source, c.command_id, c.command_type, c.issued_by, c.origin,
@@ -83,7 +97,7 @@ class AuditTrail:
             ))
             events.extend(
                 (e.plan_uuid, e.version, e.position, e.source, e.event_id, e.event_type, e.command_id, e.occurred_at, e.body, e.hash)
-                for e in append.events
+                for e in chained
             )
         self.db.conn.executemany(
             "INSERT OR REPLACE INTO trail_commands (plan_uuid, position, source, command_id, command_type, issued_by, origin,"

@@ -601,8 +601,9 @@ class Run:
                         f"from the first command sent to the read model done) over {len(commands)} commands handled",
         }
         result["serve_memory_mb"] = [s.stats.memory_mb() for s in serves]
-        if stored0 is not None:
-            stored = self.events_stored() - stored0
+        stored1 = self.events_stored() if stored0 is not None else None
+        if stored0 is not None and stored1 is not None:
+            stored = stored1 - stored0
             result["events_topic"] = {
                 "bytes_per_event": round(stored.bytes / events, 1) if events else None,
                 "bytes_per_record": round(stored.bytes / stored.records, 1) if stored.records else None,
