@@ -181,6 +181,7 @@ class KafkaCommandHandler:
             else:  # not committed, and read again from the batch's start: its handled ids keep them from taking effect twice
                 self._stale = True
                 self._rewind(messages)
+        self.log.checkpoint()
         return len(messages)
 
     def _rewind(self, messages: list[Message]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from confluent_kafka.admin import AdminClient
@@ -250,13 +250,15 @@ def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> bool:
     A member that lost its partitions meanwhile cannot commit: its records go to their new owner,
     which handles them again (every effect is idempotent). That is no error: returns False.
     """
-    last: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        last[(msg.topic() or "", partition_of(msg))] = offset_of(msg)
-    if not last:
+    return commit_positions(consumer, positions_reached(messages))
+
+
+def commit_positions(consumer: Consumer, positions: Mapping[str, int]) -> bool:
+    """``commit_offsets`` of positions (``topic/partition`` -> offset + 1 of the last record done)."""
+    if not positions:
         return True
     try:
-        consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+        consumer.commit(offsets=[topic_partition(source, position) for source, position in positions.items()], asynchronous=False)
     except KafkaException as exc:
         error = exc.args[0] if exc.args else None
         if isinstance(error, KafkaError) and error.code() in _LOST_PARTITIONS:
@@ -266,6 +268,12 @@ def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> bool:
     return True
 
 
-def subscribe(consumer: Consumer, topic: str, on_assign: Callable[[Consumer, list[TopicPartition]], Any]) -> None:
+def subscribe(
+    consumer: Consumer, topic: str, on_assign: Callable[[Consumer, list[TopicPartition]], Any],
+    on_revoke: Callable[[Consumer, list[TopicPartition]], Any] | None = None,
+) -> None:
     partitions_of(consumer, topic)  # a missing topic is an error, not a wait for it
-    consumer.subscribe([topic], on_assign=on_assign)
+    if on_revoke is None:
+        consumer.subscribe([topic], on_assign=on_assign)
+    else:
+        consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)

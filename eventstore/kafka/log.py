@@ -94,12 +94,13 @@ class KafkaEventLog:
         self._publisher.flush()
         if self._follower is not None:
             self._follower.close()
+        self.state.commit()  # only judged appends are pending: each one is on the topic, as its position says
         self.state.close()
 
     # ---------------------------------------------------------------- reading the topic forward
 
     def refresh(self, wait_s: float = 0.0) -> None:
-        """Read every partition to its end through the fence, folding each page into the state in one commit.
+        """Read every partition to its end through the fence, folding each page into the state.
 
         Up to ``wait_s`` is spent waiting for a first record when the log was current already.
         Our own appends that were judged where they landed come back too, and are skipped.
@@ -121,11 +122,18 @@ class KafkaEventLog:
             raise
 
     def _judge(self, appends: list[Append], positions: Mapping[str, int]) -> None:
-        """Judge appends read (or placed) in partition order at the fence, and fold what stands, with the positions, in one commit."""
+        """Judge appends read (or placed) in partition order at the fence, and fold what stands into the
+        state with the positions (written with them when the store says it is due)."""
         for append in admitted(appends, self._fence, self._lost):
             self._stood(append)
-        self.state.commit(positions)
-        self._fence.forget()  # the versions are in the store now
+        self.state.stage(positions)
+        self.checkpoint()
+        self._fence.forget()  # the versions are in the store now (pending ones included)
+
+    def checkpoint(self) -> None:
+        """Write the state's pending changes if they are due: a part calls it on every poll, idle or not."""
+        if self.state.due:
+            self.state.commit()
 
     def _judge_where_placed(self) -> None:
         """Our appends that landed one after another right where this log's state of their partition ends.

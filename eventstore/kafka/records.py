@@ -38,8 +38,10 @@ def offset_of(msg: Message) -> int:
     return -1 if offset is None else offset
 
 
+@lru_cache(maxsize=4096)
 def partition_source(topic: str, partition: int) -> str:
-    """The ``topic/partition`` key every stored position of a Kafka partition is kept under."""
+    """The ``topic/partition`` key every stored position of a Kafka partition is kept under
+    (cached: asked several times for every record a part reads, of a handful of partitions)."""
     return f"{topic}/{partition}"
 
 

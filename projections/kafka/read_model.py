@@ -76,6 +76,7 @@ class KafkaReadModelPart:
         t = settings.topics
         self._events = t.events
         self._notifications = (t.notification_topic("INFO"), t.notification_topic("ERROR"))
+        self._priorities = {t.notification_topic(p): p for p in ("INFO", "ERROR")}
         # A query waits for its own model's catch-up: the fetch is prompt and reads far ahead.
         self.consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=not park_to_topic, catch_up=not park_to_topic))
         self._at_end: dict[str, bool] = {}
@@ -196,7 +197,7 @@ class KafkaReadModelPart:
                 (fresh_events if is_events else fresh_notes).extend(kept)
                 reached[source] = last
             self._apply_events(fresh_events, applied)
-            self.trail.record_notifications(fresh_notes)
+            self.trail.record_notifications(fresh_notes, self._priorities)
             for source, position in reached.items():
                 self.trail.track(source, position)
             if self._publisher is not None:
