@@ -38,12 +38,14 @@ def read_appends(
     codec: AvroCodec, messages: Sequence[Message], dead: DeadLetterSink, stage: str,
 ) -> tuple[list[Append], Callable[[StoredEvent, Exception], None]]:
     """The appends these records are (a record that is not one is parked), and how to park the record of an event."""
-    by_place = {(source_of(msg), offset_of(msg) + 1): msg for msg in messages}
 
     def park(msg: Message, error: Exception) -> None:
         dead.park(parked_record(msg), stage, error)
 
-    return appends_in(codec, messages, park), lambda event, error: park(by_place[(event.source, event.position)], error)
+    def park_event(event: StoredEvent, error: Exception) -> None:  # rare: the record is looked for only then
+        park(next(m for m in messages if source_of(m) == event.source and offset_of(m) + 1 == event.position), error)
+
+    return appends_in(codec, messages, park), park_event
 
 
 @guarded(kafka_error, sqlite_error)

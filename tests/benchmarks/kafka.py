@@ -69,6 +69,8 @@ from eventstore.codec import AvroCodec
 from eventstore.config import system_clock
 from eventstore.domain.messages import Command, to_record
 from eventstore.kafka.admin import init_topics
+from eventstore.kafka.appends import appends_in
+from eventstore.kafka.io import TopicFollower
 from eventstore.kafka.config import KafkaSettings, Topics
 from eventstore.kafka.records import Headers, header_map, record_headers
 
@@ -614,6 +616,17 @@ class Run:
         result["load_after"] = load_average()
         return result
 
+    def events_counted(self) -> tuple[StoredSize, int] | None:
+        """The events topic as stored, and how many events its records hold (read back after the phases, not timed)."""
+        stored = self.events_stored()
+        if stored is None:
+            return None
+        follower = TopicFollower(self.settings, self.settings.topics.events)
+        try:
+            return stored, sum(len(a.events) for page in follower.pages() for a in appends_in(self.codec, page, lambda m, e: None))
+        finally:
+            follower.close()
+
     def events_stored(self) -> StoredSize | None:
         """The events topic as the broker stores it (None if it cannot be read so)."""
         try:
@@ -675,6 +688,13 @@ class Run:
         if found:
             result["cancel_to_first_notification"] = percentiles(found)
         return result
+
+
+def per_event(stored: StoredSize, events: int, measured: str) -> dict[str, Any]:
+    return {
+        "bytes_per_event": round(stored.bytes / events, 1) if events else None, "bytes": stored.bytes, "records": stored.records,
+        "batches": stored.batches, "events": events, "measured": measured,
+    }
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -927,10 +947,18 @@ def run_all(args: argparse.Namespace, procs: Processes, workdir: Path) -> dict[s
     if (frames := profiler.stop()) is not None:
         report["throughput"]["profile"] = frames
     log(f"latency: {args.latency_samples} cancels at {args.latency_rate}/s")
+    before = run.events_counted()
     try:
         report["latency"] = run.latency(args.latency_samples, args.latency_rate, [serve])
     except NotDone as exc:
         report["latency"] = {"error": str(exc)}
+    after = run.events_counted()
+    if before is not None and after is not None:
+        report["latency"]["events_topic"] = per_event(after[0] - before[0], after[1] - before[1], (
+            "record batches the phase added to the events topic as the broker stores them, over the events they hold "
+            "(counted by reading them back): its registrations come in a burst, its cancels one record per batch"
+        ))
+        report["events_topic_whole_run"] = per_event(after[0], after[1], "every record batch on the events topic after the latency phase, over every event it holds")
     log(f"queries at {len(run.plans)} plans")
     report["queries_small"] = {"log_plans": len(run.plans), **queries(serve.env, run.plans[-1], args.timeout)}
     if args.scale_plans > 0:
