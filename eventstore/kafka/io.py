@@ -144,6 +144,19 @@ class TopicFollower:
     def close(self) -> None:
         self.consumer.close()
 
+    def pause(self) -> None:
+        """Stop fetching until ``rewind``: a reader that reads only now and then holds nothing fetched ahead meanwhile."""
+        self.consumer.pause([TopicPartition(self.topic, p) for p in self.partitions])
+
+    def rewind(self, start: Callable[[int], int]) -> None:
+        """Read on from these offsets (each partition's), fetching again, every partition's end to be found again.
+
+        Sought while paused: what was fetched before is dropped, never handed over out of order."""
+        for p in self.partitions:
+            self.consumer.seek(TopicPartition(self.topic, p, start(p)))
+        self.consumer.resume([TopicPartition(self.topic, p) for p in self.partitions])
+        self._at_end = dict.fromkeys(self.partitions, False)
+
     def poll(self, timeout: float) -> list[Message]:
         """Whatever arrives within ``timeout``; notes which partitions have reached their end."""
         out = []

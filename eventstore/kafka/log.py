@@ -5,8 +5,11 @@ Once the cluster confirms an append, one that lost to another writer's raises
 ``StaleVersionError``, as the SQLite log's unique key does. ``append_all``, the handler's path,
 does a batch with one flush. Where the delivery reports say a partition's records of ours landed
 one after another right where the state ends, nothing can stand between them: the fence judges
-them at once from the records written (the follower skips them when they come back). Elsewhere
-they are judged as read back. Each append chains on the hash of the version it was decided on,
+them at once from the records written, and they are never fetched back. Elsewhere (another
+writer's record landed first) the partition is read back from where the state ends and they are
+judged there. The topic is read only then, at the first append and when the handler asks (after
+a rebalance or a failure): in between the follower is paused, and a decision made on a state
+another writer has moved on loses at the fence and is made again. Each append chains on the hash of the version it was decided on,
 so that version must be one this log has read: one decided on appends it has not fetched yet
 waits a moment for them, and is refused as stale if they do not come.
 
@@ -85,10 +88,16 @@ class KafkaEventLog:
         #: Records folded from the events topic by this log, not counting its own appends judged
         #: where they landed (what a restart on a stored state saves).
         self.records_read = 0
+        #: Whether this log has read the topic (to its end) at least once.
+        self.has_read = False
 
     def _follow(self) -> TopicFollower:
-        topic = self._settings.topics.events
-        return TopicFollower(self._settings, topic, start=lambda p: self.state.position(partition_source(topic, p)) or OFFSET_BEGINNING)
+        self._paused = False
+        return TopicFollower(self._settings, self._settings.topics.events, start=self._start)
+
+    def _start(self, partition: int) -> int:
+        """Where reading a partition goes on: the state's position of it (its next offset)."""
+        return self.state.position(partition_source(self._settings.topics.events, partition)) or OFFSET_BEGINNING
 
     def close(self) -> None:
         self._publisher.flush()
@@ -109,6 +118,8 @@ class KafkaEventLog:
         """
         if self._follower is None:
             self._follower = self._follow()
+        elif self._paused:  # read on from where the state is: our own appends judged where they landed are not fetched again
+            self._follower.rewind(self._start)
         try:
             for page in self._follower.pages(wait_s=wait_s):
                 page = [msg for msg in page if offset_of(msg) >= self.state.position(source_of(msg))]
@@ -120,6 +131,8 @@ class KafkaEventLog:
             follower, self._follower = self._follower, None  # opened again at the stored positions
             follower.close()
             raise
+        self._follower.pause()  # nothing fetched until the next read: most appends are judged where they land
+        self._paused = self.has_read = True
 
     def _judge(self, appends: list[Append], positions: Mapping[str, int]) -> None:
         """Judge appends read (or placed) in partition order at the fence, and fold what stands into the
@@ -199,8 +212,15 @@ class KafkaEventLog:
         return result
 
     def append_all(self, requests: Sequence[AppendRequest], timeout_s: float = 60.0) -> list[AppendResult]:
-        """Append each request in order with one flush (and a read-back where needed); each result says whether it stood."""
-        self.refresh()
+        """Append each request in order with one flush (and a read-back where needed); each result says whether it stood.
+
+        The topic is read first only if this log never has: an append decided on a state that
+        another writer moved on meanwhile lands after that writer's record, is read back there and
+        loses at the fence, so reading before every batch would only save that rare retry, at the
+        price of a fetch for every batch.
+        """
+        if not self.has_read:
+            self.refresh()
         try:
             return self._append_all(requests, timeout_s)
         finally:
