@@ -94,8 +94,9 @@ class KafkaTranslatorPart:
         consumer.assign(partitions)
 
     def poll(self, timeout: float = 0.2) -> int:
-        messages = [m for m in next_batch(self.consumer, 1000, timeout) if m.error() is None]
-        try:
+        messages: list[Message] = []
+        try:  # a revocation confirms inside the poll: what it could not confirm is read again too
+            messages = [m for m in next_batch(self.consumer, 1000, timeout) if m.error() is None]
             if messages:
                 appends, park = read_appends(self._codec, messages, self._dead, self.GROUP)
                 self._apply(messages, [a for a in appends if a.position > self.state.position(a.source)], park)
