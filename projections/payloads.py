@@ -142,8 +142,11 @@ def indicator_list(src: Any) -> Any:
 
 def interval_seconds(src: Any) -> int | None:
     """TerseAuditPayload 1.0's interval is an integer: seconds, or null (a cron string cannot be one)."""
+    interval = src.interval
+    if interval is None:  # the usual case, told apart without raising (a raise cost more than the payload)
+        return None
     try:
-        return int(src.interval)
+        return int(interval)
     except (TypeError, ValueError):  # null, or a cron string
         return None
 

@@ -26,10 +26,11 @@ from eventstore.faults import fault_point
 from eventstore.exceptions import CorruptRecordError, PoisonRecordError, StaleAppendError, UnknownSchemaError
 from eventstore.log import NewEvent, StoredEvent, chain_hash
 from eventstore.position import where
-from eventstore.kafka.records import Headers, offset_of, record_headers, source_of
-from eventstore.frozen import quick_init
+from eventstore.kafka.records import offset_of, source_of
+from eventstore.frozen import changed, quick_init
 
 RECORD = "EventsAppended"
+
 
 def new_writer_id() -> str:
     """Who appends: what `audit` and `dlq` show for a conflict."""
@@ -68,60 +69,77 @@ class Append:
     def last_hash(self) -> str | None:
         return self.events[-1].hash if self.events else None
 
+    def chained(self, previous: str) -> tuple[StoredEvent, ...]:
+        """Its events with every hash, chained on from ``previous`` (the plan's hash before them).
+
+        A hash the record carries is kept as it is, even one the chain would not give, so that
+        ``verify`` finds the break where it is; only the ones left out are computed.
+        """
+        if all(e.hash for e in self.events):
+            return self.events
+        out = []
+        for e in self.events:
+            previous = e.hash or chain_hash(previous, e.body)
+            out.append(e if e.hash else changed(e, hash=previous))
+        return tuple(out)
+
 
 @quick_init
 @dataclass(frozen=True)
 class PreparedAppend:
-    """An append ready to produce: its record, headers, and the chain head it leaves."""
+    """An append ready to produce: its record and the chain head it leaves."""
 
     append_id: str
     value: bytes
-    headers: Headers
     last_hash: str
     #: What ``value`` encodes: read back, the writer builds its ``Append`` from this, not decoding again.
     record: Mapping[str, Any]
 
 
 def prepare_append(
-    codec: AvroCodec, *, command_id: str, command_type: str, plan_uuid: str, expected_version: int, writer: str,
+    codec: AvroCodec, *, append_id: str | None = None, command_id: str, command_type: str, plan_uuid: str, expected_version: int, writer: str,
     appended_at: int, outcome: str, reason: str, events: Sequence[NewEvent], previous_hash: str, command: bytes = b"",
 ) -> PreparedAppend:
-    """Encode one command's events as one record, chaining each event's hash to the previous one."""
+    """Encode one command's events as one record, chaining each event's hash to the previous one.
+
+    Only the last hash travels (``head``, raw): every other one follows from it and the bodies,
+    and 64 hex characters per event were a quarter of the record. ``append_id``: the writer's
+    count (``KafkaEventLog``); a uuid for anyone else.
+    """
+    append_id = append_id or str(uuid.uuid4())
     items = []
     head = previous_hash
     for i, event in enumerate(events):
         if i == 1:
             fault_point("kill-between-events")  # a crash here must leave none of them
         head = chain_hash(head, event.body)
-        items.append({
-            "event_id": event.event_id, "event_type": event.event_type, "occurred_at": event.occurred_at,
-            "body": event.body, "hash": head,
-        })
-    append_id = str(uuid.uuid4())
+        items.append({"event_id": event.event_id, "event_type": event.event_type, "occurred_at": event.occurred_at, "body": event.body, "hash": ""})
     record = {
         "append_id": append_id, "command_id": command_id, "command_type": command_type, "plan_uuid": plan_uuid,
         "expected_version": expected_version, "writer": writer, "appended_at": appended_at, "outcome": outcome,
-        "reason": reason, "command": command, "events": items,
+        "reason": reason, "command": command, "events": items, "head": bytes.fromhex(head) if items else b"",
     }
-    value = codec.encode(RECORD, record)
-    headers = record_headers(
-        type_=RECORD, id_=append_id, subject=plan_uuid, time_us=appended_at, content_type="application/avro",
-        fingerprint=codec.fingerprint_of(RECORD), sequence=expected_version + len(items),
-        extra=(("watcher_es_command_id", command_id), ("watcher_es_expected_version", str(expected_version)), ("watcher_es_writer", writer)),
-    )
-    return PreparedAppend(append_id, value, headers, head, record)
+    return PreparedAppend(append_id, codec.encode(RECORD, record), head, record)
 
 
 def append_from(r: Mapping[str, Any], source: str, offset: int) -> Append:
-    """An ``EventsAppended`` record's fields as the ``Append`` found at this place."""
+    """An ``EventsAppended`` record's fields as the ``Append`` found at this place.
+
+    Since 0.3.0 only the last event's hash is in the record (``head``): the others are left
+    empty here, for the readers that show them to chain on (``Append.chained``).
+    """
     position = offset + 1
     first = r["expected_version"] + 1
+    items = r["events"]
+    head = r.get("head")
+    last = len(items) - 1
     events = tuple(
         StoredEvent(
             position=position, plan_uuid=r["plan_uuid"], version=first + i, event_id=e["event_id"], event_type=e["event_type"],
-            command_id=r["command_id"], occurred_at=e["occurred_at"], body=e["body"], hash=e["hash"], source=source,
+            command_id=r["command_id"], occurred_at=e["occurred_at"], body=e["body"],
+            hash=head.hex() if head and i == last else e["hash"], source=source,
         )
-        for i, e in enumerate(r["events"])
+        for i, e in enumerate(items)
     )
     return Append(
         r["append_id"], r["command_id"], r["command_type"], r["plan_uuid"], r["expected_version"], r["writer"],

@@ -164,8 +164,8 @@ class KafkaCommandHandler:
             raise
 
     def _handle(self, messages: list[Message]) -> int:
-        if self._stale or messages:  # a decision on a stale state loses at the fence: being current only saves a retry
-            self.log.refresh(wait_s=0.01 if self._stale else 0.0)
+        if self._stale:  # after a (re)assignment or a failure; otherwise a decision on a stale state loses at the fence and is retried
+            self.log.refresh(wait_s=0.01)
             self._stale = False
         commands: list[tuple[Command, bytes]] = []
         for msg in messages:
@@ -191,6 +191,7 @@ class KafkaCommandHandler:
             else:  # not committed, and read again from the batch's start: its handled ids keep them from taking effect twice
                 self._stale = True
                 self._rewind(messages)
+        self.log.checkpoint()
         return len(messages)
 
     def _rewind(self, messages: list[Message]) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from confluent_kafka.admin import AdminClient
@@ -23,7 +23,7 @@ from eventstore.exceptions import (
 )
 from eventstore.kafka.client_log import CLIENT_LOG, unreachable, why
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.appends import Append, Fence, admitted, appends_in, events_of
+from eventstore.kafka.appends import Append, Fence, admitted, appends_in
 from eventstore.kafka.records import Headers, dead_letter_headers, header_pairs, offset_of, partition_of, source_of, topic_partition, where_of
 from eventstore.log import ParkedRecord, StoredEvent
 from eventstore.position import where
@@ -82,7 +82,7 @@ class Publisher:
             self._errors.append(f"{msg.topic()}: {err.str()}")
 
     def produce(
-        self, topic: str, key: str, value: bytes, headers: Headers, on_placed: Callable[[int, int], None] | None = None,
+        self, topic: str, key: str, value: bytes, headers: Headers | None, on_placed: Callable[[int, int], None] | None = None,
     ) -> None:
         """``on_placed(partition, offset)`` once the record is confirmed (a Publisher that ``report_offsets``)."""
         callback = self._on_delivery if on_placed is None else functools.partial(self._placed, on_placed)
@@ -150,6 +150,19 @@ class TopicFollower:
     def close(self) -> None:
         self.consumer.close()
 
+    def pause(self) -> None:
+        """Stop fetching until ``rewind``: a reader that reads only now and then holds nothing fetched ahead meanwhile."""
+        self.consumer.pause([TopicPartition(self.topic, p) for p in self.partitions])
+
+    def rewind(self, start: Callable[[int], int]) -> None:
+        """Read on from these offsets (each partition's), fetching again, every partition's end to be found again.
+
+        Sought while paused: what was fetched before is dropped, never handed over out of order."""
+        for p in self.partitions:
+            self.consumer.seek(TopicPartition(self.topic, p, start(p)))
+        self.consumer.resume([TopicPartition(self.topic, p) for p in self.partitions])
+        self._at_end = dict.fromkeys(self.partitions, False)
+
     def poll(self, timeout: float) -> list[Message]:
         """Whatever arrives within ``timeout``; notes which partitions have reached their end."""
         out = []
@@ -203,10 +216,17 @@ def topic_pages(
     is not an append at all is logged and skipped (the live consumers dead-letter it).
     """
     fence = Fence()
+    heads: dict[str, str] = {}  # each plan's last hash: the chain the records leave out is computed on from it
     follower = TopicFollower(settings, settings.topics.events)
     try:
         for page in follower.pages():
-            yield events_of(admitted(appends_in(codec, page, _skip), fence, on_conflict))
+            events: list[StoredEvent] = []
+            for append in admitted(appends_in(codec, page, _skip), fence, on_conflict):
+                if append.events:
+                    chained = append.chained(heads.get(append.plan_uuid, ""))
+                    heads[append.plan_uuid] = chained[-1].hash
+                    events.extend(chained)
+            yield events
     finally:
         follower.close()
 
@@ -253,13 +273,15 @@ def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> bool:
     A member that lost its partitions meanwhile cannot commit: its records go to their new owner,
     which handles them again (every effect is idempotent). That is no error: returns False.
     """
-    last: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        last[(msg.topic() or "", partition_of(msg))] = offset_of(msg)
-    if not last:
+    return commit_positions(consumer, positions_reached(messages))
+
+
+def commit_positions(consumer: Consumer, positions: Mapping[str, int]) -> bool:
+    """``commit_offsets`` of positions (``topic/partition`` -> offset + 1 of the last record done)."""
+    if not positions:
         return True
     try:
-        consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in last.items()], asynchronous=False)
+        consumer.commit(offsets=[topic_partition(source, position) for source, position in positions.items()], asynchronous=False)
     except KafkaException as exc:
         error = exc.args[0] if exc.args else None
         if isinstance(error, KafkaError) and error.code() in _LOST_PARTITIONS:
@@ -269,6 +291,12 @@ def commit_offsets(consumer: Consumer, messages: Iterable[Message]) -> bool:
     return True
 
 
-def subscribe(consumer: Consumer, topic: str, on_assign: Callable[[Consumer, list[TopicPartition]], Any]) -> None:
+def subscribe(
+    consumer: Consumer, topic: str, on_assign: Callable[[Consumer, list[TopicPartition]], Any],
+    on_revoke: Callable[[Consumer, list[TopicPartition]], Any] | None = None,
+) -> None:
     partitions_of(consumer, topic)  # a missing topic is an error, not a wait for it
-    consumer.subscribe([topic], on_assign=on_assign)
+    if on_revoke is None:
+        consumer.subscribe([topic], on_assign=on_assign)
+    else:
+        consumer.subscribe([topic], on_assign=on_assign, on_revoke=on_revoke)

@@ -5,8 +5,11 @@ Once the cluster confirms an append, one that lost to another writer's raises
 ``StaleVersionError``, as the SQLite log's unique key does. ``append_all``, the handler's path,
 does a batch with one flush. Where the delivery reports say a partition's records of ours landed
 one after another right where the state ends, nothing can stand between them: the fence judges
-them at once from the records written (the follower skips them when they come back). Elsewhere
-they are judged as read back. Each append chains on the hash of the version it was decided on,
+them at once from the records written, and they are never fetched back. Elsewhere (another
+writer's record landed first) the partition is read back from where the state ends and they are
+judged there. The topic is read only then, at the first append and when the handler asks (after
+a rebalance or a failure): in between the follower is paused, and a decision made on a state
+another writer has moved on loses at the fence and is made again. Each append chains on the hash of the version it was decided on,
 so that version must be one this log has read: one decided on appends it has not fetched yet
 waits a moment for them, and is refused as stale if they do not come.
 
@@ -21,6 +24,7 @@ judged, and every other reader of the topic consumes it through the fence in its
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
@@ -79,24 +83,33 @@ class KafkaEventLog:
         #: Where the cluster put each pending append: (partition, offset).
         self._placed: dict[str, tuple[int, int]] = {}
         self._listener = listener
+        #: Append ids: a count, unique with ``writer`` (an instance's own), cheaper and shorter than a uuid.
+        self._count = itertools.count(1)
         #: Records folded from the events topic by this log, not counting its own appends judged
         #: where they landed (what a restart on a stored state saves).
         self.records_read = 0
+        #: Whether this log has read the topic (to its end) at least once.
+        self.has_read = False
 
     def _follow(self) -> TopicFollower:
-        topic = self._settings.topics.events
-        return TopicFollower(self._settings, topic, start=lambda p: self.state.position(partition_source(topic, p)) or OFFSET_BEGINNING)
+        self._paused = False
+        return TopicFollower(self._settings, self._settings.topics.events, start=self._start)
+
+    def _start(self, partition: int) -> int:
+        """Where reading a partition goes on: the state's position of it (its next offset)."""
+        return self.state.position(partition_source(self._settings.topics.events, partition)) or OFFSET_BEGINNING
 
     def close(self) -> None:
         self._publisher.flush()
         if self._follower is not None:
             self._follower.close()
+        self.state.commit()  # only judged appends are pending: each one is on the topic, as its position says
         self.state.close()
 
     # ---------------------------------------------------------------- reading the topic forward
 
     def refresh(self, wait_s: float = 0.0) -> None:
-        """Read every partition to its end through the fence, folding each page into the state in one commit.
+        """Read every partition to its end through the fence, folding each page into the state.
 
         Up to ``wait_s`` is spent waiting for a first record when the log was current already.
         Our own appends that were judged where they landed come back too, and are skipped.
@@ -105,6 +118,8 @@ class KafkaEventLog:
         """
         if self._follower is None:
             self._follower = self._follow()
+        elif self._paused:  # read on from where the state is: our own appends judged where they landed are not fetched again
+            self._follower.rewind(self._start)
         try:
             for page in self._follower.pages(wait_s=wait_s):
                 page = [msg for msg in page if offset_of(msg) >= self.state.position(source_of(msg))]
@@ -116,13 +131,22 @@ class KafkaEventLog:
             follower, self._follower = self._follower, None  # opened again at the stored positions
             follower.close()
             raise
+        self._follower.pause()  # nothing fetched until the next read: most appends are judged where they land
+        self._paused = self.has_read = True
 
     def _judge(self, appends: list[Append], positions: Mapping[str, int]) -> None:
-        """Judge appends read (or placed) in partition order at the fence, and fold what stands, with the positions, in one commit."""
+        """Judge appends read (or placed) in partition order at the fence, and fold what stands into the
+        state with the positions (written with them when the store says it is due)."""
         for append in admitted(appends, self._fence, self._lost):
             self._stood(append)
-        self.state.commit(positions)
-        self._fence.forget()  # the versions are in the store now
+        self.state.stage(positions)
+        self.checkpoint()
+        self._fence.forget()  # the versions are in the store now (pending ones included)
+
+    def checkpoint(self) -> None:
+        """Write the state's pending changes if they are due: a part calls it on every poll, idle or not."""
+        if self.state.due:
+            self.state.commit()
 
     def _judge_where_placed(self) -> None:
         """Our appends that landed one after another right where this log's state of their partition ends.
@@ -148,8 +172,12 @@ class KafkaEventLog:
             appends = [append_from(self._pending[i][0].record, where, offset) for offset, i in placed]
             self._judge(appends, {where: first + len(placed)})
 
+    def _mine_of(self, append: Append) -> tuple[PreparedAppend, AppendRequest] | None:
+        """The pending append this is, if this writer wrote it (an append id is unique per writer only)."""
+        return self._pending.get(append.append_id) if append.writer == self.writer else None
+
     def _stood(self, append: Append) -> None:
-        mine = self._pending.get(append.append_id)
+        mine = self._mine_of(append)
         first = append.position if append.events else None
         if mine is not None:  # our own append: its record and plan are known, nothing to decode
             self._results[append.append_id] = True
@@ -163,7 +191,7 @@ class KafkaEventLog:
             self._listener(append, mine[1].plan if mine is not None else None)
 
     def _lost(self, append: Append, error: StaleAppendError) -> None:
-        mine = self._pending.get(append.append_id)
+        mine = self._mine_of(append)
         if mine is not None:  # ours lost: say so where operators look, once, from the writer that lost
             self._results[append.append_id] = False
             self._dead.park(ParkedRecord(append.source, append.position, append.plan_uuid, mine[0].value), "fence", error)
@@ -184,8 +212,15 @@ class KafkaEventLog:
         return result
 
     def append_all(self, requests: Sequence[AppendRequest], timeout_s: float = 60.0) -> list[AppendResult]:
-        """Append each request in order with one flush (and a read-back where needed); each result says whether it stood."""
-        self.refresh()
+        """Append each request in order with one flush (and a read-back where needed); each result says whether it stood.
+
+        The topic is read first only if this log never has: an append decided on a state that
+        another writer moved on meanwhile lands after that writer's record, is read back there and
+        loses at the fence, so reading before every batch would only save that rare retry, at the
+        price of a fetch for every batch.
+        """
+        if not self.has_read:
+            self.refresh()
         try:
             return self._append_all(requests, timeout_s)
         finally:
@@ -236,13 +271,12 @@ class KafkaEventLog:
                 continue
             batch.add(r.command.command_id)
             prepared = prepare_append(
-                self._codec, command_id=r.command.command_id, command_type=r.command.command_type, plan_uuid=r.plan_uuid,
+                self._codec, append_id=str(next(self._count)), command_id=r.command.command_id, command_type=r.command.command_type, plan_uuid=r.plan_uuid,
                 expected_version=r.expected_version, writer=self.writer, appended_at=time.time_ns() // 1000,
                 outcome=r.command.outcome, reason=r.command.reason, events=r.events, previous_hash=head, command=r.command.body,
             )
-            self._publisher.produce(
-                self._settings.topics.events, r.plan_uuid, prepared.value, prepared.headers,
-                functools.partial(self._on_placed, prepared.append_id),
+            self._publisher.produce(  # no headers: the value says everything a reader needs
+                self._settings.topics.events, r.plan_uuid, prepared.value, None, functools.partial(self._on_placed, prepared.append_id),
             )
             self._pending[prepared.append_id] = (prepared, r)
             self._mine[prepared.value] = prepared.record

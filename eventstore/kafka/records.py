@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, Final
 
 from confluent_kafka import Message, TopicPartition
 
@@ -38,8 +38,10 @@ def offset_of(msg: Message) -> int:
     return -1 if offset is None else offset
 
 
+@lru_cache(maxsize=4096)
 def partition_source(topic: str, partition: int) -> str:
-    """The ``topic/partition`` key every stored position of a Kafka partition is kept under."""
+    """The ``topic/partition`` key every stored position of a Kafka partition is kept under
+    (cached: asked several times for every record a part reads, of a handful of partitions)."""
     return f"{topic}/{partition}"
 
 
@@ -75,8 +77,10 @@ def parse_iso_micros(text: str) -> int:
     return int(dt.timestamp()) * 1_000_000 + dt.microsecond
 
 
+@lru_cache(maxsize=1024)
 def iso_of_oslo_timestamp(timestamp: str) -> str:
-    """``iso_micros`` of the instant an oslo timestamp (``YYYY-MM-DD HH:MM:SS.ffffff``) names, from its text."""
+    """``iso_micros`` of the instant an oslo timestamp (``YYYY-MM-DD HH:MM:SS.ffffff``) names, from its text
+    (cached: a command's events, and so their notifications, share their time)."""
     head, _, micros = timestamp.partition(".")
     return f"{head.replace(' ', 'T')}{'' if micros.strip('0') == '' else '.' + micros}Z"
 
@@ -90,16 +94,22 @@ def record_headers(
         if time_us is None:
             raise ValueError("record_headers needs time_us or time_text")
         time_text = iso_micros(time_us)
-    headers: list[tuple[str, str]] = [
-        ("ce_specversion", SPEC_VERSION), ("ce_id", id_), ("ce_source", SOURCE), ("ce_type", type_),
-        ("ce_subject", subject), ("ce_time", time_text), ("content-type", content_type),
+    headers: Headers = [
+        _SPEC_VERSION, ("ce_id", id_.encode()), _SOURCE, ("ce_type", _constant(type_)),
+        ("ce_subject", subject.encode()), ("ce_time", time_text.encode()), ("content-type", _constant(content_type)),
     ]
     if fingerprint is not None:
-        headers.append(("ce_dataschema", f"urn:avro:crc-64-avro:{fingerprint}"))
+        headers.append(("ce_dataschema", _constant(f"urn:avro:crc-64-avro:{fingerprint}")))
     if sequence is not None:
-        headers.append(("ce_sequence", str(sequence)))
-    headers.extend(extra)
-    return [(k, v.encode()) for k, v in headers]
+        headers.append(("ce_sequence", str(sequence).encode()))
+    headers.extend((k, v.encode()) for k, v in extra)
+    return headers
+
+
+_SPEC_VERSION: Final = ("ce_specversion", SPEC_VERSION.encode())
+_SOURCE: Final = ("ce_source", SOURCE.encode())
+#: Header values that recur on every record (types, content types, schemas): encoded once.
+_constant: Callable[[str], bytes] = lru_cache(maxsize=256)(str.encode)
 
 
 def header_pairs(headers: ReceivedHeaders) -> Headers:

@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import sqlite3
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
@@ -132,11 +133,18 @@ _POSITION = "INSERT INTO positions (source, position) VALUES (?, ?) ON CONFLICT 
 class PlanStateStore:
     """One part's state: plans, versions, chain heads, command records, positions; changed a batch at a time.
 
-    Changes (``mark``, ``put_plan``, ``put_command``) are pending until ``commit`` writes them
-    with the batch's positions in one transaction; reads see pending changes first. ``discard``
-    drops them (a batch that failed is read again from the stored positions). ``path=None`` is a
-    store in memory: a part that is given no file rebuilds at every start, as before.
+    Changes (``mark``, ``put_plan``, ``put_command``) and the positions they reach (``stage``) are
+    pending until ``commit`` writes them all in one transaction; reads see pending changes first.
+    ``discard`` drops them (what failed is read again from the stored positions). A part stages
+    every batch and commits when ``due``: the topic is the truth, so a store that lags it only
+    makes a restart read more of the tail, and a transaction per batch (each plan written again
+    for each of its commands) was a tenth of the handler's and the translator's work. ``path=None``
+    is a store in memory: a part that is given no file rebuilds at every start, as before.
     """
+
+    #: How long changes may stay pending (``due``), and how many commands at most.
+    COMMIT_EVERY_S: Final = 1.0
+    COMMIT_AFTER_COMMANDS: Final = 5_000
 
     def __init__(self, path: Path | None = None, cache_size: int = 10_000, changelog: str = "") -> None:
         self.path = path
@@ -158,6 +166,9 @@ class PlanStateStore:
         #: wrote: the writer asks for its batch's records right after the commit that folds them.
         self._looked_up: dict[str, CommandRecord | None] = {}
         self._positions: dict[str, int] = dict(self._conn.execute("SELECT source, position FROM positions").fetchall())
+        #: Positions the pending changes bring sources to.
+        self._staged: dict[str, int] = {}
+        self._committed_at = time.monotonic()
 
     def close(self) -> None:
         self.db.conn.close()
@@ -178,10 +189,15 @@ class PlanStateStore:
     # ---------------------------------------------------------------- reading
 
     def position(self, source: str) -> int:
-        """Where this store's state of ``source`` (``topic/partition``) stands: offset + 1 of the last record folded, 0 if none."""
-        return self._positions.get(source, 0)
+        """Where this store's state of ``source`` (``topic/partition``) stands, pending changes included:
+        offset + 1 of the last record folded, 0 if none."""
+        return self._staged.get(source) or self._positions.get(source, 0)
 
     def positions(self) -> dict[str, int]:
+        return {**self._positions, **self._staged}
+
+    def committed_positions(self) -> dict[str, int]:
+        """The positions on file: where a restart resumes."""
         return dict(self._positions)
 
     def versions(self, plan_uuids: Iterable[str]) -> dict[str, int]:
@@ -272,9 +288,25 @@ class PlanStateStore:
     def put_command(self, record: CommandRecord) -> None:
         self._commands[record.command_id] = record
 
-    def commit(self, positions: Mapping[str, int]) -> None:
-        """Write every pending change and the positions they bring each source to, in one transaction."""
-        positions = {s: p for s, p in positions.items() if p > self._positions.get(s, 0)}
+    def stage(self, positions: Mapping[str, int]) -> None:
+        """The positions the pending changes bring each source to: written with them by ``commit``."""
+        for source, position in positions.items():
+            if position > self.position(source):
+                self._staged[source] = position
+
+    @property
+    def due(self) -> bool:
+        """Pending changes that have waited long enough, or are many enough, to be written."""
+        if not (self._staged or self._marks or self._plans or self._commands):
+            return False
+        return len(self._commands) >= self.COMMIT_AFTER_COMMANDS or time.monotonic() - self._committed_at >= self.COMMIT_EVERY_S
+
+    def commit(self, positions: Mapping[str, int] | None = None) -> None:
+        """Write every pending change and the positions they bring each source to (staged, and
+        ``positions``), in one transaction."""
+        self.stage(positions or {})
+        self._committed_at = time.monotonic()
+        positions, self._staged = self._staged, {}
         if not (positions or self._marks or self._plans or self._commands):
             return
         try:
@@ -298,8 +330,8 @@ class PlanStateStore:
         self._marks, self._plans, self._commands = {}, {}, {}
 
     def discard(self) -> None:
-        """Forget every pending change (the batch is read again from the stored positions)."""
-        self._marks, self._plans, self._commands, self._looked_up = {}, {}, {}, {}
+        """Forget every pending change (what they came from is read again from the stored positions)."""
+        self._marks, self._plans, self._commands, self._looked_up, self._staged = {}, {}, {}, {}, {}
 
     def _remember(self, cache: OrderedDict[str, V], items: Mapping[str, V]) -> None:
         """Keep the items in a bounded LRU cache (none with ``cache_size`` 0)."""

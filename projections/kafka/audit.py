@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import sqlite_utils
@@ -34,9 +34,9 @@ from confluent_kafka import Message
 from eventstore.codec import AvroCodec
 from eventstore.exceptions import StaleAppendError
 from eventstore.kafka.appends import Append
-from eventstore.kafka.log import command_record
 from eventstore.kafka.records import header_map, offset_of, source_of, unwrap_oslo_envelope, where_of
 from eventstore.log import CommandRecord, RejectedAppend, StoredEvent
+from eventstore.frozen import changed
 from eventstore.position import where
 from eventstore.sqlite_support import rows_for
 
@@ -72,18 +72,34 @@ class AuditTrail:
 
     # ---------------------------------------------------------------- recording (inside a write transaction)
 
+    def _heads(self, uuids: Iterable[str]) -> dict[str, str]:
+        """Each plan's last hash in the trail: where the chain of a record that carries only its last one goes on from."""
+        rows = rows_for(
+            self.db.conn.execute,
+            "SELECT e.plan_uuid, e.hash FROM trail_events e JOIN (SELECT plan_uuid, max(version) AS version FROM trail_events"
+            " WHERE plan_uuid IN ({keys}) GROUP BY plan_uuid) m ON e.plan_uuid = m.plan_uuid AND e.version = m.version",
+            uuids,
+        )
+        return dict(rows)
+
     def record(self, appends: Sequence[Append], conflicts: Sequence[tuple[Append, StaleAppendError]]) -> None:
         commands: list[tuple[object, ...]] = []
         events: list[tuple[object, ...]] = []
+        heads = self._heads({a.plan_uuid for a in appends if a.events and not all(e.hash for e in a.events)})
         for append in appends:
-            c = command_record(self._codec, append)
+            chained = append.chained(heads.get(append.plan_uuid, ""))
+            if chained:
+                heads[append.plan_uuid] = chained[-1].hash
+            # Who asked, from where and when are in the command's own record: read when `audit` shows it, not
+            # decoded here for every command (a registration's is the whole plan). A record without one has none.
+            who = (None, None, None) if append.command else ("", "", append.appended_at)
             commands.append((
-                c.plan_uuid, append.position, append.source, c.command_id, c.command_type, c.issued_by, c.origin,
-                c.issued_at, c.body, c.outcome, c.reason, c.first_position,
+                append.plan_uuid, append.position, append.source, append.command_id, append.command_type, *who,
+                append.command, append.outcome, append.reason, append.position if append.events else None,
             ))
             events.extend(
                 (e.plan_uuid, e.version, e.position, e.source, e.event_id, e.event_type, e.command_id, e.occurred_at, e.body, e.hash)
-                for e in append.events
+                for e in chained
             )
         self.db.conn.executemany(
             "INSERT OR REPLACE INTO trail_commands (plan_uuid, position, source, command_id, command_type, issued_by, origin,"
@@ -102,8 +118,13 @@ class AuditTrail:
             ],
         )
 
-    def record_notifications(self, messages: Iterable[Message]) -> None:
-        """Our notifications among these records; anything else on the topics is not ours and is ignored."""
+    def record_notifications(self, messages: Iterable[Message], priorities: Mapping[str, str] | None = None) -> None:
+        """Our notifications among these records; anything else on the topics is not ours and is ignored.
+
+        ``priorities``: the priority each notification topic carries (``.info``, ``.error``): with it, a
+        record that has the summary header is recorded from its headers alone, its id and kind being
+        ``ce_id`` and ``ce_type``, as the translator sends them, and no JSON is parsed.
+        """
         rows = []
         for msg in messages:
             h = header_map(msg.headers(), _TRAIL_HEADERS)
@@ -112,10 +133,14 @@ class AuditTrail:
                 continue
             try:
                 summary = h.get(AUDIT_HEADER)
-                # The translator says what the audit shows in a header; a record of an earlier
-                # release has none, and its whole message is read instead.
-                shown = json.loads(summary) if summary else what_audit_shows(unwrap_oslo_envelope(msg.value() or b""))
-                message_id, event_type, priority = shown["message_id"], shown["event_type"], shown["priority"]
+                priority = priorities.get(str(msg.topic())) if priorities else None
+                if summary and priority and "ce_id" in h and "ce_type" in h:
+                    message_id, event_type = h["ce_id"], h["ce_type"]
+                else:
+                    # The translator says what the audit shows in a header; a record of an earlier
+                    # release has none, and its whole message is read instead.
+                    shown = json.loads(summary) if summary else what_audit_shows(unwrap_oslo_envelope(msg.value() or b""))
+                    message_id, event_type, priority = shown["message_id"], shown["event_type"], shown["priority"]
                 plan_seq = int(h.get("ce_sequence", 0))
             except (ValueError, KeyError, TypeError) as exc:
                 logger.warning("not recording %s in the audit trail: %s", where_of(msg), exc)
@@ -144,7 +169,14 @@ class AuditTrail:
             "SELECT command_id, command_type, plan_uuid, issued_by, origin, issued_at, body, outcome, reason, first_position,"
             " first_position FROM trail_commands WHERE plan_uuid = ? ORDER BY position", (plan_uuid,),
         )
-        return [CommandRecord(*row) for row in rows]
+        return [self._who(CommandRecord(*row)) for row in rows]
+
+    def _who(self, c: CommandRecord) -> CommandRecord:
+        """The row with who asked, from where and when, read from the command's record where the row leaves them out."""
+        if c.issued_by is not None:
+            return c
+        _, r = self._codec.decode(c.body, f"the command {c.command_id} of plan {c.plan_uuid}")
+        return changed(c, issued_by=r["issued_by"], origin=r["origin"], issued_at=r["issued_at"])
 
     def conflicts(self, plan_uuid: str) -> list[RejectedAppend]:
         rows = self.db.conn.execute(
@@ -173,7 +205,7 @@ class AuditTrail:
 #: The header in which the translator sends ``audit_summary`` beside each notification.
 AUDIT_HEADER = "watcher_es_audit"
 #: What the trail reads of a notification's headers.
-_TRAIL_HEADERS = frozenset({"watcher_es_event_id", "ce_subject", AUDIT_HEADER, "ce_sequence", "watcher_es_payload_set"})
+_TRAIL_HEADERS = frozenset({"watcher_es_event_id", "ce_subject", AUDIT_HEADER, "ce_sequence", "watcher_es_payload_set", "ce_id", "ce_type"})
 
 
 def audit_summary(envelope: dict[str, Any]) -> str:

@@ -1,4 +1,8 @@
-"""What the Kafka translator counts once its notifications are confirmed (``eventstore/metrics.py``).
+"""What the Kafka translator counts once its notifications are produced (``eventstore/metrics.py``).
+
+The translator hands a batch's notifications to the client at once and confirms them with its state
+about once a second (``_confirm``); the client delivers them within milliseconds, so the time is
+taken at the hand-over, not at the confirmation a second later.
 
 Among them, for each cancel's ``action_plan.cancel.start``, the time since the cancel was issued:
 the command travels inside its append (``EventsAppended.command``), so its ``issued_at`` is read

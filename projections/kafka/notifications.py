@@ -1,11 +1,14 @@
 """The translator as a member of the translator consumer group on the events topic.
 
 Its output is Kafka itself. The plan states it builds payloads from and each partition's
-position are kept in a local ``PlanStateStore`` (``state_path``), committed in one transaction
-after the batch's notifications are confirmed (so each is emitted at least once); on
-(re)assignment it resumes each partition from its stored position. A new store (or a deleted
-one) folds a partition from its start without emitting up to the group's committed offset, which
-is committed after each batch too: a re-sent notification is byte-identical to the first either way.
+position are kept in a local ``PlanStateStore`` (``state_path``); on (re)assignment it resumes
+each partition from its stored position. Each batch's notifications are produced and its states
+staged; about once a second (``PlanStateStore.due``), when its partitions are revoked and when it
+closes, the notifications are confirmed, then the states and positions committed in one
+transaction, then the group's offsets: so each notification is emitted at least once, and a
+failure re-sends at most the second since. A new store (or a deleted one) folds a partition from
+its start without emitting up to the group's committed offset: a re-sent notification is
+byte-identical to the first either way.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from eventstore.codec import AvroCodec
 from eventstore.kafka.appends import Append, Fence, admitted, events_of
 from eventstore.kafka.client import delivered_notifications
 from eventstore.kafka.config import KafkaSettings
-from eventstore.kafka.io import DeadLetters, Publisher, commit_offsets, kafka_error, new_consumer, next_batch, positions_reached, subscribe, topic_pages
+from eventstore.kafka.io import DeadLetters, Publisher, commit_positions, kafka_error, new_consumer, next_batch, positions_reached, subscribe, topic_pages
 from eventstore.kafka.records import iso_of_oslo_timestamp, oslo_envelope, partition_source, record_headers
 from eventstore.kafka.state_store import PlanStateStore
 from eventstore.log import DeadLetterSink, StoredEvent
@@ -30,7 +33,7 @@ from eventstore.sqlite_support import sqlite_error
 from projections.kafka.audit import AUDIT_HEADER, audit_summary
 from projections.kafka.measures import confirmed
 from projections.kafka.read_model import read_appends
-from projections.translator import Notification, NotificationSink, RecordedPayloads, Translator
+from projections.translator import Notification, RecordedPayloads, Translator
 
 
 logger = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ class KafkaTranslatorPart:
         *, state_path: Path | None = None, cache_size: int = CACHE_SIZE,
     ) -> None:
         self.translator = translator
-        self.notifications: NotificationSink = NotificationTopics(publisher, settings)
+        self.notifications = NotificationTopics(publisher, settings)
         self._codec = codec
         self._dead: DeadLetterSink = DeadLetters(publisher, settings.topics.dead_letters)
         # The translator caches the plans it folds; the store only reads them back on a miss.
@@ -59,13 +62,26 @@ class KafkaTranslatorPart:
         self.fence = Fence(known=self.state.versions)
         self._emit_from: dict[str, int] = {}
         self._closing = False
+        self._publisher = publisher
         self.consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=True))  # on the way from a cancel to its notification
-        subscribe(self.consumer, settings.topics.events, on_assign=self._on_assign)
+        subscribe(self.consumer, settings.topics.events, on_assign=self._on_assign, on_revoke=self._on_revoke)
 
     def close(self) -> None:
         self._closing = True
+        self._confirm()
         self.consumer.close()
         self.state.close()
+
+    def _confirm(self) -> None:
+        """Everything produced confirmed, then the states and positions committed, then the group's offsets."""
+        staged = {s: p for s, p in self.state.positions().items() if p > self.state.committed_positions().get(s, 0)}
+        self._publisher.flush()
+        self.state.commit()
+        commit_positions(self.consumer, staged)  # informative, and where a rebuilt store starts emitting
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not self._closing:
+            self._confirm()  # what was done for them is said before another member takes them
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if self._closing:
@@ -79,32 +95,33 @@ class KafkaTranslatorPart:
         consumer.assign(partitions)
 
     def poll(self, timeout: float = 0.2) -> int:
-        messages = [m for m in next_batch(self.consumer, 1000, timeout) if m.error() is None]
-        if not messages:
-            return 0
-        appends, park = read_appends(self._codec, messages, self._dead, self.GROUP)
-        try:
-            self._apply(messages, [a for a in appends if a.position > self.state.position(a.source)], park)
+        messages: list[Message] = []
+        try:  # a revocation confirms inside the poll: what it could not confirm is read again too
+            messages = [m for m in next_batch(self.consumer, 1000, timeout) if m.error() is None]
+            if messages:
+                appends, park = read_appends(self._codec, messages, self._dead, self.GROUP)
+                self._apply(messages, [a for a in appends if a.position > self.state.position(a.source)], park)
+            if self.state.due:
+                self._confirm()
         except BaseException:
             self._resume_from_store()
             raise
-        commit_offsets(self.consumer, messages)  # informative, and where a rebuilt store starts emitting
         return len(messages)
 
     def _apply(self, messages: list[Message], appends: list[Append], park: Callable[[StoredEvent, Exception], None]) -> None:
-        """Translate, publish and confirm a batch, then store the plan states and positions it reaches."""
+        """Translate and publish a batch, and stage the plan states and positions it reaches (``_confirm`` makes them durable)."""
         standing = admitted(appends, self.fence)  # an append that lost is only skipped: its writer dead-letters it
         notes: list[Notification] = []
         for run, emit in _runs(events_of(standing), self._emit_from):
             notes.extend(self.translator.translate(run, emit=emit, on_poison=park))
-        self.notifications.send(notes)  # confirmed (dead letters too) before the positions move
-        confirmed(notes, standing, self._codec)
+        self.notifications.produce(notes)  # confirmed (dead letters too) before the positions are committed
+        confirmed(notes, standing, self._codec)  # produced: librdkafka delivers them within milliseconds; the flush at _confirm makes sure
         for append in standing:
             self.state.mark(append.plan_uuid, self.fence.version(append.plan_uuid))
         for plan in self.translator.changed_plans():
             self.state.put_plan(plan)
-        self.state.commit(positions_reached(messages))
-        self.fence.forget()  # the versions are in the store now
+        self.state.stage(positions_reached(messages))
+        self.fence.forget()  # the versions are in the store now (pending ones included)
 
     def _resume_from_store(self) -> None:
         """A batch that failed is read again from the stored positions, on the stored states."""
@@ -129,6 +146,11 @@ class NotificationTopics:
 
     def send(self, notes: Sequence[Notification]) -> None:
         """Every one produced, then confirmed (with anything else this publisher has pending)."""
+        self.produce(notes)
+        self._publisher.flush()
+
+    def produce(self, notes: Sequence[Notification]) -> None:
+        """Every one produced; confirmed by the publisher's next flush."""
         for note in notes:
             headers = record_headers(
                 type_=note.event_type, id_=note.message_id, subject=note.plan_uuid,
@@ -140,7 +162,6 @@ class NotificationTopics:
                 ),
             )
             self._publisher.produce(self._topics.notification_topic(note.priority), note.plan_uuid, oslo_envelope(note.envelope), headers)
-        self._publisher.flush()
 
 
 def recorded_on_topics(settings: KafkaSettings, plan_uuid: str | None = None) -> RecordedPayloads:

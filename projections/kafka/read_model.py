@@ -38,12 +38,14 @@ def read_appends(
     codec: AvroCodec, messages: Sequence[Message], dead: DeadLetterSink, stage: str,
 ) -> tuple[list[Append], Callable[[StoredEvent, Exception], None]]:
     """The appends these records are (a record that is not one is parked), and how to park the record of an event."""
-    by_place = {(source_of(msg), offset_of(msg) + 1): msg for msg in messages}
 
     def park(msg: Message, error: Exception) -> None:
         dead.park(parked_record(msg), stage, error)
 
-    return appends_in(codec, messages, park), lambda event, error: park(by_place[(event.source, event.position)], error)
+    def park_event(event: StoredEvent, error: Exception) -> None:  # rare: the record is looked for only then
+        park(next(m for m in messages if source_of(m) == event.source and offset_of(m) + 1 == event.position), error)
+
+    return appends_in(codec, messages, park), park_event
 
 
 @guarded(kafka_error, sqlite_error)
@@ -76,6 +78,7 @@ class KafkaReadModelPart:
         t = settings.topics
         self._events = t.events
         self._notifications = (t.notification_topic("INFO"), t.notification_topic("ERROR"))
+        self._priorities = {t.notification_topic(p): p for p in ("INFO", "ERROR")}
         # A query waits for its own model's catch-up: the fetch is prompt and reads far ahead.
         self.consumer = new_consumer(settings.consumer_config(self.GROUP, prompt=not park_to_topic, catch_up=not park_to_topic))
         self._at_end: dict[str, bool] = {}
@@ -196,7 +199,7 @@ class KafkaReadModelPart:
                 (fresh_events if is_events else fresh_notes).extend(kept)
                 reached[source] = last
             self._apply_events(fresh_events, applied)
-            self.trail.record_notifications(fresh_notes)
+            self.trail.record_notifications(fresh_notes, self._priorities)
             for source, position in reached.items():
                 self.trail.track(source, position)
             if self._publisher is not None:

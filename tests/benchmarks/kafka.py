@@ -50,6 +50,7 @@ import signal
 import socket
 import sqlite3
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -68,17 +69,26 @@ from eventstore.codec import AvroCodec
 from eventstore.config import system_clock
 from eventstore.domain.messages import Command, to_record
 from eventstore.kafka.admin import init_topics
+from eventstore.kafka.appends import appends_in
+from eventstore.kafka.io import TopicFollower
 from eventstore.kafka.config import KafkaSettings, Topics
 from eventstore.kafka.records import Headers, header_map, record_headers
 
 from .. import factories as f
+from .stored import StoredSize, topic_size
 
+PARTITIONS = 3
 NOTES_PER_PLAN = 4  # action_plan.cancel.start; action.cancel.start x2; action.cancel.end (the pending action)
 COMMANDS_PER_PLAN = 2
 CANCEL_START = "action_plan.cancel.start"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 #: librdkafka logs only errors from the benchmark's own clients (Tansu closes idle connections).
 QUIET = 3
+
+
+def load_average() -> str:
+    """The machine's load (``uptime``'s 1, 5 and 15 minute averages), noted beside every phase's figures."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def log(line: str) -> None:
@@ -246,7 +256,7 @@ class Broker:
 def fresh_settings(address: str) -> KafkaSettings:
     tag = uuid.uuid4().hex[:8]
     settings = KafkaSettings(address, Topics.with_prefix(f"bench{tag}", f"notifications{tag}"), group_prefix=f"bench{tag}")
-    init_topics(settings, partitions=3, replication_factor=1)
+    init_topics(settings, partitions=PARTITIONS, replication_factor=1)
     return settings
 
 
@@ -547,9 +557,10 @@ class Run:
             uuids.append(plan)
             commands += [encode(self.codec, register), encode(self.codec, cancel)]
         w = self.tracker.watch((c.command_id for c in commands), uuids, keep_outcomes=True)
+        stored0 = self.events_stored()
         cpu0 = [s.stats.cpu_s() for s in serves]
         broker0 = ProcStats(self.broker.proc.pid).cpu_s()
-        result: dict[str, Any] = {"plans": n, "commands": len(commands), "expected_notifications": NOTES_PER_PLAN * n}
+        result: dict[str, Any] = {"plans": n, "commands": len(commands), "expected_notifications": NOTES_PER_PLAN * n, "load_before": load_average()}
         started = time.perf_counter()
         self.sender.send(commands)
         self.sender.flush()
@@ -578,12 +589,51 @@ class Run:
         result["serve_cpu_s"] = [round(s.stats.cpu_s() - c, 1) for s, c in zip(serves, cpu0, strict=True)]
         result["serve_cpu_share"] = [round(c / wall, 2) for c in result["serve_cpu_s"]]
         result["broker_cpu_s"] = round(ProcStats(self.broker.proc.pid).cpu_s() - broker0, 1)
+        result["load_at_notifications_done"] = load_average()
         try:
             result["read_model_done_s"] = round(wall + wait_read_model(self.settings, [s.db for s in serves], self.timeout), 2)
         except NotDone as exc:
             result["read_model_done_s"] = str(exc)
+        # Every part's work for these commands, the read model's included (it runs at nice 10 and
+        # may finish after the last notification): CPU up to the model being done, over commands.
+        cpu_all = sum(s.stats.cpu_s() - c for s, c in zip(serves, cpu0, strict=True))
+        result["serve_cpu_ms_per_command"] = {
+            "ms": round(cpu_all * 1000 / len(commands), 3),
+            "measured": f"{cpu_all:.2f} s of serve CPU (utime+stime of serve and its part processes, every part, "
+                        f"from the first command sent to the read model done) over {len(commands)} commands handled",
+        }
         result["serve_memory_mb"] = [s.stats.memory_mb() for s in serves]
+        stored1 = self.events_stored() if stored0 is not None else None
+        if stored0 is not None and stored1 is not None:
+            stored = stored1 - stored0
+            result["events_topic"] = {
+                "bytes_per_event": round(stored.bytes / events, 1) if events else None,
+                "bytes_per_record": round(stored.bytes / stored.records, 1) if stored.records else None,
+                "records": stored.records, "batches": stored.batches, "bytes": stored.bytes, "events": events,
+                "measured": "record batches (lz4-compressed as produced, keys and headers included) the phase added to the events "
+                            "topic, as the broker stores and serves them (raw Fetch of every partition), over the events its outcomes report",
+            }
+        result["load_after"] = load_average()
         return result
+
+    def events_counted(self) -> tuple[StoredSize, int] | None:
+        """The events topic as stored, and how many events its records hold (read back after the phases, not timed)."""
+        stored = self.events_stored()
+        if stored is None:
+            return None
+        follower = TopicFollower(self.settings, self.settings.topics.events)
+        try:
+            return stored, sum(len(a.events) for page in follower.pages() for a in appends_in(self.codec, page, lambda m, e: None))
+        finally:
+            follower.close()
+
+    def events_stored(self) -> StoredSize | None:
+        """The events topic as the broker stores it (None if it cannot be read so)."""
+        try:
+            return topic_size(self.broker.address, self.settings.topics.events, PARTITIONS)
+        except (OSError, ValueError, struct.error) as exc:
+            log(f"cannot measure the events topic: {exc}")
+            return None
 
     def register_all(self, n: int, serves: Sequence[Serve], what: str, timeout: float) -> list[tuple[str, Command]]:
         """Register ``n`` plans (not cancelled) and wait for their outcomes; the cancels to send later."""
@@ -634,10 +684,17 @@ class Run:
                 if not all(s.alive for s in serves):
                     break
         self.sender.flush()
-        result: dict[str, Any] = {"samples": len(found), "rate_per_s": rate, "missing": missing}
+        result: dict[str, Any] = {"samples": len(found), "rate_per_s": rate, "missing": missing, "load_after": load_average()}
         if found:
             result["cancel_to_first_notification"] = percentiles(found)
         return result
+
+
+def per_event(stored: StoredSize, events: int, measured: str) -> dict[str, Any]:
+    return {
+        "bytes_per_event": round(stored.bytes / events, 1) if events else None, "bytes": stored.bytes, "records": stored.records,
+        "batches": stored.batches, "events": events, "measured": measured,
+    }
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -872,7 +929,7 @@ def run_all(args: argparse.Namespace, procs: Processes, workdir: Path) -> dict[s
     report: dict[str, Any] = {"settings": {
         "plans": args.plans, "latency_samples": args.latency_samples, "latency_rate_per_s": args.latency_rate,
         "scale_plans": args.scale_plans, "two_serves": args.two_serves, "partitions": 3, "cpus": os.cpu_count(),
-        "serve_processes": args.processes,
+        "serve_processes": args.processes, "load_at_start": load_average(),
     }}
     profiler = Profiler(args.py_spy, workdir)
     run = Run.open(procs, workdir, "tansu", args.timeout)
@@ -890,10 +947,18 @@ def run_all(args: argparse.Namespace, procs: Processes, workdir: Path) -> dict[s
     if (frames := profiler.stop()) is not None:
         report["throughput"]["profile"] = frames
     log(f"latency: {args.latency_samples} cancels at {args.latency_rate}/s")
+    before = run.events_counted()
     try:
         report["latency"] = run.latency(args.latency_samples, args.latency_rate, [serve])
     except NotDone as exc:
         report["latency"] = {"error": str(exc)}
+    after = run.events_counted()
+    if before is not None and after is not None:
+        report["latency"]["events_topic"] = per_event(after[0] - before[0], after[1] - before[1], (
+            "record batches the phase added to the events topic as the broker stores them, over the events they hold "
+            "(counted by reading them back): its registrations come in a burst, its cancels one record per batch"
+        ))
+        report["events_topic_whole_run"] = per_event(after[0], after[1], "every record batch on the events topic after the latency phase, over every event it holds")
     log(f"queries at {len(run.plans)} plans")
     report["queries_small"] = {"log_plans": len(run.plans), **queries(serve.env, run.plans[-1], args.timeout)}
     if args.scale_plans > 0:
@@ -947,6 +1012,7 @@ def main() -> None:
         finally:
             procs.stop_all()
         report["total_s"] = round(time.perf_counter() - started, 1)
+        report["load_at_end"] = load_average()
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
     print("Kafka (Tansu, 3 partitions): watcher-es serve end to end")

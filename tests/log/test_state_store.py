@@ -113,6 +113,33 @@ def test_a_discarded_batch_leaves_nothing(tmp_path: Path) -> None:
     store.close()
 
 
+def test_staged_positions_are_read_at_once_written_when_due_and_dropped_with_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A part stages every batch; the store is written about once a second (or after many commands)."""
+    path = tmp_path / "state.db"
+    plan = story_plans(False)[0]
+    store = PlanStateStore(path)
+    assert not store.due, "nothing pending"
+    store.put_command(record("c1", plan.uuid))
+    store.stage({"events/0": 3})
+    store.stage({"events/0": 2})  # a position never goes back
+    assert store.position("events/0") == 3 and store.positions() == {"events/0": 3} and store.committed_positions() == {}
+    assert not store.due, "pending for less than COMMIT_EVERY_S"
+    monkeypatch.setattr(PlanStateStore, "COMMIT_AFTER_COMMANDS", 1)
+    assert store.due, "as many commands pending as it keeps"
+    store.commit()
+    assert store.committed_positions() == {"events/0": 3} and not store.due
+    store.put_command(record("c2", plan.uuid))
+    store.stage({"events/0": 5})
+    store.discard()  # read again from what is on file
+    assert store.position("events/0") == 3 and store.command("c2") is None and store.command("c1") is not None
+    store.close()
+    again = PlanStateStore(path)
+    assert again.positions() == {"events/0": 3} and again.command("c1") is not None
+    again.close()
+
+
 def test_the_plan_cache_is_bounded_and_a_miss_reads_the_row(tmp_path: Path) -> None:
     store = PlanStateStore(tmp_path / "state.db", cache_size=3)
     plans = [story_plans(False)[0] for _ in range(10)]
@@ -241,7 +268,9 @@ def remove(path: Path) -> None:
 
 
 def snapshot(handler: KafkaCommandHandler) -> dict[str, Plan]:
-    """Every plan the handler's store holds, as committed."""
+    """Every plan the handler's store holds, as its file has them once what is pending is committed
+    (the handler commits about once a second: ``PlanStateStore.due``)."""
+    handler.log.state.commit()
     rows = handler.log.state.db.conn.execute("SELECT uuid, plan FROM plans WHERE plan IS NOT NULL")
     return {uuid: decode_plan(text) for uuid, text in rows}
 

@@ -146,7 +146,7 @@ def test_poison_records_are_parked_with_their_reason_and_good_ones_processed(kaf
         codec, command_id="c", command_type="CancelActionPlan", plan_uuid=broken, expected_version=0, writer="tests",
         appended_at=1, outcome="accepted", reason="", events=[NewEvent("e", "ActionPlanCancelled", 1, body[:-3])], previous_hash="",
     )
-    raw.produce(kafka.topics.events, broken, append.value, append.headers)
+    raw.produce(kafka.topics.events, broken, append.value, None)
     raw.flush()
     client.send(after)
 

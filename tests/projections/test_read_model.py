@@ -161,7 +161,7 @@ def test_audit_reads_commands_outcomes_conflicts_and_notifications_from_the_mode
         previous_hash="",
     )
     publisher = Publisher(kafka)
-    publisher.produce(kafka.topics.events, plan, append.value, append.headers)
+    publisher.produce(kafka.topics.events, plan, append.value, None)
     publisher.flush()
 
     env = cli_env(kafka, tmp_path / "client.db")

@@ -259,7 +259,7 @@ def test_verify_checks_the_topic_chains_against_the_model_serve_keeps(kafka: Kaf
         events=[NewEvent(str(uuid.uuid4()), "ActionPlanCancelled", 1, forged)], previous_hash="0" * 64,
     )
     publisher = Publisher(kafka)
-    publisher.produce(kafka.topics.events, plan, append.value, append.headers)
+    publisher.produce(kafka.topics.events, plan, append.value, None)
     publisher.flush()
     failed = run_cli(at_serve, "verify", "--json")
     assert failed.returncode == 1, failed.stdout + failed.stderr

@@ -39,7 +39,7 @@ FINGERPRINTS = {
     "CancelActionPlan": "0c997bd33b08ddd6",  # version 3
     "CommandHandled": "d57568cb1abf0c2a",
     "EnforceAbortDeadline": "b6830fe139c3f72a",
-    "EventsAppended": "8a1b87603959ba3f",  # version 1 (0.2.0): the Kafka events-topic record
+    "EventsAppended": "90c986219fdf672c",  # version 2 (0.3.0): the last hash alone, as head (version 1, 0.2.0: 8a1b87603959ba3f)
     "Fault": "14e6c1190b49081c",
     "RegisterActionPlan": "a3389df5a984aec1",  # version 3
     "ReportAbortResult": "1342f0703c40afac",  # version 3

@@ -18,9 +18,12 @@ same text is README.md's "Events: <prefix>.events"):
     fingerprint or is another record type) is skipped and changes no version. If
     expected_version equals the plan's version v the record stands: its event i has version
     v + 1 + i and the plan's version becomes v + len(events); otherwise it is a conflict, skipped
-    entirely. hash(n) = sha256(ascii(hash(n - 1)) + body(n)), hash(0) = "".
+    entirely. hash(n) = sha256(ascii(hash(n - 1)) + body(n)), hash(0) = "". A record carries
+    its last event's hash as ``head`` (raw bytes, the hash is their lower-case hex) and leaves its
+    events' ``hash`` empty; a record of 0.2.0 has no head and carries every event's hash.
 
-Every standing event's hash is recomputed so; one that differs raises ``ChainBroken``. A position
+Every hash is recomputed so, and each one a record carries is compared; one that differs, or a
+record whose last event's hash it does not carry at all, raises ``ChainBroken``. A position
 is what the product calls one (ARCHITECTURE.md, glossary): offset + 1 in ``<topic>/<partition>``.
 Each call reads the topic again from offset 0: an oracle, never a product path.
 """
@@ -208,12 +211,15 @@ def judge(records: Iterable[Read]) -> list[Judged]:
         events = []
         for i, e in enumerate(r["events"]):
             head = hashlib.sha256(heads.get(plan, "").encode("ascii") + e["body"]).hexdigest()
-            if e["hash"] != head:
-                raise ChainBroken(f"plan {plan} version {v + 1 + i} at {read.source} offset {read.offset}: hash {e['hash']}, the chain gives {head}")
+            last = i == len(r["events"]) - 1
+            # 0.3.0: the record's last hash is its head, raw; the events' own are empty. 0.2.0: each event has its own.
+            carried = r["head"].hex() if last and r.get("head") else e["hash"]
+            if (carried or last) and carried != head:
+                raise ChainBroken(f"plan {plan} version {v + 1 + i} at {read.source} offset {read.offset}: hash {carried!r}, the chain gives {head}")
             heads[plan] = head
             events.append(StoredEvent(
                 position=read.position, plan_uuid=plan, version=v + 1 + i, event_id=e["event_id"], event_type=e["event_type"],
-                command_id=r["command_id"], occurred_at=e["occurred_at"], body=e["body"], hash=e["hash"], source=read.source,
+                command_id=r["command_id"], occurred_at=e["occurred_at"], body=e["body"], hash=head, source=read.source,
             ))
         versions[plan] = v + len(events)
         out.append(Judged(read, r, True, tuple(events)))
