@@ -171,25 +171,34 @@ class CommandHandler:
         return self.plans.plan(plan_uuid)
 
     def handle_batch(self, commands: Sequence[tuple[Command, bytes]]) -> tuple[list[tuple[Command, Outcome]], list[tuple[Command, bytes]]]:
-        """What became of each command (given with its encoded body), and those that kept losing to other writers."""
+        """What became of each command (given with its encoded body), and those that kept losing to other writers.
+
+        One append per plan per round: a second command of a plan is decided only once the first's
+        append has been judged. Decided together, the second would chain on the first's state,
+        and if the first lost to another writer's append of as many events, the second would stand
+        at the version that append left, decided on a state that never was."""
         done: list[tuple[Command, Outcome]] = []
         pending = list(commands)
-        for _ in range(self.ATTEMPTS):
-            if not pending:
-                break
-            pending = self._attempt(pending, done)
+        losses = 0
+        while pending and losses < self.ATTEMPTS:
+            pending, lost = self._attempt(pending, done)
+            losses += lost
         return done, pending
 
-    def _attempt(self, commands: list[tuple[Command, bytes]], done: list[tuple[Command, Outcome]]) -> list[tuple[Command, bytes]]:
-        """Decide each on the state known, append them all, note what stood; returns what lost."""
-        working: dict[str, Plan | None] = {}
-        versions: dict[str, int] = {}  # each plan's version as this batch's earlier appends leave it
+    def _attempt(self, commands: list[tuple[Command, bytes]], done: list[tuple[Command, Outcome]]) -> tuple[list[tuple[Command, bytes]], bool]:
+        """Decide the first command of each plan on the state known, append them all, note what stood;
+        returns, in their order, the commands still to handle (those that lost, and later ones of their
+        plans) and whether any lost."""
         requests: list[AppendRequest] = []
-        decided: list[tuple[Command, bytes, Decision]] = []
+        decided: dict[str, tuple[Command, bytes, Decision]] = {}
+        later: list[tuple[Command, bytes]] = []
         seen: set[str] = set()
         self.plans.look_up([command for command, _ in commands])
         for command, body in commands:
             uuid = command.plan_uuid
+            if uuid in decided:
+                later.append((command, body))  # the next round, on the state this round's append leaves
+                continue
             earlier = self.plans.handled(command.command_id)
             if earlier is not None:
                 done.append((command, self._seen_before(command, body, earlier)))
@@ -197,17 +206,14 @@ class CommandHandler:
             if command.command_id in seen:
                 continue  # the same command twice in one batch
             seen.add(command.command_id)
-            plan = working[uuid] if uuid in working else self.plans.plan(uuid)
-            decision = decide_command(self._codec, plan, command, self._clock(), self._abort_timeout_us)
-            expected = versions.get(uuid, self.plans.version(uuid))
+            decision = decide_command(self._codec, self.plans.plan(uuid), command, self._clock(), self._abort_timeout_us)
             record = _command_record(command, body, decision.outcome, decision.reason)
             if not requests:
                 fault_point("stop-before-append")  # a paused handler, deposed while it holds a decided batch
-            requests.append(AppendRequest(uuid, expected, decision.new_events, record, decision.plan if decision.new_events else None))
-            decided.append((command, body, decision))
-            working[uuid], versions[uuid] = decision.plan, expected + len(decision.new_events)
+            requests.append(AppendRequest(uuid, self.plans.version(uuid), decision.new_events, record, decision.plan if decision.new_events else None))
+            decided[uuid] = (command, body, decision)
         lost: list[tuple[Command, bytes]] = []
-        for (command, body, decision), result in zip(decided, self._log.append_all(requests) if requests else [], strict=True):
+        for (command, body, decision), result in zip(decided.values(), self._log.append_all(requests) if requests else [], strict=True):
             if isinstance(result, StaleVersionError):
                 logger.info("deciding %s again: %s", command.command_id, result)
                 self.plans.stale(command.plan_uuid)
@@ -219,7 +225,7 @@ class CommandHandler:
                     self.plans.stood(decision.plan)
                 event_types = [type(e).__name__ for e in decision.events]
                 done.append((command, outcome_of(command, decision.outcome, decision.reason, decision.plan, "decided", event_types, result)))
-        return lost
+        return lost + later, bool(lost)
 
     def _seen_before(self, command: Command, body: bytes, earlier: CommandRecord) -> Outcome:
         """A resend keeps its first outcome; another command under a used id is refused.

@@ -84,3 +84,27 @@ class PlanStatesTestCase(Opens, ABC):
         assert plans.plan(p) == plan and plans.version(p) == 1 + len(events), "the states are the other writer's"
         [(_, again)], _ = handler.handle_batch([(cancel, record_of(codec, cancel).body)])
         assert (again.how, again.outcome) == ("earlier", "unchanged")
+
+    def test_a_second_command_of_a_plan_is_decided_on_what_its_first_left(self, codec: AvroCodec) -> None:
+        """Two commands of one plan in a batch, the first losing to another writer's append of as many
+        events: the second is decided on the state that won, never on the first's that never was.
+        (Decided together, the second would stand at the version the other append left, chained on
+        nothing the log holds.)"""
+        ours, plans = self.create(codec)
+        theirs, _ = self.create(codec)
+        p = str(uuid.uuid4())
+        register = f.register(p, "ONGOING", [f.action(A[0], "ONGOING"), f.action(A[1])])
+        handler = CommandHandler(ours, codec, lambda: f.T0, plans=plans)
+        handler.handle_batch([(register, body(codec, register))])
+        other = f.cancel(p, by="someone else")  # plan CANCELLING, A0 CANCELLING, A1 cancelled: 4 events
+        _, events = new_events(codec, handler.plan(p), other)
+        theirs.append(p, 1, events, record_of(codec, other))  # the handler does not know of it yet
+        cancel, abort = f.cancel(p), f.abort_ok(p, A[0])  # our cancel makes as many events as theirs
+        done, lost = handler.handle_batch([(cancel, body(codec, cancel)), (abort, body(codec, abort))])
+        assert lost == [] and [(c.command_id, o.how, o.outcome) for c, o in done] == [
+            (cancel.command_id, "decided", "unchanged"), (abort.command_id, "decided", "accepted"),
+        ], done
+        stream = self.create_reader().read_plan(p)
+        assert [e.command_id for e in stream] == [register.command_id] + [other.command_id] * len(events) + [abort.command_id] * 2
+        folded = load_plan(codec, stream)
+        assert folded is not None and folded.state == "CANCELLED" and plans.plan(p) == folded
